@@ -1,0 +1,222 @@
+"""The indexing pipeline: read → segment → dedupe → chunk → embed → store.
+
+`build_index` is incremental: articles already in the index with the same
+content cost nothing (no model calls), changed ones are replaced, new ones
+added. Near duplicates of indexed articles are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.chunk import ChunkSettings, chunk_article
+from indexer.dedupe import DuplicateFinder, signature
+from indexer.embed import Embedder, passage_input
+from indexer.errors import IndexMismatch, InputError
+from indexer.read import ReadReport, read_sources
+from indexer.store import Index, IndexDraft, current_version, open_index, read_manifest
+from indexer.types import Article, Chunk
+
+EMBED_BATCH_CHUNKS = 512
+
+
+@dataclass
+class BuildSummary:
+    """What a build did, for the CLI summary and for tests."""
+
+    files: int = 0
+    articles_read: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    duplicate_paragraphs: int = 0
+    boilerplate_lines: int = 0
+    chunks: int = 0
+    errors: list[InputError] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    version: str | None = None
+    total_articles: int = 0
+    total_chunks: int = 0
+
+    @property
+    def passages_per_second(self) -> float:
+        return self.chunks / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["errors"] = [{"where": e.where(), "message": e.message} for e in self.errors]
+        data["passages_per_second"] = round(self.passages_per_second, 2)
+        return data
+
+
+def content_hash(article: Article) -> str:
+    """Changes whenever anything shown or searched of the article changes."""
+    payload = [article.title, article.text, article.date, article.source, article.url, article.kind,
+               [asdict(s) for s in article.sections]]
+    return hashlib.sha1(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def _check_compatible(base: Index, model: str, settings: dict, index_dir: Path) -> None:
+    if base.manifest.get("model") != model or base.manifest.get("chunking") != settings:
+        raise IndexMismatch(
+            f"the index at {index_dir} was built with model {base.manifest.get('model')!r} and chunking "
+            f"{base.manifest.get('chunking')}, this run uses {model!r} and {settings}: "
+            "add --rebuild to build it again from these sources"
+        )
+
+
+def build_index(
+    sources: Sequence[str | os.PathLike],
+    index_dir: str | os.PathLike,
+    *,
+    embedder: Embedder,
+    settings: ChunkSettings = ChunkSettings(),
+    rebuild: bool = False,
+    progress: bool | None = None,
+    dedupe_threshold: float = 0.8,
+) -> BuildSummary:
+    """Index `sources` into `index_dir` (created, or updated in place atomically)."""
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    settings = settings.validate()
+    settings_dict = asdict(settings)
+    summary = BuildSummary()
+    base = None
+    if not rebuild and current_version(index_dir) is not None:
+        base = open_index(index_dir)
+        _check_compatible(base, embedder.name, settings_dict, index_dir)
+    known = base.article_hashes() if base else {}
+    draft: IndexDraft | None = None
+    finder: DuplicateFinder | None = None
+    seen_ids: set[str] = set()
+    report = ReadReport()
+    pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _progress(show)
+
+    def ensure_draft() -> IndexDraft:
+        nonlocal draft, finder
+        if draft is None:
+            draft = IndexDraft(index_dir, base=base, model=embedder.name, dimension=embedder.dimension,
+                               settings=settings_dict)
+            finder = DuplicateFinder(dedupe_threshold)
+            for article_id, sig in draft.signatures():
+                finder.add(article_id, sig)
+        return draft
+
+    def flush() -> None:
+        if not pending:
+            return
+        chunks = [c for _, cs, _, _ in pending for c in cs]
+        titles = {a.article_id: a.title for a, _, _, _ in pending}
+        t0 = time.perf_counter()
+        vectors = embedder.encode([passage_input(titles[c.article_id], c.section, c.text) for c in chunks])
+        summary.embed_seconds += time.perf_counter() - t0
+        bar.update(len(chunks))
+        offset = 0
+        for article, article_chunks, digest, sig in pending:
+            n = len(article_chunks)
+            draft.add_article(article, article_chunks, vectors[offset : offset + n], content_hash=digest, minhash=sig)
+            offset += n
+        summary.chunks += len(chunks)
+        pending.clear()
+
+    try:
+        for article in read_sources(sources, embed=embedder.encode, report=report):
+            summary.articles_read += 1
+            digest = content_hash(article)
+            if article.article_id in seen_ids:
+                summary.duplicates += 1
+                continue
+            seen_ids.add(article.article_id)
+            if known.get(article.article_id) == digest:
+                summary.unchanged += 1
+                continue
+            current = ensure_draft()
+            sig = signature(article.title + "\n" + article.text)
+            duplicate_of = finder.find(sig, exclude=article.article_id)
+            if duplicate_of is not None:
+                summary.duplicates += 1
+                continue
+            if current.remove_article(article.article_id):
+                summary.updated += 1
+                finder.remove(article.article_id)
+            else:
+                summary.added += 1
+            finder.add(article.article_id, sig)
+            chunks = chunk_article(article, settings, embedder.count_wordpieces, first_id=current.next_chunk_id)
+            current.next_chunk_id += len(chunks)
+            pending.append((article, chunks, digest, sig))
+            if sum(len(c) for _, c, _, _ in pending) >= EMBED_BATCH_CHUNKS:
+                flush()
+        flush()
+        if draft is not None and draft.changed:
+            summary.version = draft.commit().name
+        elif draft is not None:
+            draft.abort()
+    except BaseException:
+        if draft is not None:
+            draft.abort()
+        raise
+    finally:
+        bar.close()
+        if base is not None:
+            base.close()
+    summary.files = report.files
+    summary.errors = report.errors
+    summary.boilerplate_lines = report.boilerplate_lines
+    summary.duplicate_paragraphs = report.duplicate_paragraphs
+    summary.seconds = time.perf_counter() - started
+    version = current_version(index_dir)
+    if version is not None:
+        counts = read_manifest(version)["counts"]
+        summary.total_articles, summary.total_chunks = counts["articles"], counts["chunks"]
+    return summary
+
+
+def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str]) -> list[str]:
+    """Remove articles by id in a new version; return the ids that were present."""
+    index_dir = Path(index_dir)
+    base = open_index(index_dir)
+    try:
+        draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
+                           settings=base.manifest["chunking"])
+        try:
+            removed = [article_id for article_id in article_ids if draft.remove_article(article_id)]
+            if removed:
+                draft.commit()
+            else:
+                draft.abort()
+        except BaseException:
+            draft.abort()
+            raise
+    finally:
+        base.close()
+    return removed
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(desc="embedding passages", unit="passage", file=sys.stderr)

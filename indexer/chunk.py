@@ -1,0 +1,130 @@
+"""Split articles into token-bounded passages on sentence boundaries.
+
+A passage never crosses a section, holds at most `max_tokens` tokens of
+`encoding` (tiktoken), and its embedding input (title, section and passage)
+stays inside the model's wordpiece window. Consecutive passages of a section
+share `overlap` sentences. A single sentence longer than the limits is cut
+at word boundaries, the only case where a passage ends mid-sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from indexer.embed import MODEL_MAX_WORDPIECES, passage_input
+from indexer.errors import InvalidParameter
+from indexer.sentences import split_sentences
+from indexer.tokens import DEFAULT_ENCODING, get_encoding
+from indexer.types import Article, Chunk
+
+CountWordpieces = Callable[[Sequence[str]], list[int]]
+
+MAX_TOKENS_LIMIT = 2000
+_WORDS = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How passages are cut; recorded in the index manifest."""
+
+    max_tokens: int = 200
+    overlap: int = 1
+    encoding: str = DEFAULT_ENCODING
+    max_wordpieces: int = MODEL_MAX_WORDPIECES - 2  # room for [CLS] and [SEP]
+
+    def validate(self) -> "ChunkSettings":
+        if not 16 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise InvalidParameter(
+                f"max_tokens={self.max_tokens} is out of range: use 16..{MAX_TOKENS_LIMIT} (default 200)"
+            )
+        if not 0 <= self.overlap <= 5:
+            raise InvalidParameter(f"overlap={self.overlap} is out of range: use 0..5 sentences (default 1)")
+        return self
+
+
+def chunk_article(
+    article: Article, settings: ChunkSettings, count_wordpieces: CountWordpieces, first_id: int = 0
+) -> list[Chunk]:
+    """Passages of `article`, numbered from `first_id`, in reading order."""
+    encoding = get_encoding(settings.encoding)
+
+    def tokens(start: int, end: int) -> int:
+        return len(encoding.encode(article.text[start:end], disallowed_special=()))
+
+    chunks: list[Chunk] = []
+    for section in article.sections:
+        context_pieces = count_wordpieces([passage_input(article.title, section.title, "")])[0]
+        wordpiece_budget = max(settings.max_wordpieces - context_pieces, 32)
+        spans = _bounded_sentences(
+            article.text, section.start, section.end, settings.max_tokens, wordpiece_budget, tokens, count_wordpieces
+        )
+        if not spans:
+            continue
+        sentence_tokens = [tokens(s, e) for s, e in spans]
+        sentence_pieces = count_wordpieces([article.text[s:e] for s, e in spans])
+        first = 0
+        while first < len(spans):
+            last = first
+            total_tokens, total_pieces = sentence_tokens[first], sentence_pieces[first]
+            while last + 1 < len(spans):
+                nxt_tokens = total_tokens + sentence_tokens[last + 1] + 1
+                nxt_pieces = total_pieces + sentence_pieces[last + 1]
+                if nxt_tokens > settings.max_tokens or nxt_pieces > wordpiece_budget:
+                    break
+                last += 1
+                total_tokens, total_pieces = nxt_tokens, nxt_pieces
+            # Sums of per-sentence counts can differ from the joined count by a token; check exactly.
+            while last > first and (
+                tokens(spans[first][0], spans[last][1]) > settings.max_tokens
+                or count_wordpieces([article.text[spans[first][0] : spans[last][1]]])[0] > wordpiece_budget
+            ):
+                last -= 1
+            start, end = spans[first][0], spans[last][1]
+            chunks.append(
+                Chunk(
+                    chunk_id=first_id + len(chunks),
+                    article_id=article.article_id,
+                    ordinal=len(chunks),
+                    text=article.text[start:end],
+                    start=start,
+                    end=end,
+                    section=section.title,
+                    paragraph=article.paragraph_at(start),
+                    tokens=tokens(start, end),
+                )
+            )
+            if last + 1 >= len(spans):
+                break
+            first = max(last + 1 - settings.overlap, first + 1)
+    return chunks
+
+
+def _bounded_sentences(
+    text: str,
+    start: int,
+    end: int,
+    max_tokens: int,
+    wordpiece_budget: int,
+    tokens: Callable[[int, int], int],
+    count_wordpieces: CountWordpieces,
+) -> list[tuple[int, int]]:
+    """Sentence spans of text[start:end]; sentences over the limits are cut at word boundaries."""
+    spans: list[tuple[int, int]] = []
+    for s, e in split_sentences(text, start, end):
+        if tokens(s, e) <= max_tokens and count_wordpieces([text[s:e]])[0] <= wordpiece_budget:
+            spans.append((s, e))
+            continue
+        words = [(m.start(), m.end()) for m in _WORDS.finditer(text, s, e)]
+        piece_start = 0
+        while piece_start < len(words):
+            piece_end = piece_start
+            while piece_end + 1 < len(words):
+                candidate = (words[piece_start][0], words[piece_end + 1][1])
+                if tokens(*candidate) > max_tokens or count_wordpieces([text[candidate[0] : candidate[1]]])[0] > wordpiece_budget:
+                    break
+                piece_end += 1
+            spans.append((words[piece_start][0], words[piece_end][1]))
+            piece_start = piece_end + 1
+    return spans

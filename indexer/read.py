@@ -1,0 +1,203 @@
+"""Readers: turn input paths into articles, reporting bad input per file and line.
+
+Formats:
+- `.jsonl` / `.ndjson`: one article per line, fields `id`, `title`, `text`,
+  optional `date` (ISO 8601), `url`, `source`, `section`.
+- `.txt` / `.md`: a news dump, split into articles by `indexer.segment`.
+- `.html` / `.htm`: main text and metadata extracted with trafilatura.
+- a folder: every supported file below it, in sorted order.
+
+`read_sources` never raises for bad input: it yields `InputError` values next
+to the articles so the caller can count and report them and go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from indexer.documents import make_article
+from indexer.errors import InputError
+from indexer.segment import Embed, segment_dump
+from indexer.types import MARKET_RATES, Article
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+HTML_SUFFIXES = (".html", ".htm")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+SUPPORTED = TEXT_SUFFIXES + HTML_SUFFIXES + JSONL_SUFFIXES
+
+
+@dataclass
+class ReadReport:
+    """Counts from reading: what came in and what was dropped or refused."""
+
+    files: int = 0
+    boilerplate_lines: int = 0
+    duplicate_paragraphs: int = 0
+    errors: list[InputError] = field(default_factory=list)
+
+
+def read_sources(paths: Sequence[str | os.PathLike], *, embed: Embed, report: ReadReport) -> Iterator[Article]:
+    """Yield the articles of every path in order; record problems in `report.errors`."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            for file in files:
+                if file.suffix.lower() in SUPPORTED:
+                    yield from _read_file(file, embed=embed, report=report)
+                else:
+                    report.errors.append(_unsupported(file))
+        elif path.is_file():
+            yield from _read_file(path, embed=embed, report=report)
+        else:
+            report.errors.append(InputError("no such file or folder", path=str(path)))
+
+
+def _unsupported(path: Path) -> InputError:
+    return InputError(
+        f"unsupported file type {path.suffix or '(none)'!r}: use {', '.join(SUPPORTED)} or a folder",
+        path=str(path),
+    )
+
+
+def _read_file(path: Path, *, embed: Embed, report: ReadReport) -> Iterator[Article]:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        report.errors.append(_unsupported(path))
+        return
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report.errors.append(InputError(f"cannot read: {exc.strerror}", path=str(path)))
+        return
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        report.errors.append(
+            InputError(f"not UTF-8 text (byte {exc.start}): re-save the file as UTF-8", path=str(path))
+        )
+        return
+    report.files += 1
+    if suffix in JSONL_SUFFIXES:
+        yield from _read_jsonl(text, path, report)
+    elif suffix in HTML_SUFFIXES:
+        yield from _read_html(text, path, report)
+    else:
+        segmented = segment_dump(text, origin=str(path), source=_source_name(path), embed=embed)
+        report.boilerplate_lines += segmented.boilerplate_lines
+        report.duplicate_paragraphs += segmented.duplicate_paragraphs
+        if not any(a.kind != MARKET_RATES for a in segmented.articles):
+            report.errors.append(InputError("no article text found", path=str(path)))
+        yield from segmented.articles
+
+
+def _source_name(path: Path) -> str:
+    return path.stem
+
+
+def _normalize_date(value: object, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"`date` must be an ISO 8601 string like 2025-12-16, got {value!r}")
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date().isoformat()
+    except ValueError:
+        raise ValueError(f"`date` {value!r} is not ISO 8601: write it like 2025-12-16") from None
+
+
+def _read_jsonl(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.errors.append(InputError(f"invalid JSON: {exc.msg} at column {exc.colno}", path=str(path), line=number))
+            continue
+        try:
+            article, dropped = _article_from_record(record, f"{path}:{number}")
+        except ValueError as exc:
+            report.errors.append(InputError(str(exc), path=str(path), line=number))
+            continue
+        report.duplicate_paragraphs += dropped
+        yield article
+
+
+def _article_from_record(record: object, origin: str) -> tuple[Article, int]:
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    missing = [name for name in ("id", "title", "text") if record.get(name) in (None, "")]
+    if missing:
+        raise ValueError(f"missing required field(s): {', '.join(missing)} (need id, title and text)")
+    article_id = record["id"]
+    if not isinstance(article_id, (str, int)) or isinstance(article_id, bool):
+        raise ValueError(f"`id` must be a string or an integer, got {article_id!r}")
+    for name in ("title", "text", "url", "source", "section"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"`{name}` must be a string, got {type(value).__name__}")
+    section = record.get("section") or None
+    paragraphs = [p for p in record["text"].replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return make_article(
+        title=record["title"],
+        blocks=[(section, p) for p in paragraphs],
+        article_id=str(article_id).strip(),
+        date=_normalize_date(record.get("date"), origin),
+        source=record.get("source") or None,
+        url=record.get("url") or None,
+        origin=origin,
+    )
+
+
+def _read_html(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
+    try:
+        import trafilatura
+    except ImportError:  # pragma: no cover - depends on the environment
+        report.errors.append(InputError("HTML needs trafilatura: `pip install trafilatura`", path=str(path)))
+        return
+    document = trafilatura.bare_extraction(
+        text, with_metadata=True, include_formatting=True, include_comments=False, favor_recall=True
+    )
+    if document is None or not (document.text or "").strip():
+        report.errors.append(InputError("no article text found in the HTML", path=str(path)))
+        return
+    blocks: list[tuple[str | None, str]] = []
+    section: str | None = None
+    title = (document.title or "").strip()
+    for line in document.text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            if not title:
+                title = heading
+            elif heading != title:
+                section = heading
+            continue
+        blocks.append((section, line))
+    if not blocks:
+        report.errors.append(InputError("no article text found in the HTML", path=str(path)))
+        return
+    date = None
+    if document.date:
+        try:
+            date = _normalize_date(document.date, str(path))
+        except ValueError:
+            date = None
+    article, dropped = make_article(
+        title=title or path.stem,
+        blocks=blocks,
+        date=date,
+        source=(document.sitename or document.hostname or None),
+        url=document.url or None,
+        origin=str(path),
+    )
+    report.duplicate_paragraphs += dropped
+    yield article

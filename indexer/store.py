@@ -1,0 +1,491 @@
+"""The embedded index: a directory of plain files, written atomically, checked on load.
+
+Layout of an index directory `DIR`:
+
+    DIR/CURRENT                 name of the live version (replaced atomically)
+    DIR/v-<time>-<rand>/        one complete version:
+        manifest.json           model, dimension, chunking settings, counts, version, build time
+        vectors.faiss           FAISS inner-product index over unit vectors, ids = chunk ids
+        newsqa.sqlite           articles, chunks and a full-text (FTS5) table
+        lexical/                BM25 arrays (NumPy + JSON)
+
+A new version is built in `DIR/.tmp-*` and renamed into place; `CURRENT` is
+switched last with `os.replace`. A crash at any point leaves the previous
+version live, and readers that still hold the old version keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import IndexMismatch, IndexMissing, NotFound
+from indexer.lexical import LexicalIndex
+from indexer.types import Article, Chunk, Filters, Section
+
+FORMAT_VERSION = 1
+KEEP_VERSIONS = 2
+# Exact search is affordable below this many passages; above it an HNSW graph keeps latency flat.
+EXACT_SEARCH_LIMIT = 200_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    article_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    date TEXT,
+    source TEXT,
+    url TEXT,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sections TEXT NOT NULL,
+    paragraphs TEXT NOT NULL,
+    origin TEXT,
+    content_hash TEXT NOT NULL,
+    minhash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_date ON articles(date);
+CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY,
+    article_id TEXT NOT NULL REFERENCES articles(article_id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    section TEXT,
+    paragraph INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, section, text, tokenize = 'porter unicode61'
+);
+"""
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("newsqa")
+    except Exception:  # not installed as a distribution (e.g. run from a source tree)
+        return "0+source"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def current_version(index_dir: Path) -> Path | None:
+    """The live version directory of `index_dir`, or None if there is none yet."""
+    pointer = index_dir / "CURRENT"
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        return None
+    path = index_dir / name
+    return path if (path / "manifest.json").is_file() else None
+
+
+def read_manifest(version_dir: Path) -> dict:
+    return json.loads((version_dir / "manifest.json").read_text())
+
+
+def check_manifest(manifest: dict, *, model: str | None, where: Path) -> None:
+    """Refuse an index built for another format or model, with the fix in the message."""
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index at {where} has format {manifest.get('format_version')}, this newsqa reads "
+            f"format {FORMAT_VERSION}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
+        )
+    if model is not None and manifest.get("model") != model:
+        raise IndexMismatch(
+            f"index at {where} was built with model {manifest.get('model')!r}, but this service embeds "
+            f"queries with {model!r}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
+        )
+
+
+def _article_from_row(row: sqlite3.Row) -> Article:
+    return Article(
+        article_id=row["article_id"],
+        title=row["title"],
+        text=row["text"],
+        date=row["date"],
+        source=row["source"],
+        url=row["url"],
+        kind=row["kind"],
+        sections=tuple(Section(*s) for s in json.loads(row["sections"])),
+        paragraphs=tuple(tuple(p) for p in json.loads(row["paragraphs"])),
+        origin=row["origin"],
+    )
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA foreign_keys = ON")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class Index:
+    """A loaded, read-only index version: dense, lexical and metadata look-ups.
+
+    Safe to share between threads: FAISS searches run concurrently, and each
+    thread gets its own read-only SQLite connection.
+    """
+
+    def __init__(self, version_dir: Path, *, model: str | None = None) -> None:
+        import faiss
+
+        self.path = version_dir
+        self.manifest = read_manifest(version_dir)
+        check_manifest(self.manifest, model=model, where=version_dir)
+        self.dimension = int(self.manifest["dimension"])
+        self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
+        self.lexical = LexicalIndex.load(version_dir / "lexical")
+        self._db_path = version_dir / "newsqa.sqlite"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.path.name
+
+    @property
+    def counts(self) -> dict:
+        return dict(self.manifest["counts"])
+
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._db_path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    # --- look-ups -----------------------------------------------------------------
+
+    def article(self, article_id: str) -> Article:
+        row = self.db().execute("SELECT * FROM articles WHERE article_id = ?", (article_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no article with id {article_id!r}: ids come from search results (citation.article_id)")
+        return _article_from_row(row)
+
+    def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
+        ids = list(dict.fromkeys(article_ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db().execute(f"SELECT * FROM articles WHERE article_id IN ({marks})", ids).fetchall()
+        return {row["article_id"]: _article_from_row(row) for row in rows}
+
+    def list_articles(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
+        rows = self.db().execute(
+            "SELECT article_id, title, date, source, url, kind FROM articles ORDER BY date DESC, title LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    def sources(self) -> list[str]:
+        rows = self.db().execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL ORDER BY source")
+        return [row[0] for row in rows]
+
+    def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
+        ids = [int(c) for c in chunk_ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db().execute(f"SELECT * FROM chunks WHERE chunk_id IN ({marks})", ids).fetchall()
+        return {
+            row["chunk_id"]: Chunk(
+                chunk_id=row["chunk_id"],
+                article_id=row["article_id"],
+                ordinal=row["ordinal"],
+                text=row["text"],
+                start=row["start"],
+                end=row["end"],
+                section=row["section"],
+                paragraph=row["paragraph"],
+                tokens=row["tokens"],
+            )
+            for row in rows
+        }
+
+    def article_chunks(self, article_id: str) -> list[Chunk]:
+        rows = self.db().execute(
+            "SELECT chunk_id FROM chunks WHERE article_id = ? ORDER BY ordinal", (article_id,)
+        ).fetchall()
+        found = self.chunks([r[0] for r in rows])
+        return [found[r[0]] for r in rows]
+
+    def allowed_chunks(self, filters: Filters) -> np.ndarray | None:
+        """Chunk ids that pass `filters`, or None when there are no filters."""
+        if filters.empty:
+            return None
+        clauses, params = [], []
+        if filters.date_from:
+            clauses.append("a.date >= ?")
+            params.append(filters.date_from)
+        if filters.date_to:
+            clauses.append("a.date <= ?")
+            params.append(filters.date_to)
+        if filters.source:
+            clauses.append("a.source = ?")
+            params.append(filters.source)
+        rows = self.db().execute(
+            "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + " AND ".join(clauses),
+            params,
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # --- search ---------------------------------------------------------------------
+
+    def dense_search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top `k` passages by cosine similarity; `allowed` restricts them before ranking."""
+        import faiss
+
+        if self.vectors.ntotal == 0 or k <= 0:
+            return []
+        if allowed is not None and len(allowed) == 0:
+            return []
+        query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        k = min(k, self.vectors.ntotal)
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            scores, ids = self.vectors.search(query, k, params=params)
+        else:
+            scores, ids = self.vectors.search(query, k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def lexical_search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        return self.lexical.search(query, k, allowed)
+
+    def article_hashes(self) -> dict[str, str]:
+        return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
+
+
+def open_index(index_dir: str | os.PathLike, *, model: str | None = None) -> Index:
+    """Load the live version of `index_dir`, refusing a missing or mismatched index."""
+    index_dir = Path(index_dir)
+    version = current_version(index_dir)
+    if version is None:
+        raise IndexMissing(
+            f"no index at {index_dir}: build one with `newsqa index data/ --index {index_dir}`"
+        )
+    return Index(version, model=model)
+
+
+class IndexDraft:
+    """A new index version being written beside the live one.
+
+    Start from an existing version (incremental) or from nothing, add and
+    remove articles, then `commit()`; any exception before that leaves the
+    live version untouched and removes the draft.
+    """
+
+    def __init__(self, index_dir: Path, *, base: Index | None, model: str, dimension: int, settings: dict) -> None:
+        import faiss
+
+        self.index_dir = index_dir
+        index_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_drafts(index_dir)
+        self.path = index_dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path.mkdir()
+        self.model = model
+        self.dimension = dimension
+        self.settings = settings
+        self.db = _connect(self.path / "newsqa.sqlite", readonly=False)
+        if base is not None:
+            source = sqlite3.connect(f"file:{base.path / 'newsqa.sqlite'}?mode=ro", uri=True)
+            source.backup(self.db)
+            source.close()
+            self.vectors = faiss.read_index(str(base.path / "vectors.faiss"))
+            if not isinstance(self.vectors, faiss.IndexIDMap2):
+                # Graph indexes cannot delete; start from their vectors in an exact index.
+                self.vectors = _rebuild_exact(self.vectors, dimension)
+        else:
+            self.db.executescript(_SCHEMA)
+            self.vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        row = self.db.execute("SELECT COALESCE(MAX(chunk_id), -1) FROM chunks").fetchone()
+        self.next_chunk_id = int(row[0]) + 1
+        self.changed = False
+
+    def has_article(self, article_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM articles WHERE article_id = ?", (article_id,)).fetchone() is not None
+
+    def remove_article(self, article_id: str) -> bool:
+        """Delete an article, its chunks, vectors and full-text rows. False if it was absent."""
+        ids = [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE article_id = ?", (article_id,))]
+        if ids:
+            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
+            self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        deleted = self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount
+        self.changed = self.changed or bool(deleted)
+        return bool(deleted)
+
+    def add_article(
+        self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray, *, content_hash: str, minhash: np.ndarray
+    ) -> None:
+        """Insert an article with its chunks (ids already assigned) and their vectors."""
+        self.db.execute(
+            "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                article.article_id, article.title, article.date, article.source, article.url, article.kind,
+                article.text, json.dumps([list(asdict(s).values()) for s in article.sections]),
+                json.dumps(article.paragraphs), article.origin, content_hash,
+                minhash.astype(np.int64).tobytes(),
+            ),
+        )
+        self.db.executemany(
+            'INSERT INTO chunks (chunk_id, article_id, ordinal, start, "end", section, paragraph, tokens, text) '
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(c.chunk_id, c.article_id, c.ordinal, c.start, c.end, c.section, c.paragraph, c.tokens, c.text) for c in chunks],
+        )
+        self.db.executemany(
+            "INSERT INTO chunks_fts (rowid, title, section, text) VALUES (?,?,?,?)",
+            [(c.chunk_id, article.title, c.section or "", c.text) for c in chunks],
+        )
+        if len(chunks):
+            self.vectors.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray([c.chunk_id for c in chunks], dtype=np.int64)
+            )
+        self.changed = True
+
+    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
+        for article_id, blob in self.db.execute("SELECT article_id, minhash FROM articles"):
+            yield article_id, np.frombuffer(blob, dtype=np.int64)
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT article_id, content_hash FROM articles").fetchall())
+
+    def commit(self, extra: dict | None = None) -> Path:
+        """Finish the files, write the manifest, and make this version live."""
+        import faiss
+
+        self.db.commit()
+        rows = self.db.execute(
+            "SELECT c.chunk_id, a.title, c.section, c.text FROM chunks c JOIN articles a USING (article_id) ORDER BY c.chunk_id"
+        ).fetchall()
+        lexical = LexicalIndex.build(
+            [r[0] for r in rows], [" ".join(filter(None, (r[1], r[2], r[3]))) for r in rows]
+        )
+        lexical.save(self.path / "lexical")
+        counts = {
+            "articles": self.db.execute("SELECT COUNT(*) FROM articles WHERE kind = 'news'").fetchone()[0],
+            "records": self.db.execute("SELECT COUNT(*) FROM articles WHERE kind != 'news'").fetchone()[0],
+            "chunks": len(rows),
+        }
+        self.db.execute("PRAGMA optimize")
+        self.db.commit()
+        self.db.close()
+        vectors = self.vectors
+        if vectors.ntotal > EXACT_SEARCH_LIMIT:
+            vectors = _build_graph(vectors, self.dimension)
+        faiss.write_index(vectors, str(self.path / "vectors.faiss"))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "dimension": self.dimension,
+            "chunking": self.settings,
+            "counts": counts,
+            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,
+            "package_version": package_version(),
+            "built_at": _now(),
+            **(extra or {}),
+        }
+        _write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        _fsync_dir(self.path)
+        name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        final = self.index_dir / name
+        os.rename(self.path, final)
+        _write_atomic(self.index_dir / "CURRENT", name + "\n")
+        _fsync_dir(self.index_dir)
+        _prune_versions(self.index_dir, keep=name)
+        return final
+
+    def abort(self) -> None:
+        try:
+            self.db.close()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _rebuild_exact(index, dimension: int):
+    import faiss
+
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    vectors = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, dimension), np.float32)
+    exact = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    if len(ids):
+        exact.add_with_ids(vectors, ids)
+    return exact
+
+
+def _build_graph(exact, dimension: int):
+    import faiss
+
+    ids = faiss.vector_to_array(exact.id_map).astype(np.int64)
+    vectors = exact.index.reconstruct_n(0, exact.ntotal)
+    graph = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 80
+    graph.hnsw.efSearch = 128
+    mapped = faiss.IndexIDMap2(graph)
+    mapped.add_with_ids(vectors, ids)
+    return mapped
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_drafts(index_dir: Path) -> None:
+    """Drafts left by a crashed build of a process that no longer runs."""
+    for draft in index_dir.glob(".tmp-*"):
+        try:
+            pid = int(draft.name.split("-")[1])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            shutil.rmtree(draft, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _prune_versions(index_dir: Path, *, keep: str) -> None:
+    versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir() and p.name != keep)
+    for old in versions[: max(len(versions) - (KEEP_VERSIONS - 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)

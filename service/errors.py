@@ -1,0 +1,67 @@
+"""One JSON error shape for every failure: `{"error": {"code": str, "message": str}}`.
+
+Domain errors keep their code and status; framework errors (bad parameter
+types, unknown routes, wrong methods) are mapped onto the same shape; anything
+unexpected is a 500 with a generic message and the details in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from indexer.errors import NewsqaError
+
+log = logging.getLogger("newsqa.service")
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    return Response(error_body(code, message), status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def _domain(_: Request, exc: NewsqaError) -> Response:
+    return error_response(exc.http_status, exc.code, exc.message)
+
+
+def _validation(_: Request, exc: ValidationException) -> Response:
+    details = exc.extra if isinstance(exc.extra, list) else []
+    parts = []
+    for item in details:
+        if isinstance(item, dict):
+            key = item.get("key") or item.get("source") or "request"
+            parts.append(f"{key}: {item.get('message', 'invalid value')}")
+    message = "; ".join(parts) or exc.detail
+    return error_response(400, "invalid_parameter", f"invalid request: {message}")
+
+
+def _http(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if isinstance(exc, NotFoundException):
+        return error_response(404, "not_found", f"no route for {request.method} {request.url.path}: see /schema")
+    code = {401: "unauthorized", 403: "forbidden", 405: "method_not_allowed", 413: "body_too_large",
+            429: "rate_limited"}.get(status, "http_error")
+    headers = getattr(exc, "headers", None)
+    return error_response(status, code, exc.detail, headers=headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error",
+        "the server failed to answer this request; it has been logged — retry, or report it with the time",
+    )
+
+
+EXCEPTION_HANDLERS = {
+    NewsqaError: _domain,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

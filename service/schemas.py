@@ -1,0 +1,115 @@
+"""Request and response bodies of the HTTP API (msgspec Structs, in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from indexer.search import SearchResult
+from indexer.types import Article, Citation, Hit
+
+
+class CitationOut(msgspec.Struct):
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    url: str | None
+    section: str | None
+    start: int
+    end: int
+    paragraph: int
+
+
+class SpanOut(msgspec.Struct):
+    start: int
+    end: int
+
+
+class HitOut(msgspec.Struct):
+    rank: int
+    score: float
+    text: str
+    citation: CitationOut
+    dense: float | None = None
+    lexical: float | None = None
+    highlights: list[SpanOut] = []
+
+
+class SearchOut(msgspec.Struct):
+    query: str
+    took_ms: float
+    mode: str
+    hits: list[HitOut]
+
+
+class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
+    q: str
+    k: int = 10
+    mode: str = "hybrid"
+    date_from: str | None = None
+    date_to: str | None = None
+    source: str | None = None
+
+
+class SectionOut(msgspec.Struct):
+    title: str | None
+    start: int
+    end: int
+
+
+class ArticleOut(msgspec.Struct):
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    url: str | None
+    kind: str
+    sections: list[SectionOut]
+    paragraphs: list[tuple[int, int]]
+    text: str
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+    index: str
+    model: str
+    articles: int
+    records: int
+    chunks: int
+    built_at: str
+
+
+def citation_out(citation: Citation) -> CitationOut:
+    return CitationOut(**{f: getattr(citation, f) for f in CitationOut.__struct_fields__})
+
+
+def hit_out(hit: Hit) -> HitOut:
+    return HitOut(
+        rank=hit.rank,
+        score=round(hit.score, 6),
+        text=hit.text,
+        citation=citation_out(hit.citation),
+        dense=None if hit.dense is None else round(hit.dense, 6),
+        lexical=None if hit.lexical is None else round(hit.lexical, 6),
+        highlights=[SpanOut(s.start, s.end) for s in hit.highlights],
+    )
+
+
+def search_out(result: SearchResult) -> SearchOut:
+    return SearchOut(
+        query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[hit_out(h) for h in result.hits]
+    )
+
+
+def article_out(article: Article) -> ArticleOut:
+    return ArticleOut(
+        article_id=article.article_id,
+        title=article.title,
+        date=article.date,
+        source=article.source,
+        url=article.url,
+        kind=article.kind,
+        sections=[SectionOut(s.title, s.start, s.end) for s in article.sections],
+        paragraphs=[tuple(p) for p in article.paragraphs],
+        text=article.text,
+    )

@@ -1,0 +1,5 @@
+"""Server-rendered search page and article pages (issue 4)."""
+
+from __future__ import annotations
+
+ROUTES: list = []

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real model, a real index of the shipped corpus, error-shape helper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+NEWS_PAGE = DATA / "central-asia-news-2025-12-16.txt"
+SCIFACT = ROOT.parent / "shared" / "datasets" / "beir-scifact"
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from indexer.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def news_index_dir(tmp_path_factory, embedder) -> Path:
+    """A real index of the shipped data/ folder, built once per test session (read-only use)."""
+    from indexer.build import build_index
+
+    path = tmp_path_factory.mktemp("news") / "index"
+    summary = build_index([DATA], path, embedder=embedder, progress=False)
+    assert not summary.errors, summary.errors
+    return path
+
+
+@pytest.fixture(scope="session")
+def news_index(news_index_dir, embedder):
+    from indexer.store import open_index
+
+    index = open_index(news_index_dir, model=embedder.name)
+    yield index
+    index.close()
+
+
+@pytest.fixture(scope="session")
+def searcher(news_index, embedder):
+    from indexer.search import Searcher
+
+    return Searcher(news_index, embedder)
+
+
+@pytest.fixture(scope="session")
+def client(news_index_dir, embedder):
+    """Litestar's test client over the real app (real model, real FAISS index)."""
+    from litestar.testing import TestClient
+
+    from service.app import ServiceSettings, create_app
+
+    app = create_app(ServiceSettings(index_dir=news_index_dir), embedder=embedder)
+    with TestClient(app=app) as test_client:
+        yield test_client
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """Every error has one JSON shape: {"error": {"code": str, "message": str}}."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and len(body["error"]["message"]) > 10
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
