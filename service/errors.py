@@ -45,7 +45,7 @@ def _http(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if isinstance(exc, NotFoundException):
         return error_response(404, "not_found", f"no route for {request.method} {request.url.path}: see /schema")
-    code = {401: "unauthorized", 403: "forbidden", 405: "method_not_allowed", 413: "body_too_large",
+    code = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 405: "method_not_allowed", 413: "body_too_large",
             429: "rate_limited"}.get(status, "http_error")
     headers = getattr(exc, "headers", None)
     return error_response(status, code, exc.detail, headers=headers)
