@@ -23,7 +23,7 @@ from indexer.dedupe import DuplicateFinder, signature
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
 from indexer.read import ReadReport, read_sources
-from indexer.store import Index, IndexDraft, current_version, open_index, read_manifest
+from indexer.store import Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts
 from indexer.types import Article, Chunk
 
 EMBED_BATCH_CHUNKS = 512
@@ -93,6 +93,8 @@ def build_index(
     settings_dict = asdict(settings)
     summary = BuildSummary()
     base = None
+    if index_dir.is_dir():
+        remove_stale_drafts(index_dir)
     if not rebuild and current_version(index_dir) is not None:
         base = open_index(index_dir)
         _check_compatible(base, embedder.name, settings_dict, index_dir)

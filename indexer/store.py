@@ -310,7 +310,7 @@ class IndexDraft:
 
         self.index_dir = index_dir
         index_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_drafts(index_dir)
+        remove_stale_drafts(index_dir)
         self.path = index_dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
         self.path.mkdir()
         self.model = model
@@ -473,7 +473,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_drafts(index_dir: Path) -> None:
+def remove_stale_drafts(index_dir: Path) -> None:
     """Drafts left by a crashed build of a process that no longer runs."""
     for draft in index_dir.glob(".tmp-*"):
         try:

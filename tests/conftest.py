@@ -31,7 +31,7 @@ def news_index_dir(tmp_path_factory, embedder) -> Path:
     from indexer.build import build_index
 
     path = tmp_path_factory.mktemp("news") / "index"
-    summary = build_index([DATA], path, embedder=embedder, progress=False)
+    summary = build_index([NEWS_PAGE], path, embedder=embedder, progress=False)
     assert not summary.errors, summary.errors
     return path
 
