@@ -99,6 +99,7 @@ def build_index(
         base = open_index(index_dir)
         _check_compatible(base, embedder.name, settings_dict, index_dir)
     known = base.article_hashes() if base else {}
+    known_files = base.known_files() if base else {}
     draft: IndexDraft | None = None
     finder: DuplicateFinder | None = None
     seen_ids: set[str] = set()
@@ -135,7 +136,7 @@ def build_index(
         pending.clear()
 
     try:
-        for article in read_sources(sources, embed=embedder.encode, report=report):
+        for article in read_sources(sources, embed=embedder.encode, report=report, skip_file=known_files.get):
             summary.articles_read += 1
             digest = content_hash(article)
             if article.article_id in seen_ids:
@@ -163,6 +164,11 @@ def build_index(
             if sum(len(c) for _, c, _, _ in pending) >= EMBED_BATCH_CHUNKS:
                 flush()
         flush()
+        new_files = [f for f in report.file_digests if f[1] not in known_files]
+        if new_files:
+            current = ensure_draft()
+            for path, digest, articles in new_files:
+                current.record_file(digest, path, articles)
         if draft is not None and draft.changed:
             summary.version = draft.commit().name
         elif draft is not None:
@@ -176,6 +182,7 @@ def build_index(
         if base is not None:
             base.close()
     summary.files = report.files
+    summary.unchanged += report.skipped_articles
     summary.errors = report.errors
     summary.boilerplate_lines = report.boilerplate_lines
     summary.duplicate_paragraphs = report.duplicate_paragraphs
@@ -197,6 +204,7 @@ def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str]) ->
         try:
             removed = [article_id for article_id in article_ids if draft.remove_article(article_id)]
             if removed:
+                draft.forget_files()
                 draft.commit()
             else:
                 draft.abort()

@@ -13,9 +13,10 @@ to the articles so the caller can count and report them and go on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ HTML_SUFFIXES = (".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUPPORTED = TEXT_SUFFIXES + HTML_SUFFIXES + JSONL_SUFFIXES
 
+SkipFile = Callable[[str], "int | None"]
+
 
 @dataclass
 class ReadReport:
@@ -39,21 +42,32 @@ class ReadReport:
     boilerplate_lines: int = 0
     duplicate_paragraphs: int = 0
     errors: list[InputError] = field(default_factory=list)
+    # (path, SHA-256 of the bytes, articles read) of each file read in full.
+    file_digests: list[tuple[str, str, int]] = field(default_factory=list)
+    # Articles of files skipped as unchanged (see `skip_file`).
+    skipped_articles: int = 0
 
 
-def read_sources(paths: Sequence[str | os.PathLike], *, embed: Embed, report: ReadReport) -> Iterator[Article]:
-    """Yield the articles of every path in order; record problems in `report.errors`."""
+def read_sources(
+    paths: Sequence[str | os.PathLike], *, embed: Embed, report: ReadReport, skip_file: SkipFile | None = None
+) -> Iterator[Article]:
+    """Yield the articles of every path in order; record problems in `report.errors`.
+
+    `skip_file(sha256)` may return the number of articles a file with those
+    bytes gave before: the file is then not parsed at all (segmenting a dump
+    calls the model, so an unchanged file must cost nothing).
+    """
     for path in paths:
         path = Path(path)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             for file in files:
                 if file.suffix.lower() in SUPPORTED:
-                    yield from _read_file(file, embed=embed, report=report)
+                    yield from _read_file(file, embed=embed, report=report, skip_file=skip_file)
                 else:
                     report.errors.append(_unsupported(file))
         elif path.is_file():
-            yield from _read_file(path, embed=embed, report=report)
+            yield from _read_file(path, embed=embed, report=report, skip_file=skip_file)
         else:
             report.errors.append(InputError("no such file or folder", path=str(path)))
 
@@ -65,7 +79,7 @@ def _unsupported(path: Path) -> InputError:
     )
 
 
-def _read_file(path: Path, *, embed: Embed, report: ReadReport) -> Iterator[Article]:
+def _read_file(path: Path, *, embed: Embed, report: ReadReport, skip_file: SkipFile | None) -> Iterator[Article]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         report.errors.append(_unsupported(path))
@@ -83,6 +97,20 @@ def _read_file(path: Path, *, embed: Embed, report: ReadReport) -> Iterator[Arti
         )
         return
     report.files += 1
+    digest = hashlib.sha256(raw).hexdigest()
+    known = skip_file(digest) if skip_file else None
+    if known is not None:
+        report.skipped_articles += known
+        return
+    count, errors = 0, len(report.errors)
+    for article in _parse(text, path, suffix, embed, report):
+        count += 1
+        yield article
+    if len(report.errors) == errors:  # a file with bad records is read again, so they are reported again
+        report.file_digests.append((str(path), digest, count))
+
+
+def _parse(text: str, path: Path, suffix: str, embed: Embed, report: ReadReport) -> Iterator[Article]:
     if suffix in JSONL_SUFFIXES:
         yield from _read_jsonl(text, path, report)
     elif suffix in HTML_SUFFIXES:

@@ -16,6 +16,7 @@ version live, and readers that still hold the old version keep working.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -68,6 +69,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    articles INTEGER NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, section, text, tokenize = 'porter unicode61'
 );
@@ -152,11 +158,18 @@ class Index:
         import faiss
 
         self.path = version_dir
-        self.manifest = read_manifest(version_dir)
-        check_manifest(self.manifest, model=model, where=version_dir)
-        self.dimension = int(self.manifest["dimension"])
-        self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
-        self.lexical = LexicalIndex.load(version_dir / "lexical")
+        # A shared lock held while this version is open: builds do not prune a version in use.
+        self._pin = open(version_dir / "manifest.json", "rb")
+        try:
+            fcntl.flock(self._pin, fcntl.LOCK_SH)
+            self.manifest = read_manifest(version_dir)
+            check_manifest(self.manifest, model=model, where=version_dir)
+            self.dimension = int(self.manifest["dimension"])
+            self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
+            self.lexical = LexicalIndex.load(version_dir / "lexical")
+        except BaseException:
+            self._pin.close()
+            raise
         self._db_path = version_dir / "newsqa.sqlite"
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -184,6 +197,8 @@ class Index:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            if not self._pin.closed:
+                self._pin.close()  # releases the shared lock
 
     # --- look-ups -----------------------------------------------------------------
 
@@ -285,6 +300,13 @@ class Index:
     def article_hashes(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
 
+    def known_files(self) -> dict[str, int]:
+        """SHA-256 of each input file indexed in full → the number of articles it gave."""
+        try:
+            return dict(self.db().execute("SELECT sha256, articles FROM files").fetchall())
+        except sqlite3.OperationalError:  # an index written before files were recorded
+            return {}
+
 
 def open_index(index_dir: str | os.PathLike, *, model: str | None = None) -> Index:
     """Load the live version of `index_dir`, refusing a missing or mismatched index."""
@@ -321,6 +343,7 @@ class IndexDraft:
             source = sqlite3.connect(f"file:{base.path / 'newsqa.sqlite'}?mode=ro", uri=True)
             source.backup(self.db)
             source.close()
+            self.db.executescript(_SCHEMA)  # adds tables that newer versions of the schema have
             self.vectors = faiss.read_index(str(base.path / "vectors.faiss"))
             if not isinstance(self.vectors, faiss.IndexIDMap2):
                 # Graph indexes cannot delete; start from their vectors in an exact index.
@@ -373,6 +396,15 @@ class IndexDraft:
             )
         self.changed = True
 
+    def record_file(self, sha256: str, path: str, articles: int) -> None:
+        """Remember an input file read in full, so an unchanged copy is not parsed again."""
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?)", (sha256, path, articles))
+        self.changed = True
+
+    def forget_files(self) -> None:
+        """After deletes, every input file must be read again to restore what it holds."""
+        self.db.execute("DELETE FROM files")
+
     def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
         for article_id, blob in self.db.execute("SELECT article_id, minhash FROM articles"):
             yield article_id, np.frombuffer(blob, dtype=np.int64)
@@ -417,7 +449,8 @@ class IndexDraft:
         }
         _write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
         _fsync_dir(self.path)
-        name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        # Microseconds: names must sort in build order, also for builds within one second.
+        name = f"v-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{secrets.token_hex(3)}"
         final = self.index_dir / name
         os.rename(self.path, final)
         _write_atomic(self.index_dir / "CURRENT", name + "\n")
@@ -488,4 +521,14 @@ def remove_stale_drafts(index_dir: Path) -> None:
 def _prune_versions(index_dir: Path, *, keep: str) -> None:
     versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir() and p.name != keep)
     for old in versions[: max(len(versions) - (KEEP_VERSIONS - 1), 0)]:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            pin = open(old / "manifest.json", "rb")
+        except FileNotFoundError:
+            shutil.rmtree(old, ignore_errors=True)
+            continue
+        with pin:
+            try:
+                fcntl.flock(pin, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a reader (e.g. a running service) still has it open: a later build prunes it
+            shutil.rmtree(old, ignore_errors=True)

@@ -130,3 +130,30 @@ def test_a_build_killed_midway_leaves_the_previous_index_intact(tmp_path, news_i
     summary = build_index([NEWS_PAGE], index_dir, embedder=embedder, progress=False)
     assert summary.unchanged == 7
     assert not list(index_dir.glob(".tmp-*"))
+
+
+def test_delete_then_reindex_restores_the_article(tmp_path, embedder, news_index_dir):
+    from indexer.build import delete_articles
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(news_index_dir, index_dir)
+    index = open_index(index_dir)
+    toktogul = next(r["article_id"] for r in index.list_articles() if "Toktogul" in r["title"])
+    index.close()
+    assert delete_articles(index_dir, [toktogul]) == [toktogul]
+    # The page's bytes are unchanged, but its file record went with the delete: it is read again.
+    summary = build_index([NEWS_PAGE], index_dir, embedder=embedder, progress=False)
+    assert (summary.added, summary.unchanged) == (1, 6)
+    index = open_index(index_dir)
+    try:
+        assert index.article(toktogul).title.startswith("Kyrgyzstan Faces")
+    finally:
+        index.close()
+
+
+def test_a_file_with_bad_lines_is_read_again_so_errors_are_reported_again(tmp_path, embedder):
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text('{"id": "a", "title": "Fine", "text": "Good text."}\n{broken\n')
+    first = build_index([feed], tmp_path / "index", embedder=embedder, progress=False)
+    again = build_index([feed], tmp_path / "index", embedder=embedder, progress=False)
+    assert len(first.errors) == len(again.errors) == 1 and again.unchanged == 1
