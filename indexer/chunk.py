@@ -57,13 +57,14 @@ def chunk_article(
     for section in article.sections:
         context_pieces = count_wordpieces([passage_input(article.title, section.title, "")])[0]
         wordpiece_budget = max(settings.max_wordpieces - context_pieces, 32)
-        spans = _bounded_sentences(
+        bounded = _bounded_sentences(
             article.text, section.start, section.end, settings.max_tokens, wordpiece_budget, tokens, count_wordpieces
         )
-        if not spans:
+        if not bounded:
             continue
-        sentence_tokens = [tokens(s, e) for s, e in spans]
-        sentence_pieces = count_wordpieces([article.text[s:e] for s, e in spans])
+        spans = [(s, e) for s, e, _, _ in bounded]
+        sentence_tokens = [t for _, _, t, _ in bounded]
+        sentence_pieces = [p for _, _, _, p in bounded]
         first = 0
         while first < len(spans):
             last = first
@@ -109,12 +110,18 @@ def _bounded_sentences(
     wordpiece_budget: int,
     tokens: Callable[[int, int], int],
     count_wordpieces: CountWordpieces,
-) -> list[tuple[int, int]]:
-    """Sentence spans of text[start:end]; sentences over the limits are cut at word boundaries."""
-    spans: list[tuple[int, int]] = []
-    for s, e in split_sentences(text, start, end):
-        if tokens(s, e) <= max_tokens and count_wordpieces([text[s:e]])[0] <= wordpiece_budget:
-            spans.append((s, e))
+) -> list[tuple[int, int, int, int]]:
+    """(start, end, tokens, wordpieces) of each sentence of text[start:end].
+
+    Sentences over the limits are cut at word boundaries.
+    """
+    spans: list[tuple[int, int, int, int]] = []
+    sentences = split_sentences(text, start, end)
+    pieces = count_wordpieces([text[s:e] for s, e in sentences])
+    for (s, e), n_pieces in zip(sentences, pieces):
+        n_tokens = tokens(s, e)
+        if n_tokens <= max_tokens and n_pieces <= wordpiece_budget:
+            spans.append((s, e, n_tokens, n_pieces))
             continue
         words = [(m.start(), m.end()) for m in _WORDS.finditer(text, s, e)]
         piece_start = 0
@@ -125,6 +132,7 @@ def _bounded_sentences(
                 if tokens(*candidate) > max_tokens or count_wordpieces([text[candidate[0] : candidate[1]]])[0] > wordpiece_budget:
                     break
                 piece_end += 1
-            spans.append((words[piece_start][0], words[piece_end][1]))
+            piece = (words[piece_start][0], words[piece_end][1])
+            spans.append((*piece, tokens(*piece), count_wordpieces([text[piece[0] : piece[1]]])[0]))
             piece_start = piece_end + 1
     return spans

@@ -1,0 +1,38 @@
+"""Both embedding backends give the same vectors, and the model loads offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import NEWS_PAGE
+from indexer.embed import Embedder
+from indexer.errors import InvalidParameter
+
+
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return Embedder(backend="torch")
+
+
+def test_onnx_agrees_with_torch(embedder, torch_embedder):
+    assert embedder.backend == "onnx"
+    texts = ["Toktogul water levels", "How much water had the Toktogul reservoir accumulated?", "",
+             NEWS_PAGE.read_text()[:5000],  # longer than the window: both truncate at 256 wordpieces
+             *NEWS_PAGE.read_text().split("\n\n")[40:60]]
+    onnx, reference = embedder.encode(texts), torch_embedder.encode(texts)
+    assert onnx.shape == reference.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    cosine = (onnx * reference).sum(axis=1)
+    assert cosine.min() > 0.999, cosine
+
+
+def test_wordpiece_counts_match_the_models_tokenizer(embedder, torch_embedder):
+    tokenizer = torch_embedder._impl._model.tokenizer
+    texts = ["Berdimuhamedov Sr.’s visit", "KGS/USD = 0.01144 0%", "Ürümqi—Almaty"]
+    assert embedder.count_wordpieces(texts) == [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(InvalidParameter, match="auto, onnx, torch"):
+        Embedder(backend="tensorflow")
