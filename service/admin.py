@@ -1,5 +1,216 @@
-"""Operational routes: readiness, metrics, index reload (issue 6)."""
+"""Operational routes: readiness, Prometheus metrics, index reload (issue 6).
+
+- `GET /ready`: 200 once an index version is loaded and served, else 503.
+- `GET /metrics`: Prometheus text format from a registry owned by the app
+  (never the process-global one, so several apps in one process do not mix).
+- `POST /v1/admin/reload`: serve the version `CURRENT` names now (admin key).
+- `GET /v1/admin/status`: the served version, retired versions, reload counts (admin key).
+
+`Metrics` and `MetricsMiddleware` count requests and time them per route; an
+access log line per request goes to the `newsqa.access` logger as JSON.
+"""
 
 from __future__ import annotations
 
-ROUTES: list = []
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+from indexer.errors import IndexMissing
+
+access_log = logging.getLogger("newsqa.access")
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
+
+
+class Metrics:
+    """The app's Prometheus registry and the instruments the service updates."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("newsqa_http_requests", "HTTP requests answered, by route template and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("newsqa_http_request_duration_seconds",
+                                 "time from request to the end of the response, by route template",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.inference = Histogram("newsqa_model_inference_seconds",
+                                   "time in the embedding model per call (queries at search time)",
+                                   buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.inference_texts = Counter("newsqa_model_inference_texts", "texts embedded by the model",
+                                       registry=self.registry)
+
+    def watch(self, state: State) -> None:
+        """Report the served index (size, version, reloads) from `state` at every scrape."""
+        self.registry.register(_IndexCollector(state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _IndexCollector:
+    """Index facts read at scrape time, so they follow hot reloads."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def describe(self):
+        return []  # values depend on the loaded index; nothing to check at registration
+
+    def collect(self):
+        resources = getattr(self.state, "resources", None)
+        if resources is None:
+            return
+        index = resources.index
+        counts = index.counts
+        size = GaugeMetricFamily("newsqa_index_items", "items in the served index version", labels=["kind"])
+        for kind in ("articles", "records", "chunks"):
+            size.add_metric([kind], counts.get(kind, 0))
+        yield size
+        yield GaugeMetricFamily("newsqa_index_vectors", "vectors in the served vector index",
+                                value=int(index.vectors.ntotal))
+        yield GaugeMetricFamily("newsqa_index_disk_bytes", "on-disk size of the served index version",
+                                value=_disk_bytes(index.path))
+        yield InfoMetricFamily("newsqa_index", "the served index version",
+                               value={"version": index.version, "model": str(index.manifest.get("model")),
+                                      "vector_index": str(index.manifest.get("vector_index", ""))})
+        reloader = getattr(self.state, "reloader", None)
+        if reloader is not None:
+            yield CounterMetricFamily("newsqa_index_reloads", "index versions swapped in while running",
+                                      value=reloader.reloads)
+            yield CounterMetricFamily("newsqa_index_reload_failures", "reloads refused (old version kept)",
+                                      value=reloader.failures)
+            yield GaugeMetricFamily("newsqa_index_retired_versions", "swapped-out versions not yet closed",
+                                    value=len(reloader.retired_versions))
+
+
+def _disk_bytes(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:  # pruned by a newer build (the served copy lives on in memory), or not a directory
+        return 0
+
+
+class TimedEmbedder:
+    """The embedder with each `encode` call timed into `Metrics.inference`; everything else passes through."""
+
+    def __init__(self, embedder, metrics: Metrics) -> None:
+        self._embedder = embedder
+        self._metrics = metrics
+
+    def encode(self, texts: Sequence[str], **kwargs):
+        started = time.perf_counter()
+        try:
+            return self._embedder.encode(texts, **kwargs)
+        finally:
+            self._metrics.inference.observe(time.perf_counter() - started)
+            self._metrics.inference_texts.inc(len(texts))
+
+    def __getattr__(self, name: str):
+        return getattr(self._embedder, name)
+
+
+class MetricsMiddleware(ASGIMiddleware):
+    """Counts and times every routed request (the outermost middleware, so 401/429 count too)."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
+        status = 500  # if the app fails before answering, that is what the server sends
+
+        async def recording_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, recording_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            # The route template, not the path: one series per route, however many article ids exist.
+            route = scope.get("path_template") or scope["path"]
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                client = (scope.get("client") or ("-", 0))[0]
+                access_log.info(json.dumps({"method": method, "path": scope["path"], "route": route,
+                                            "status": status, "ms": round(elapsed * 1000, 2), "client": client}))
+
+
+class ReadyOut(msgspec.Struct):
+    status: str
+    index: str
+    chunks: int
+
+
+class ReloadOut(msgspec.Struct):
+    changed: bool
+    version: str
+    previous: str
+    articles: int
+    chunks: int
+    seconds: float
+
+
+class StatusOut(msgspec.Struct):
+    version: str
+    index_dir: str
+    reloads: int
+    failures: int
+    last_error: str | None
+    retired_versions: list[str]
+
+
+@get("/ready", sync_to_thread=False, summary="Readiness: an index is loaded")
+def ready(state: State) -> ReadyOut:
+    """200 once an index version is loaded and served; 503 `index_missing` before that."""
+    resources = getattr(state, "resources", None)
+    if resources is None:
+        raise IndexMissing("the index is not loaded yet: retry in a moment")
+    index = resources.index
+    return ReadyOut(status="ready", index=index.version, chunks=index.counts["chunks"])
+
+
+@get("/metrics", sync_to_thread=False, summary="Prometheus metrics", include_in_schema=False)
+def metrics(state: State) -> Response:
+    """Requests, latency per route, model inference time and index size, in Prometheus text format."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@post("/v1/admin/reload", sync_to_thread=True, status_code=200, summary="Serve the newest index version")
+def reload_index(state: State, force: bool = False) -> ReloadOut:
+    """Load the version `CURRENT` names beside the served one and swap; requests in flight finish on the old one.
+
+    Needs the admin key. `changed` is false when that version is already served.
+    """
+    result = state.reloader.reload(force=force)
+    return ReloadOut(**{f: getattr(result, f) for f in ReloadOut.__struct_fields__})
+
+
+@get("/v1/admin/status", sync_to_thread=False, summary="Served index version and reload history")
+def admin_status(state: State) -> StatusOut:
+    """The served version, versions waiting to be closed, reload counts and the last reload error (admin key)."""
+    reloader = state.reloader
+    return StatusOut(version=state.resources.index.version, index_dir=str(reloader.index_dir),
+                     reloads=reloader.reloads, failures=reloader.failures, last_error=reloader.last_error,
+                     retired_versions=reloader.retired_versions)
+
+
+ROUTES: list = [ready, metrics, reload_index, admin_status]

@@ -1,0 +1,191 @@
+"""A bounded load test and soak: mixed requests against a real `newsqa serve`, with index swaps.
+
+    python bench/load_test.py --index index --duration 60 --clients 8 --swap-every 10
+    python bench/load_test.py --short                  # CI: 12 s, 4 clients, swaps every 3 s
+
+The index is copied to a temporary directory first (the swaps write new
+versions into the copy, never into `--index`). The server polls `CURRENT`
+every 0.5 s; every other swap is also requested with `POST /v1/admin/reload`.
+Each client thread sends a mix of requests (hybrid GET searches, dense and
+lexical POST searches, article look-ups of ids just returned, probes) and
+records every non-2xx answer or transport error as a failure. Swaps alternate
+between adding a bulletin article and deleting the previous one, so results
+change while queries run. Exit status 1 if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from query_latency import DEFAULT_QUERIES, Server, build_news_index, load_queries, percentile  # noqa: E402
+
+ADMIN_KEY = "load-test-admin"
+
+
+class Mix:
+    """One client's request loop; results are merged under a lock at the end."""
+
+    def __init__(self, url: str, queries: list[str], seed: int, stop: threading.Event) -> None:
+        self.url, self.queries, self.stop = url, queries, stop
+        self.random = random.Random(seed)
+        self.latencies: dict[str, list[float]] = {}
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        import httpx
+
+        article_ids: list[str] = []
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            while not self.stop.is_set():
+                roll = self.random.random()
+                query = self.random.choice(self.queries)
+                if roll < 0.6:
+                    route, call = "GET /v1/search", lambda: http.get("/v1/search", params={"q": query, "k": 10})
+                elif roll < 0.75:
+                    mode = self.random.choice(["dense", "lexical"])
+                    route, call = "POST /v1/search", lambda: http.post("/v1/search", json={"q": query, "k": 5, "mode": mode})
+                elif roll < 0.9 and article_ids:
+                    article = self.random.choice(article_ids)
+                    route, call = "GET /v1/articles/{id}", lambda: http.get(f"/v1/articles/{article}")
+                else:
+                    path = self.random.choice(["/health", "/ready"])
+                    route, call = f"GET {path}", lambda: http.get(path)
+                t0 = time.perf_counter()
+                try:
+                    response = call()
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{route}: {exc!r}")
+                    continue
+                elapsed = (time.perf_counter() - t0) * 1000
+                # A 404 for an article deleted by a swap since its id was seen is a correct answer.
+                if response.status_code == 404 and route.startswith("GET /v1/articles"):
+                    article_ids.remove(article)
+                elif response.status_code >= 300:
+                    self.failures.append(f"{route}: {response.status_code} {response.text[:160]}")
+                    continue
+                self.latencies.setdefault(route, []).append(elapsed)
+                if route.endswith("/v1/search"):
+                    ids = [h["citation"]["article_id"] for h in response.json()["hits"]]
+                    article_ids = (article_ids + ids)[-50:]
+
+
+def swapper(index_dir: Path, url: str, every: float, stop: threading.Event, log: list[dict]) -> None:
+    """Add or delete a bulletin every `every` seconds and wait until the server serves the new version."""
+    try:
+        _swap_loop(index_dir, url, every, stop, log)
+    except BaseException as exc:  # a thread's exception would vanish; the report must show it
+        log.append({"error": repr(exc)})
+
+
+def _swap_loop(index_dir: Path, url: str, every: float, stop: threading.Event, log: list[dict]) -> None:
+    import httpx
+
+    from indexer.build import build_index, delete_articles
+    from indexer.chunk import ChunkSettings
+    from indexer.embed import Embedder
+    from indexer.store import current_version, read_manifest
+
+    embedder = Embedder()
+    # Bulletins are chunked as the served index was, or the incremental build would refuse them.
+    settings = ChunkSettings(**read_manifest(current_version(index_dir))["chunking"])
+    feed = index_dir.parent / "bulletins.jsonl"
+    round_ = 0
+    while not stop.wait(every):
+        t0 = time.perf_counter()
+        if round_ % 2 == 0:
+            feed.write_text(json.dumps({"id": f"bulletin-{round_}", "title": f"Load test bulletin {round_}",
+                                        "date": "2025-12-16", "source": "Load Desk",
+                                        "text": f"Bulletin {round_}: water levels at the Toktogul reservoir and "
+                                                "power imports were discussed again today."}) + "\n")
+            build_index([feed], index_dir, embedder=embedder, settings=settings, progress=False)
+            action = "add"
+        else:
+            delete_articles(index_dir, [f"bulletin-{round_ - 1}"])
+            action = "delete"
+        version = (index_dir / "CURRENT").read_text().strip()
+        if round_ % 2:
+            httpx.post(f"{url}/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY}, timeout=60)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/ready", timeout=10).json()["index"] != version:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server did not pick up {version} within 30 s")
+            time.sleep(0.05)
+        log.append({"round": round_, "action": action, "version": version,
+                    "seconds_to_serve": round(time.perf_counter() - t0, 2)})
+        print(f"swap {round_}: {action} -> {version} in {log[-1]['seconds_to_serve']} s", file=sys.stderr)
+        round_ += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=Path, help="index to copy and serve (default: build one of data/'s news page)")
+    parser.add_argument("--queries", help="JSON lines with a `text` or `question` field (default: news queries)")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of load (default: %(default)s)")
+    parser.add_argument("--clients", type=int, default=8, help="client threads (default: %(default)s)")
+    parser.add_argument("--swap-every", type=float, default=10, help="seconds between index swaps; 0: none")
+    parser.add_argument("--short", action="store_true", help="CI mode: 12 s, 4 clients, a swap every 3 s")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    if args.short:
+        args.duration, args.clients, args.swap_every = 12, 4, 3
+    queries = load_queries(args.queries) if args.queries else DEFAULT_QUERIES
+    with tempfile.TemporaryDirectory(prefix="newsqa-load-") as tmp:
+        index_dir = Path(tmp) / "index"
+        if args.index:
+            shutil.copytree(args.index, index_dir)
+        else:
+            build_news_index(Path(tmp))
+        server = Server(index_dir, Path(tmp) / "server.log",
+                        extra=["--reload-interval", "0.5", "--admin-key", ADMIN_KEY])
+        stop = threading.Event()
+        swaps: list[dict] = []
+        try:
+            server.wait_ready()
+            clients = [Mix(server.url, queries, seed, stop) for seed in range(args.clients)]
+            threads = [threading.Thread(target=c.run) for c in clients]
+            if args.swap_every > 0:
+                threads.append(threading.Thread(target=swapper, args=(index_dir, server.url, args.swap_every, stop, swaps)))
+            began = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            time.sleep(args.duration)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - began
+            rss = server.rss_bytes()
+        finally:
+            server.stop()
+    routes: dict[str, list[float]] = {}
+    failures = [f for c in clients for f in c.failures]
+    for client in clients:
+        for route, values in client.latencies.items():
+            routes.setdefault(route, []).extend(values)
+    answered = sum(len(v) for v in routes.values())
+    report = {
+        "duration_s": round(wall, 1), "clients": args.clients, "requests": answered + len(failures),
+        "failures": len(failures), "failure_examples": failures[:5],
+        "throughput_rps": round(answered / wall, 1), "swaps": swaps, "server_rss_bytes": rss,
+        "routes": {route: {"count": len(v), "p50_ms": round(percentile(v, 50), 2), "p99_ms": round(percentile(v, 99), 2)}
+                   for route, v in sorted(routes.items())},
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failures or any("error" in swap for swap in swaps) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Query latency of a real `newsqa serve` process over loopback: p50/p99 of /v1/search.
+
+    python bench/query_latency.py --index .cache/beir/<scifact>/index \
+        --queries ../shared/datasets/beir-scifact/queries_test.jsonl
+    python bench/query_latency.py --short          # CI: small index of data/, few requests
+
+Starts the service as a subprocess (`python -m service.cli serve`, hot-reload
+polling off), waits for /ready, then for each client count (default 1, 8, 32)
+sends hybrid k=10 searches from that many threads, each with its own
+keep-alive connection, and reports client-side latency percentiles, throughput
+and errors. Then: the server's resident memory, the index size on disk, and a
+per-stage breakdown (query embedding, vector search, lexical search, response
+building) measured in-process on the same index and queries.
+
+Clients and server share the machine (2 cores here), so at 8 and 32 clients the
+load generator competes with the server for CPU: the numbers are an upper
+bound on what a separate client machine would see. Exit status 1 if any
+request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEWS = ROOT / "data" / "central-asia-news-2025-12-16.txt"
+DEFAULT_QUERIES = [
+    "Toktogul reservoir water levels", "power shortages in Kyrgyzstan", "locomotive deal Kazakhstan",
+    "Wabtec Evolution Series", "Trump and Tokayev", "electricity imports winter", "exchange rates tenge",
+    "Central Asia railway corridor", "hydropower plant", "gold mining Kyrgyzstan",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 of 100 samples is the 99th value)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def load_queries(path: str | None) -> list[str]:
+    if not path:
+        return DEFAULT_QUERIES
+    queries = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            queries.append(record.get("text") or record.get("question") or record["q"])
+    return queries
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`newsqa serve` in a subprocess; its log goes to a file so writing it costs what it costs in production."""
+
+    def __init__(self, index: Path, log_path: Path, extra: list[str] | tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "w")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--port", str(self.port),
+             "--reload-interval", "0", "--log-level", "warning", *extra],  # later options win
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> dict:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                response = httpx.get(f"{self.url}/ready", timeout=2)
+                if response.status_code == 200:
+                    return response.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"the server was not ready within {timeout:.0f} s; see {self.log.name}")
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def run_level(url: str, queries: list[str], clients: int, requests: int) -> dict:
+    """`requests` searches spread over `clients` threads; latency is measured per request by the client."""
+    import httpx
+
+    per_client = max(1, math.ceil(requests / clients))
+    latencies: list[float] = []
+    server_ms: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+
+    def client(offset: int) -> None:
+        mine, theirs, failed = [], [], []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            http.get("/v1/search", params={"q": queries[offset % len(queries)], "k": 10})  # open the connection
+            start.wait()
+            for i in range(per_client):
+                query = queries[(offset * per_client + i) % len(queries)]
+                t0 = time.perf_counter()
+                try:
+                    response = http.get("/v1/search", params={"q": query, "k": 10, "mode": "hybrid"})
+                    elapsed = time.perf_counter() - t0
+                    if response.status_code != 200:
+                        failed.append(f"{response.status_code}: {response.text[:120]}")
+                        continue
+                    mine.append(elapsed * 1000)
+                    theirs.append(response.json()["took_ms"])
+                except httpx.HTTPError as exc:
+                    failed.append(repr(exc))
+        with lock:
+            latencies.extend(mine)
+            server_ms.extend(theirs)
+            errors.extend(failed)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    result = {"clients": clients, "requests": len(latencies) + len(errors), "errors": len(errors),
+              "error_examples": errors[:3], "throughput_rps": round(len(latencies) / wall, 1)}
+    if latencies:
+        result.update({
+            "p50_ms": round(percentile(latencies, 50), 2), "p90_ms": round(percentile(latencies, 90), 2),
+            "p99_ms": round(percentile(latencies, 99), 2), "max_ms": round(max(latencies), 2),
+            "server_took_p50_ms": round(percentile(server_ms, 50), 2),
+        })
+    return result
+
+
+def breakdown(index_dir: Path, queries: list[str], repeats: int) -> dict:
+    """Median milliseconds per search stage, in-process on the same index (no HTTP, no JSON)."""
+    from indexer.embed import Embedder
+    from indexer.search import Searcher
+    from indexer.store import open_index
+
+    embedder = Embedder()
+    index = open_index(index_dir, model=embedder.name)
+    try:
+        searcher = Searcher(index, embedder)
+        for query in queries[:5]:  # warm-up: first model call, SQLite pages, FAISS memory
+            searcher.search(query, k=10)
+        stages: dict[str, list[float]] = {}
+        totals = []
+        for i in range(repeats):
+            result = searcher.search(queries[i % len(queries)], k=10, mode="hybrid")
+            totals.append(result.took_ms)
+            for stage, ms in result.timings.items():
+                stages.setdefault(stage, []).append(ms)
+        out = {stage: round(statistics.median(values), 3) for stage, values in stages.items()}
+        out["total_ms"] = round(statistics.median(totals), 3)
+        out["searches"] = repeats
+        return out
+    finally:
+        index.close()
+
+
+def disk_bytes(index_dir: Path) -> int:
+    from indexer.store import current_version
+
+    version = current_version(index_dir)
+    return sum(p.stat().st_size for p in version.rglob("*") if p.is_file()) if version else 0
+
+
+def build_news_index(directory: Path) -> Path:
+    from indexer.build import build_index
+    from indexer.embed import Embedder
+
+    index = directory / "index"
+    build_index([NEWS], index, embedder=Embedder(), progress=False)
+    return index
+
+
+def table(report: dict) -> str:
+    lines = ["| clients | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for level in report["levels"]:
+        lines.append(f"| {level['clients']} | {level['requests']} | {level['errors']} | {level.get('p50_ms', '-')} | "
+                     f"{level.get('p90_ms', '-')} | {level.get('p99_ms', '-')} | {level.get('max_ms', '-')} | "
+                     f"{level['throughput_rps']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=Path, help="index directory to serve (default: build one of data/'s news page)")
+    parser.add_argument("--queries", help="JSON lines with a `text` (BEIR) or `question` field (default: news queries)")
+    parser.add_argument("--clients", default="1,8,32", help="client counts, comma separated (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=1000, help="searches per client count (default: %(default)s)")
+    parser.add_argument("--breakdown-searches", type=int, default=300, help="in-process searches for the stage breakdown")
+    parser.add_argument("--short", action="store_true", help="CI mode: clients 1,8, 40 searches each, short breakdown")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    if args.short:
+        args.clients, args.requests, args.breakdown_searches = "1,8", 40, 20
+    levels = [int(c) for c in args.clients.split(",")]
+    queries = load_queries(args.queries)
+    with tempfile.TemporaryDirectory(prefix="newsqa-bench-") as tmp:
+        index_dir = args.index or build_news_index(Path(tmp))
+        server = Server(index_dir, Path(tmp) / "server.log")
+        try:
+            ready = server.wait_ready()
+            rss_idle = server.rss_bytes()
+            results = []
+            for clients in levels:
+                results.append(run_level(server.url, queries, clients, args.requests))
+                print(f"{clients:>3} clients: {json.dumps(results[-1])}", file=sys.stderr)
+            rss_loaded = server.rss_bytes()
+        finally:
+            server.stop()
+        report = {
+            "index": str(index_dir), "version": ready["index"], "chunks": ready["chunks"], "queries": len(queries),
+            "mode": "hybrid", "k": 10, "cpus": os.cpu_count(), "levels": results,
+            "server_rss_bytes": {"idle": rss_idle, "after_load": rss_loaded},
+            "index_disk_bytes": disk_bytes(index_dir),
+            "breakdown_ms": breakdown(index_dir, queries, args.breakdown_searches),
+        }
+    print(table(report))
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if any(level["errors"] for level in results) else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Limits and safety as ASGI middleware: API keys, a per-client rate limit, a time budget.
+
+All three answer in the common error shape (`{"error": {"code", "message"}}`)
+and are off by default except the admin key check: admin routes always need a
+key. Order (outermost first): rate limit, then keys, then the time budget, so a
+client flooding with wrong keys is slowed down too.
+
+The request body limit is Litestar's `request_max_body_size` (413
+`body_too_large`); query length and `k` are checked in indexer/search.py.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import anyio
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_body
+
+# Orchestrator probes answer without a key and are never rate limited.
+OPEN_PATHS = frozenset({"/health", "/ready"})
+UNLIMITED_PATHS = OPEN_PATHS | {"/metrics"}
+ADMIN_PREFIX = "/v1/admin/"
+API_KEY_HEADER = "x-api-key"
+# Token buckets of this many most recently seen clients are kept; older ones start full again.
+MAX_TRACKED_CLIENTS = 10_000
+
+
+async def send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer with the common JSON error shape straight from a middleware."""
+    body = json.dumps(error_body(code, message)).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key a request carries: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == API_KEY_HEADER.encode():
+            return value.decode("latin-1").strip() or None
+    return None
+
+
+def key_matches(presented: str | None, expected: str) -> bool:
+    # Constant-time comparison: response time must not reveal how much of a guess was right.
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+class ApiKeyAuth(ASGIMiddleware):
+    """`api_key` guards every route but the probes; admin routes need `admin_key` (or `api_key`).
+
+    With no key at all the API is open (local use) and admin routes are refused
+    with a 403 that says how to enable them.
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, api_key: str = "", admin_key: str = "") -> None:
+        self.api_key = api_key
+        self.admin_key = admin_key or api_key
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        path = scope["path"]
+        if path in OPEN_PATHS:
+            await next_app(scope, receive, send)
+            return
+        key = presented_key(scope)
+        if path.startswith(ADMIN_PREFIX):
+            if not self.admin_key:
+                await send_error(send, 403, "forbidden",
+                                 f"admin routes are disabled: start the service with --admin-key KEY (or "
+                                 f"NEWSQA_ADMIN_KEY) and send it as 'Authorization: Bearer KEY' to use {path}")
+                return
+            if not key_matches(key, self.admin_key):
+                await _unauthorized(send, "admin", key)
+                return
+        elif self.api_key and not key_matches(key, self.api_key):
+            await _unauthorized(send, "API", key)
+            return
+        await next_app(scope, receive, send)
+
+
+async def _unauthorized(send: Send, which: str, key: str | None) -> None:
+    problem = "no key was sent" if key is None else "the key sent is not valid"
+    await send_error(send, 401, "unauthorized",
+                     f"this route needs the {which} key and {problem}: send 'Authorization: Bearer KEY' "
+                     f"or 'X-API-Key: KEY'", headers={"WWW-Authenticate": 'Bearer realm="newsqa"'})
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """Per-client token buckets: `rate` tokens per second, at most `burst` saved up.
+
+    Only touched from the event loop thread (no awaits inside), so no lock.
+    Memory is bounded: the least recently seen clients are forgotten first.
+    """
+
+    def __init__(self, rate: float, burst: int, *, max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, client: str, now: float | None = None) -> float:
+        """0.0 if `client` may go ahead now, else the seconds until its next token."""
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.pop(client, None)
+        if bucket is None:
+            bucket = _Bucket(float(self.burst), now)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        self._buckets[client] = bucket
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+
+class RateLimit(ASGIMiddleware):
+    """429 `rate_limited` with `Retry-After` once a client IP has used up its bucket."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.buckets = TokenBuckets(rate, burst)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope["path"] in UNLIMITED_PATHS:
+            await next_app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.buckets.take(client)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            await send_error(send, 429, "rate_limited",
+                             f"too many requests from {client}: the limit is {self.buckets.rate:g} per second "
+                             f"(bursts of {self.buckets.burst}); retry after {retry} s",
+                             headers={"Retry-After": str(retry)})
+            return
+        await next_app(scope, receive, send)
+
+
+class TimeBudget(ASGIMiddleware):
+    """A 503 `timeout` when a request has not started its response within `seconds`.
+
+    The work already running in a worker thread cannot be interrupted and
+    finishes in the background; its late response is dropped. Streaming
+    responses that have started are not cut off (the budget is time to first byte).
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = False
+        timed_out = False
+        failure: list[BaseException] = []
+
+        async def guarded_send(message) -> None:
+            nonlocal started
+            if timed_out:
+                return  # the client already has its 503
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        async with anyio.create_task_group() as group:
+            done = anyio.Event()
+
+            async def run() -> None:
+                try:
+                    await next_app(scope, receive, guarded_send)
+                except Exception as exc:  # re-raised below, outside the task group's exception group
+                    failure.append(exc)
+                finally:
+                    done.set()
+
+            group.start_soon(run)
+            with anyio.move_on_after(self.seconds):
+                await done.wait()
+            if not done.is_set() and not started:
+                timed_out = True
+                await send_error(send, 503, "timeout",
+                                 f"the request took longer than the {self.seconds:g} s time budget: ask for less "
+                                 "(a shorter query, a smaller k, date or source filters) or retry later",
+                                 headers={"Retry-After": "1"})
+                group.cancel_scope.cancel()
+        if failure and not timed_out:
+            raise failure[0]
+
+
+def limit_middleware(settings) -> list[ASGIMiddleware]:
+    """The middleware `settings` ask for, outermost first (keys always: admin routes need one)."""
+    stack: list[ASGIMiddleware] = []
+    if settings.rate_limit > 0:
+        stack.append(RateLimit(settings.rate_limit, settings.rate_burst))
+    stack.append(ApiKeyAuth(settings.api_key, settings.admin_key))
+    if settings.request_timeout > 0:
+        stack.append(TimeBudget(settings.request_timeout))
+    return stack
