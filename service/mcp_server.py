@@ -1,0 +1,212 @@
+"""MCP server (Model Context Protocol, official `mcp` SDK, stdio transport): `newsqa mcp --index DIR`.
+
+Tools: `search_news`, `answer_question` and `get_article`, with the same
+input schemas as the OpenAI definitions of `GET /v1/tools` and the same code
+as `POST /v1/tools/{name}` (`service.llm.run_tool`). Every tool result is one
+text block holding compact JSON (also sent as `structuredContent`) of at most
+`max_tokens` tokens (default 2,000) in `encoding`; bad arguments come back as
+an `isError` result with the usual `{"error": {"code", "message"}}` shape, so
+the model can read the fix and retry.
+
+Resources: every article as `newsqa://articles/{article_id}` (Markdown: title,
+date, source, url, then the sections), listed in pages of `RESOURCE_PAGE`.
+Resource reads return the whole article: the client application, not the
+model, decides how much of it to show.
+
+Built on the low-level `mcp.server.Server` rather than `MCPServer`, because
+the input schemas are the hand-written JSON Schemas shared with `/v1/tools`
+(one source of truth), not ones derived from Python signatures.
+
+Like `newsqa serve`, the server follows index rebuilds without a restart
+(`service.reload.Reloader`): each call leases the live version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import anyio
+import anyio.to_thread
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+
+from indexer.context import DEFAULT_MAX_TOKENS, MAX_MAX_TOKENS, MIN_MAX_TOKENS
+from indexer.errors import NewsqaError, NotFound
+from indexer.search import Searcher
+from indexer.store import package_version
+from indexer.tokens import DEFAULT_ENCODING, ENCODINGS
+from indexer.types import Article
+from service.llm import TOOL_NAMES, error_result, result_text, run_tool, tool_definitions
+
+log = logging.getLogger("newsqa.mcp")
+
+SERVER_NAME = "newsqa"
+RESOURCE_SCHEME = "newsqa://articles/"
+RESOURCE_TEMPLATE = RESOURCE_SCHEME + "{article_id}"
+RESOURCE_PAGE = 100
+INSTRUCTIONS = (
+    "Search a news archive and cite it. Use search_news for passages about a topic, answer_question for a "
+    "factual question, get_article to read a cited article. Results are JSON within max_tokens (default "
+    f"{DEFAULT_MAX_TOKENS}); cite passages as [n] using `citations`."
+)
+
+
+def article_uri(article_id: str) -> str:
+    return RESOURCE_SCHEME + quote(article_id, safe="")
+
+
+def article_markdown(article: Article) -> str:
+    """The whole article as Markdown: title, a facts line, then each section under its heading."""
+    facts = " · ".join(filter(None, [article.date, article.source, article.url]))
+    parts = [f"# {article.title}"] + ([facts] if facts else [])
+    sections = article.sections or ()
+    if not sections:
+        parts.append(article.text)
+    for section in sections:
+        if section.title:
+            parts.append(f"## {section.title}")
+        body = article.text[section.start:section.end].strip()
+        if body:
+            parts.append(body)
+    return "\n\n".join(parts) + "\n"
+
+
+def _error_budget(arguments: dict[str, Any]) -> tuple[int, str]:
+    """The budget an error result must fit: the caller's, when it is a valid one."""
+    max_tokens = arguments.get("max_tokens")
+    encoding = arguments.get("encoding")
+    if not (isinstance(max_tokens, int) and MIN_MAX_TOKENS <= max_tokens <= MAX_MAX_TOKENS):
+        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else MIN_MAX_TOKENS
+    return max_tokens, encoding if encoding in ENCODINGS else DEFAULT_ENCODING
+
+
+Lease = Callable[[], AbstractContextManager[Searcher]]
+
+
+def create_server(lease: Lease) -> Server:
+    """An MCP server answering from the searcher `lease()` lends for each request (`Reloader.lease`)."""
+
+    def leased(work: Callable[[Searcher], Any]) -> Any:
+        with lease() as searcher:
+            return work(searcher)
+
+    async def list_tools(ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        tools = []
+        for definition in tool_definitions():
+            function = definition["function"]
+            tools.append(types.Tool(
+                name=function["name"],
+                title=function["name"].replace("_", " ").capitalize(),
+                description=function["description"],
+                input_schema=function["parameters"],
+                annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=False,
+                                                  idempotent_hint=True, open_world_hint=False),
+            ))
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in TOOL_NAMES:
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=f"no tool named {params.name!r}: use one of {', '.join(TOOL_NAMES)}")
+        arguments = params.arguments or {}
+        try:
+            # Search and packing are CPU-bound and blocking: keep them off the event loop.
+            result = await anyio.to_thread.run_sync(leased, lambda s: run_tool(s, params.name, arguments))
+            failed = False
+        except NewsqaError as exc:
+            log.info("tool %s refused its arguments: %s", params.name, exc.code)
+            result = error_result(exc, *_error_budget(arguments))
+            failed = True
+        return types.CallToolResult(content=[types.TextContent(text=result_text(result))],
+                                    structured_content=result, is_error=failed)
+
+    async def list_resources(ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        cursor = params.cursor if params is not None else None
+        try:
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"cursor {cursor!r} is not one this server gave") from None
+        rows = await anyio.to_thread.run_sync(
+            leased, lambda s: s.index.list_articles(limit=RESOURCE_PAGE + 1, offset=offset))
+        resources = [
+            types.Resource(
+                uri=article_uri(row["article_id"]),
+                name=row["article_id"],
+                title=row["title"],
+                description=" · ".join(filter(None, [row["date"], row["source"], row["kind"]])),
+                mime_type="text/markdown",
+            )
+            for row in rows[:RESOURCE_PAGE]
+        ]
+        next_cursor = str(offset + RESOURCE_PAGE) if len(rows) > RESOURCE_PAGE else None
+        return types.ListResourcesResult(resources=resources, next_cursor=next_cursor)
+
+    async def list_templates(ctx, params: types.PaginatedRequestParams | None) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
+            uri_template=RESOURCE_TEMPLATE, name="article", title="News article",
+            description="One article by id (the article_id of a citation), as Markdown.",
+            mime_type="text/markdown",
+        )])
+
+    async def read_resource(ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        if not uri.startswith(RESOURCE_SCHEME) or len(uri) == len(RESOURCE_SCHEME):
+            raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri!r}: use {RESOURCE_TEMPLATE}",
+                           data={"uri": uri})
+        article_id = unquote(uri[len(RESOURCE_SCHEME):])
+        try:
+            article = await anyio.to_thread.run_sync(leased, lambda s: s.index.article(article_id))
+        except NotFound as exc:
+            raise MCPError(code=types.INVALID_PARAMS, message=exc.message, data={"uri": uri}) from None
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=uri, text=article_markdown(article), mime_type="text/markdown")])
+
+    return Server(
+        SERVER_NAME,
+        version=package_version(),
+        title="newsqa news archive",
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )
+
+
+def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0) -> None:
+    """Serve the index over stdin/stdout until the client closes the connection.
+
+    Loads the model and the live index version first (domain errors if the
+    index is missing or built with another model), then checks `CURRENT`
+    every `reload_interval` seconds for a new version (0: never).
+    """
+    from service.app import Resources, ServiceSettings
+    from service.reload import Reloader
+
+    # stdout is the protocol channel: anything a library prints while loading goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        resources = Resources(ServiceSettings(index_dir=Path(index_dir)))
+    reloader = Reloader(resources)
+    server = create_server(reloader.lease)
+
+    async def run() -> None:
+        async with reloader.polling(reload_interval):
+            async with stdio_server() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    log.info("MCP server on stdio: index %s (%s passages)", resources.index.version, resources.index.counts["chunks"])
+    try:
+        anyio.run(run)
+    finally:
+        reloader.close()
+        resources.close()
