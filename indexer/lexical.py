@@ -63,14 +63,52 @@ class LexicalIndex:
             return cls(bm25s.BM25(k1=K1, b=B, method="lucene"), chunk_ids)
         return cls(bm25s.BM25.load(str(directory), mmap=False), chunk_ids)
 
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Top `k` passages by BM25; `allowed` (chunk ids) restricts them before ranking."""
-        if not len(self.chunk_ids) or k <= 0:
-            return []
+    def query_scores(self, query: str) -> np.ndarray | None:
+        """BM25 scores of every passage (by position) for `query`; None if no query term is indexed."""
+        if not len(self.chunk_ids):
+            return None
         tokens = [t for t in tokenize([query])[0] if t in self._retriever.vocab_dict]
         if not tokens:
+            return None
+        return self._retriever.get_scores(tokens)
+
+    def scores_for(self, chunk_ids, scores: np.ndarray | None) -> dict[int, float]:
+        """The exact BM25 score of each chunk id in `scores` (from `query_scores`); 0.0 when no term matched."""
+        result = {}
+        for cid in chunk_ids:
+            pos = self._position.get(int(cid))
+            result[int(cid)] = 0.0 if scores is None or pos is None else float(scores[pos])
+        return result
+
+    def idf(self, tokens: Sequence[str]) -> dict[str, float]:
+        """Lucene BM25 idf of each stemmed token; tokens absent from the index get the largest idf."""
+        n = len(self.chunk_ids)
+        ceiling = float(np.log(1 + (n + 0.5) / 0.5)) if n else 1.0
+        indptr = self._retriever.scores.get("indptr") if isinstance(self._retriever.scores, dict) else None
+        weights = {}
+        for token in tokens:
+            tid = self._retriever.vocab_dict.get(token) if n else None
+            if tid is None or indptr is None:
+                weights[token] = ceiling
+                continue
+            df = int(indptr[tid + 1] - indptr[tid])
+            weights[token] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return weights
+
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None, *, scores: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top `k` passages by BM25; `allowed` (chunk ids) restricts them before ranking.
+
+        `scores` may pass in the array from `query_scores(query)` so a caller
+        that also needs other passages' scores computes them once.
+        """
+        if not len(self.chunk_ids) or k <= 0:
             return []
-        scores = self._retriever.get_scores(tokens)
+        if scores is None:
+            scores = self.query_scores(query)
+        if scores is None:
+            return []
         if allowed is not None:
             mask = np.zeros(len(self.chunk_ids), dtype=bool)
             positions = [self._position[int(c)] for c in allowed if int(c) in self._position]

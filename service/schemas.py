@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from indexer.answer import AnswerResult
 from indexer.search import SearchResult
 from indexer.types import Article, Citation, Hit
 
@@ -35,17 +36,50 @@ class HitOut(msgspec.Struct):
     highlights: list[SpanOut] = []
 
 
+class GroupOut(msgspec.Struct):
+    """One article of a `group=article` search: its best passages, best first."""
+
+    rank: int
+    score: float
+    article_id: str
+    title: str
+    hits: list[HitOut]
+
+
 class SearchOut(msgspec.Struct):
     query: str
     took_ms: float
     mode: str
     hits: list[HitOut]
+    # Calibrated probability that the index answers the query; below the threshold `low_confidence`.
+    confidence: float = 0.0
+    low_confidence: bool = False
+    group: str = "passage"
+    groups: list[GroupOut] = []
+
+
+class AnswerTextOut(msgspec.Struct):
+    """A sentence (or two adjacent ones) taken verbatim from an article, with its exact span."""
+
+    text: str
+    citation: CitationOut
+
+
+class AnswerOut(msgspec.Struct):
+    query: str
+    answer: AnswerTextOut | None
+    confidence: float
+    passages: list[HitOut]
+    # Why `answer` is null (low confidence or nothing found); null when there is an answer.
+    reason: str | None = None
+    took_ms: float = 0.0
 
 
 class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
     q: str
     k: int = 10
     mode: str = "hybrid"
+    group: str | None = None
     date_from: str | None = None
     date_to: str | None = None
     source: str | None = None
@@ -97,8 +131,20 @@ def hit_out(hit: Hit) -> HitOut:
 
 def search_out(result: SearchResult) -> SearchOut:
     return SearchOut(
-        query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[hit_out(h) for h in result.hits]
+        query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[hit_out(h) for h in result.hits],
+        confidence=round(result.confidence, 4), low_confidence=result.low_confidence, group=result.group,
+        groups=[GroupOut(g.rank, round(g.score, 6), g.article_id, g.title, [hit_out(h) for h in g.hits])
+                for g in result.groups],
     )
+
+
+def answer_out(result: AnswerResult) -> AnswerOut:
+    answer = None
+    if result.answer is not None:
+        answer = AnswerTextOut(text=result.answer.text, citation=citation_out(result.answer.citation))
+    return AnswerOut(query=result.query, answer=answer, confidence=round(result.confidence, 4),
+                     passages=[hit_out(h) for h in result.passages], reason=result.reason,
+                     took_ms=round(result.took_ms, 3))
 
 
 def article_out(article: Article) -> ArticleOut:

@@ -1,0 +1,142 @@
+"""The evaluation harness: BEIR SciFact (a fast slice here, the full test split in a slow test) and bench/news-qa.jsonl."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import DATA, ROOT, SCIFACT
+
+QA_SET = ROOT / "bench" / "news-qa.jsonl"
+
+needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="SciFact is not in ../shared")
+
+
+def test_ranx_metrics_follow_trec_eval_definitions():
+    from indexer.evaluate import score_run
+
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
+    perfect = score_run(qrels, {"q1": {"a": 3.0, "x": 2.0}, "q2": {"b": 3.0, "c": 2.0}})
+    assert perfect == {"ndcg@10": 1.0, "recall@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
+    second = score_run({"q1": {"a": 1}}, {"q1": {"x": 2.0, "a": 1.0}})
+    assert second["mrr@10"] == pytest.approx(0.5) and second["ndcg@10"] == pytest.approx(1 / 1.5849625, abs=1e-6)
+
+
+@needs_scifact
+def test_published_figures_are_read_from_the_dataset_readme():
+    from indexer.evaluate import published_figures
+
+    figures = {f.system: f for f in published_figures(SCIFACT)}
+    minilm = next(f for name, f in figures.items() if name.startswith("all-MiniLM-L6-v2"))
+    assert minilm.ndcg10 == pytest.approx(0.6451) and minilm.recall100 == pytest.approx(0.925)
+    anserini = next(f for name, f in figures.items() if name.startswith("BM25, Anserini flat"))
+    assert anserini.ndcg10 == pytest.approx(0.6789)
+
+
+@needs_scifact
+def test_beir_slice_keeps_judged_documents():
+    from indexer.evaluate import DISTRACTORS_PER_QUERY, load_beir
+
+    data = load_beir(SCIFACT, limit=3)
+    assert len(data.queries) == 3 and set(data.qrels) == set(data.queries)
+    judged = {doc for docs in data.qrels.values() for doc in docs}
+    assert judged <= set(data.corpus)
+    assert len(data.corpus) == len(judged) + 3 * DISTRACTORS_PER_QUERY
+
+
+def test_a_folder_that_is_not_beir_is_a_clear_error(tmp_path):
+    from indexer.errors import ResourceMissing
+    from indexer.evaluate import load_beir
+
+    with pytest.raises(ResourceMissing, match="corpus.jsonl"):
+        load_beir(tmp_path)
+
+
+@needs_scifact
+def test_eval_command_on_a_scifact_slice(tmp_path, capsys, embedder):
+    """`newsqa eval --beir` end to end on 5 queries and ~100 documents: index, embed (cached), search, score."""
+    from indexer.evaluate import CachedEmbedder, evaluate_beir
+    from service.cli import main
+
+    cache = tmp_path / "cache"
+    code = main(["eval", "--beir", str(SCIFACT), "--limit", "5", "--cache", str(cache)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| system | nDCG@10 | R@10 | R@100 | MRR@10 |" in out
+    for mode in ("dense", "lexical", "hybrid"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| newsqa {mode} |"))
+        values = [float(v) for v in row.strip("|").split("|")[1:]]
+        assert all(0.0 <= v <= 1.0 for v in values) and values[0] > 0.3, row
+    assert "a slice" in out
+    assert not list(SCIFACT.glob("*.tmp")) and (cache / "beir").is_dir()
+    # A rerun finds every passage and query vector in the cache: nothing is embedded again.
+    cached = CachedEmbedder(embedder, cache / "embeddings")
+    report = evaluate_beir(SCIFACT, cached, limit=5, cache=cache, modes=["hybrid"])
+    assert report.queries == 5 and cached.misses == 0 and cached.hits >= 5
+
+
+def test_embedding_cache_is_keyed_by_text(tmp_path, embedder):
+    from indexer.evaluate import CachedEmbedder
+
+    cached = CachedEmbedder(embedder, tmp_path)
+    first = cached.encode(["water levels at Toktogul", "locomotives"])
+    again = CachedEmbedder(embedder, tmp_path).encode(["locomotives", "water levels at Toktogul"])
+    assert (first[::-1] == again).all()
+    fresh = embedder.encode(["locomotives"])
+    assert abs(float(fresh[0] @ again[0]) - 1.0) < 1e-5
+
+
+def test_qa_set_is_well_formed():
+    from indexer.evaluate import load_qa
+
+    items = load_qa(QA_SET)
+    answerable = [i for i in items if i.answerable]
+    assert len(answerable) >= 25 and len(items) - len(answerable) >= 8
+    text = (DATA / "central-asia-news-2025-12-16.txt").read_text()
+    for item in answerable:
+        assert item.answer in text and item.title in text, item
+
+
+def test_qa_evaluation_on_the_shipped_corpus(searcher):
+    from indexer.evaluate import evaluate_qa
+
+    report = evaluate_qa(searcher, QA_SET)
+    metrics = report.metrics()
+    assert metrics["top1_article_accuracy"] >= 0.85, report.failures()
+    assert metrics["answer_accuracy"] >= 0.75, report.failures()
+    assert metrics["abstention_accuracy"] >= 0.9, report.failures()
+
+
+def test_cli_eval_qa(news_index_dir, capsys):
+    from service.cli import main
+
+    assert main(["eval", "--qa", str(QA_SET), "--index", str(news_index_dir), "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "abstention_accuracy",
+                                    "false_abstentions"}
+    assert len(body["outcomes"]) == len((QA_SET).read_text().strip().splitlines())
+
+
+def test_cli_eval_rejects_a_missing_question_set(tmp_path, news_index_dir, capsys):
+    from service.cli import main
+
+    assert main(["eval", "--qa", str(tmp_path / "none.jsonl"), "--index", str(news_index_dir)]) == 2
+    assert "no question set" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_scifact
+def test_scifact_full_test_split_meets_the_targets(capsys):
+    """The whole SciFact test split (300 queries, 5,183 documents); embeddings cached in NEWSQA_CACHE_DIR."""
+    from indexer.embed import Embedder
+    from indexer.evaluate import evaluate_beir
+
+    report = evaluate_beir(SCIFACT, Embedder())
+    with capsys.disabled():
+        print("\n" + report.table())
+    assert report.queries == 300 and report.documents == 5183
+    scores = report.scores
+    assert abs(scores["dense"]["ndcg@10"] - 0.645) <= 0.01
+    assert scores["lexical"]["ndcg@10"] >= 0.679 - 0.015
+    assert scores["hybrid"]["ndcg@10"] >= 0.72
