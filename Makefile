@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export NEWSQA_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: install index serve test test-slow test-all clean
+.PHONY: install chromium index serve test test-slow test-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests drive Debian's headless Chromium (no browser download at run time).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  echo "installing Debian chromium and chromium-driver for the browser tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 # Incremental: a no-op when data/ has not changed since the last build.
 index: install
 	$(BIN)/newsqa index data --index $(INDEX)
@@ -31,13 +39,13 @@ index: install
 serve: index
 	$(BIN)/newsqa serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: install chromium
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: install
+test-all: install chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from litestar import Litestar
@@ -21,9 +21,12 @@ from litestar.openapi import OpenAPIConfig
 
 from indexer.embed import Embedder
 from indexer.search import Searcher
-from indexer.store import Index, open_index, package_version
+from indexer.store import Index, package_version
+from indexer.stores import open_store
 from service import admin, api, llm, web
 from service.errors import EXCEPTION_HANDLERS
+from service.limits import limit_middleware
+from service.reload import Reloader
 
 log = logging.getLogger("newsqa.service")
 
@@ -35,6 +38,31 @@ class ServiceSettings:
     index_dir: Path = field(default=Path("index"), metadata={"help": "index directory to serve"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8000, metadata={"help": "TCP port to listen on"})
+    api_key: str = field(default="", metadata={
+        "help": "key every route but /health and /ready requires (Authorization: Bearer KEY or X-API-Key); "
+                "empty: no auth", "env": "NEWSQA_API_KEY", "secret": True})
+    admin_key: str = field(default="", metadata={
+        "help": "key for /v1/admin routes (empty: the API key; with neither, admin routes are refused)",
+        "env": "NEWSQA_ADMIN_KEY", "secret": True})
+    rate_limit: float = field(default=0.0, metadata={"help": "requests per second per client IP (0: no limit)"})
+    rate_burst: int = field(default=20, metadata={"help": "requests a client may send at once above the rate"})
+    max_body_bytes: int = field(default=1_048_576, metadata={"help": "largest request body accepted (413 above)"})
+    request_timeout: float = field(default=30.0, metadata={
+        "help": "seconds a request may take before its response starts (503 timeout; 0: no limit)"})
+    reload_interval: float = field(default=2.0, metadata={
+        "help": "seconds between checks of the index's CURRENT version for a hot reload (0: no polling)"})
+    store: str = field(default="", metadata={
+        "help": "PostgreSQL store to serve instead of --index (postgresql://USER@HOST/DB)", "env": "NEWSQA_STORE",
+        "secret": True})
+    read_store: str = field(default="", metadata={
+        "help": "read replica of --store: every search reads from it", "env": "NEWSQA_READ_STORE", "secret": True})
+
+
+def settings_with_env(settings: ServiceSettings) -> ServiceSettings:
+    """`settings` with empty fields that name an env var (e.g. NEWSQA_API_KEY) taken from the environment."""
+    values = {f.name: os.environ[f.metadata["env"]] for f in fields(settings)
+              if "env" in f.metadata and not getattr(settings, f.name) and os.environ.get(f.metadata["env"])}
+    return replace(settings, **values)
 
 
 class Resources:
@@ -44,7 +72,9 @@ class Resources:
         self.settings = settings
         self.embedder = embedder or Embedder()
         self._lock = threading.Lock()
-        self.searcher = Searcher(open_index(settings.index_dir, model=self.embedder.name), self.embedder)
+        index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
+                           read_store=settings.read_store or None)
+        self.searcher = Searcher(index, self.embedder)
 
     @property
     def index(self) -> Index:
@@ -54,32 +84,47 @@ class Resources:
         self.searcher.index.close()
 
 
-def provide_searcher(state: State) -> Searcher:
-    return state.resources.searcher
+def provide_searcher(state: State) -> Iterator[Searcher]:
+    # A lease: a hot reload during this request does not close the version it searches.
+    with state.reloader.lease() as searcher:
+        yield searcher
 
 
 def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -> Litestar:
     """A Litestar app serving the index in `settings.index_dir`."""
+    metrics = admin.Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = Resources(settings, embedder)
         app.state.resources = resources
+        timed = admin.TimedEmbedder(resources.embedder, metrics)
+        reloader = Reloader(resources, make_searcher=lambda index: Searcher(index, timed))
+        app.state.reloader = reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
         try:
-            yield
+            # A PostgreSQL store is live (every query sees committed writes): no versions to poll.
+            async with reloader.polling(0 if settings.store else settings.reload_interval):
+                yield
         finally:
+            reloader.close()
             resources.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*api.ROUTES, *web.ROUTES, *llm.ROUTES, *admin.ROUTES],
         lifespan=[lifespan],
-        dependencies={"searcher": Provide(provide_searcher, sync_to_thread=False)},
+        dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="newsqa", version=package_version(), path="/schema"),
+        template_config=web.template_config(),
+        middleware=[admin.MetricsMiddleware(metrics), *limit_middleware(settings)],
+        request_max_body_size=settings.max_body_bytes,
     )
+    app.state.metrics = metrics
+    metrics.watch(app.state)
+    return app
 
 
 def app_from_env() -> Litestar:
     """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand)."""
-    return create_app(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index"))))
+    return create_app(settings_with_env(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index")))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+pytest_plugins = ["backends"]
+
 import os
 import shutil
 from pathlib import Path
