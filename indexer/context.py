@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from indexer.errors import InvalidParameter
+from indexer.search import span_citation
 from indexer.sentences import split_sentences
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, get_encoding
 from indexer.types import Article, Citation, Hit
@@ -206,7 +207,7 @@ def pack_context(
     for n, (aid, first, last) in enumerate(state, start=1):
         article, spans = articles[aid], sentences[aid]
         start, end = spans[first][0], spans[last][1]
-        blocks.append(ContextBlock(n=n, citation=_citation(article, start, end),
+        blocks.append(ContextBlock(n=n, citation=span_citation(article, start, end),
                                    text=collapse_space(article.text[start:end])))
     return PackedContext(text=context, blocks=tuple(blocks), tokens=tokens, max_tokens=max_tokens,
                          encoding=encoding, truncated=truncated)
@@ -246,17 +247,3 @@ def _add_sentence(state: _State, aid: str, i: int) -> _State:
     else:
         blocks.append((aid, i, i))
     return tuple(blocks)
-
-
-def _citation(article: Article, start: int, end: int) -> Citation:
-    return Citation(
-        article_id=article.article_id,
-        title=article.title,
-        date=article.date,
-        source=article.source,
-        url=article.url,
-        section=article.section_at(start),
-        start=start,
-        end=end,
-        paragraph=article.paragraph_at(start),
-    )

@@ -171,16 +171,22 @@ class SearchResult:
 
 
 def citation(article: Article, chunk: Chunk) -> Citation:
+    """The citation of a passage (its section and paragraph are those of its first character)."""
+    return span_citation(article, chunk.start, chunk.end)
+
+
+def span_citation(article: Article, start: int, end: int) -> Citation:
+    """The citation of any span `article.text[start:end]`."""
     return Citation(
         article_id=article.article_id,
         title=article.title,
         date=article.date,
         source=article.source,
         url=article.url,
-        section=chunk.section,
-        start=chunk.start,
-        end=chunk.end,
-        paragraph=chunk.paragraph,
+        section=article.section_at(start),
+        start=start,
+        end=end,
+        paragraph=article.paragraph_at(start),
     )
 
 
