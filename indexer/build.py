@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,123 @@ def _check_compatible(base: Index, model: str, settings: dict, index_dir: Path) 
         )
 
 
+@dataclass(frozen=True)
+class PendingArticle:
+    """An article ready to write: its chunks, their vectors, and its signatures.
+
+    Chunk ids are numbered from 0 per article; each writer assigns real ids.
+    """
+
+    article: Article
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+    content_hash: str
+    minhash: np.ndarray
+
+
+class IngestLoop:
+    """The per-article decisions every storage backend shares.
+
+    `offer(article)` sorts an article into unchanged (same content hash as
+    indexed: no model call), duplicate (same id twice in this run, or a near
+    duplicate of another indexed article), updated or added; new and changed
+    articles are chunked and embedded in batches and handed to `write` as
+    `PendingArticle`s, which the backend stores (replacing same-id articles).
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        settings: ChunkSettings,
+        summary: BuildSummary,
+        known: dict[str, str],
+        load_signatures: Callable[[], Iterable[tuple[str, np.ndarray]]],
+        write: Callable[[list[PendingArticle]], None],
+        progress: bool,
+        dedupe_threshold: float = 0.8,
+        batch_chunks: int = EMBED_BATCH_CHUNKS,
+    ) -> None:
+        self.embedder = embedder
+        self.settings = settings
+        self.summary = summary
+        self.known = known
+        self._load_signatures = load_signatures
+        self._write = write
+        self._threshold = dedupe_threshold
+        self._batch_chunks = batch_chunks
+        self._finder: DuplicateFinder | None = None
+        self._seen: set[str] = set()
+        self._pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
+        self._bar = _progress(progress)
+
+    def _duplicates(self) -> DuplicateFinder:
+        # Loaded on the first new or changed article: an unchanged re-index never reads them.
+        if self._finder is None:
+            self._finder = DuplicateFinder(self._threshold)
+            for article_id, sig in self._load_signatures():
+                self._finder.add(article_id, sig)
+        return self._finder
+
+    def offer(self, article: Article) -> None:
+        summary = self.summary
+        summary.articles_read += 1
+        digest = content_hash(article)
+        if article.article_id in self._seen:
+            summary.duplicates += 1
+            return
+        self._seen.add(article.article_id)
+        if self.known.get(article.article_id) == digest:
+            summary.unchanged += 1
+            return
+        finder = self._duplicates()
+        sig = signature(article.title + "\n" + article.text)
+        if finder.find(sig, exclude=article.article_id) is not None:
+            summary.duplicates += 1
+            return
+        if article.article_id in self.known:
+            summary.updated += 1
+            finder.remove(article.article_id)
+        else:
+            summary.added += 1
+        finder.add(article.article_id, sig)
+        chunks = chunk_article(article, self.settings, self.embedder.count_wordpieces)
+        self._pending.append((article, chunks, digest, sig))
+        if sum(len(c) for _, c, _, _ in self._pending) >= self._batch_chunks:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        chunks = [c for _, cs, _, _ in self._pending for c in cs]
+        titles = {a.article_id: a.title for a, _, _, _ in self._pending}
+        t0 = time.perf_counter()
+        vectors = self.embedder.encode([passage_input(titles[c.article_id], c.section, c.text) for c in chunks])
+        self.summary.embed_seconds += time.perf_counter() - t0
+        self._bar.update(len(chunks))
+        batch, offset = [], 0
+        for article, article_chunks, digest, sig in self._pending:
+            n = len(article_chunks)
+            batch.append(PendingArticle(article, tuple(article_chunks), vectors[offset : offset + n], digest, sig))
+            offset += n
+        self._write(batch)
+        self.summary.chunks += len(chunks)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def finish_summary(summary: BuildSummary, report: ReadReport, started: float) -> None:
+    """Copy what reading found into `summary` and stop its clock."""
+    summary.files = report.files
+    summary.unchanged += report.skipped_articles
+    summary.errors = report.errors
+    summary.boilerplate_lines = report.boilerplate_lines
+    summary.duplicate_paragraphs = report.duplicate_paragraphs
+    summary.seconds = time.perf_counter() - started
+
+
 def build_index(
     sources: Sequence[str | os.PathLike],
     index_dir: str | os.PathLike,
@@ -98,72 +215,35 @@ def build_index(
     if not rebuild and current_version(index_dir) is not None:
         base = open_index(index_dir)
         _check_compatible(base, embedder.name, settings_dict, index_dir)
-    known = base.article_hashes() if base else {}
     known_files = base.known_files() if base else {}
     draft: IndexDraft | None = None
-    finder: DuplicateFinder | None = None
-    seen_ids: set[str] = set()
     report = ReadReport()
-    pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = _progress(show)
 
     def ensure_draft() -> IndexDraft:
-        nonlocal draft, finder
+        nonlocal draft
         if draft is None:
             draft = IndexDraft(index_dir, base=base, model=embedder.name, dimension=embedder.dimension,
                                settings=settings_dict)
-            finder = DuplicateFinder(dedupe_threshold)
-            for article_id, sig in draft.signatures():
-                finder.add(article_id, sig)
         return draft
 
-    def flush() -> None:
-        if not pending:
-            return
-        chunks = [c for _, cs, _, _ in pending for c in cs]
-        titles = {a.article_id: a.title for a, _, _, _ in pending}
-        t0 = time.perf_counter()
-        vectors = embedder.encode([passage_input(titles[c.article_id], c.section, c.text) for c in chunks])
-        summary.embed_seconds += time.perf_counter() - t0
-        bar.update(len(chunks))
-        offset = 0
-        for article, article_chunks, digest, sig in pending:
-            n = len(article_chunks)
-            draft.add_article(article, article_chunks, vectors[offset : offset + n], content_hash=digest, minhash=sig)
-            offset += n
-        summary.chunks += len(chunks)
-        pending.clear()
+    def write(batch: list[PendingArticle]) -> None:
+        current = ensure_draft()
+        for pending in batch:
+            current.remove_article(pending.article.article_id)
+            chunks = [replace(c, chunk_id=current.next_chunk_id + i) for i, c in enumerate(pending.chunks)]
+            current.next_chunk_id += len(chunks)
+            current.add_article(pending.article, chunks, pending.vectors, content_hash=pending.content_hash,
+                                minhash=pending.minhash)
 
+    loop = IngestLoop(
+        embedder=embedder, settings=settings, summary=summary, known=base.article_hashes() if base else {},
+        load_signatures=base.signatures if base else tuple, write=write,
+        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
+    )
     try:
         for article in read_sources(sources, embed=embedder.encode, report=report, skip_file=known_files.get):
-            summary.articles_read += 1
-            digest = content_hash(article)
-            if article.article_id in seen_ids:
-                summary.duplicates += 1
-                continue
-            seen_ids.add(article.article_id)
-            if known.get(article.article_id) == digest:
-                summary.unchanged += 1
-                continue
-            current = ensure_draft()
-            sig = signature(article.title + "\n" + article.text)
-            duplicate_of = finder.find(sig, exclude=article.article_id)
-            if duplicate_of is not None:
-                summary.duplicates += 1
-                continue
-            if current.remove_article(article.article_id):
-                summary.updated += 1
-                finder.remove(article.article_id)
-            else:
-                summary.added += 1
-            finder.add(article.article_id, sig)
-            chunks = chunk_article(article, settings, embedder.count_wordpieces, first_id=current.next_chunk_id)
-            current.next_chunk_id += len(chunks)
-            pending.append((article, chunks, digest, sig))
-            if sum(len(c) for _, c, _, _ in pending) >= EMBED_BATCH_CHUNKS:
-                flush()
-        flush()
+            loop.offer(article)
+        loop.flush()
         new_files = [f for f in report.file_digests if f[1] not in known_files]
         if new_files:
             current = ensure_draft()
@@ -178,15 +258,10 @@ def build_index(
             draft.abort()
         raise
     finally:
-        bar.close()
+        loop.close()
         if base is not None:
             base.close()
-    summary.files = report.files
-    summary.unchanged += report.skipped_articles
-    summary.errors = report.errors
-    summary.boilerplate_lines = report.boilerplate_lines
-    summary.duplicate_paragraphs = report.duplicate_paragraphs
-    summary.seconds = time.perf_counter() - started
+    finish_summary(summary, report, started)
     version = current_version(index_dir)
     if version is not None:
         counts = read_manifest(version)["counts"]

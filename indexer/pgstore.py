@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -44,6 +45,9 @@ from indexer.errors import IndexMismatch, IndexMissing, InvalidParameter, NotFou
 from indexer.lexical import B, K1, tokenize
 from indexer.store import FORMAT_VERSION, package_version
 from indexer.types import Article, Chunk, Filters, Section
+
+if TYPE_CHECKING:
+    from indexer.build import PendingArticle
 
 SCHEMA_VERSION = 2
 # Connections each process keeps to one server (serve: about the number of worker threads).
@@ -631,17 +635,6 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-@dataclass(frozen=True)
-class PendingArticle:
-    """An article ready to write: its chunks (ids assigned at write time), vectors and signatures."""
-
-    article: Article
-    chunks: tuple[Chunk, ...]
-    vectors: np.ndarray
-    content_hash: str
-    minhash: np.ndarray
-
-
 class PgWriter:
     """Writes articles to the store; creates and migrates the schema on open.
 
@@ -801,10 +794,8 @@ def index_into_store(
     split one input; near duplicates are found against what was committed
     when a worker started plus what it wrote itself.
     """
-    from indexer.build import BuildSummary, _progress, content_hash
-    from indexer.chunk import ChunkSettings, chunk_article
-    from indexer.dedupe import DuplicateFinder, signature
-    from indexer.embed import passage_input
+    from indexer.build import BuildSummary, IngestLoop, finish_summary
+    from indexer.chunk import ChunkSettings
     from indexer.read import ReadReport, read_sources
 
     started = time.perf_counter()
@@ -816,70 +807,26 @@ def index_into_store(
     summary = BuildSummary()
     writer = PgWriter(url, model=embedder.name, dimension=embedder.dimension, settings=asdict(settings),
                       rebuild=rebuild)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = _progress(show)
+    wrote = False
+
+    def write(batch) -> None:
+        nonlocal wrote
+        writer.write(batch)
+        wrote = True
+
+    loop = IngestLoop(
+        embedder=embedder, settings=settings, summary=summary, known=writer.hashes(),
+        load_signatures=writer.signatures, write=write,
+        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
+        batch_chunks=WRITE_BATCH_CHUNKS,
+    )
     try:
-        known = writer.hashes()
-        finder = DuplicateFinder(dedupe_threshold)
-        for article_id, sig in writer.signatures():
-            finder.add(article_id, sig)
-        seen: set[str] = set()
         report = ReadReport()
-        pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
-        wrote = False
-
-        def flush() -> None:
-            nonlocal wrote
-            if not pending:
-                return
-            chunks = [c for _, cs, _, _ in pending for c in cs]
-            titles = {a.article_id: a.title for a, _, _, _ in pending}
-            t0 = time.perf_counter()
-            vectors = embedder.encode([passage_input(titles[c.article_id], c.section, c.text) for c in chunks])
-            summary.embed_seconds += time.perf_counter() - t0
-            bar.update(len(chunks))
-            batch, offset = [], 0
-            for article, article_chunks, digest, sig in pending:
-                n = len(article_chunks)
-                batch.append(PendingArticle(article, tuple(article_chunks), vectors[offset: offset + n], digest, sig))
-                offset += n
-            writer.write(batch)
-            wrote = True
-            summary.chunks += len(chunks)
-            pending.clear()
-
         for article in read_sources(sources, embed=embedder.encode, report=report):
-            if shard is not None and shard_of(article.article_id, shard[1]) != shard[0]:
-                continue
-            summary.articles_read += 1
-            digest = content_hash(article)
-            if article.article_id in seen:
-                summary.duplicates += 1
-                continue
-            seen.add(article.article_id)
-            if known.get(article.article_id) == digest:
-                summary.unchanged += 1
-                continue
-            sig = signature(article.title + "\n" + article.text)
-            if finder.find(sig, exclude=article.article_id) is not None:
-                summary.duplicates += 1
-                continue
-            if article.article_id in known:
-                summary.updated += 1
-                finder.remove(article.article_id)
-            else:
-                summary.added += 1
-            finder.add(article.article_id, sig)
-            # Chunk ids are placeholders here; the writer draws the real ones from the database sequence.
-            chunks = chunk_article(article, settings, embedder.count_wordpieces, first_id=0)
-            pending.append((article, chunks, digest, sig))
-            if sum(len(c) for _, c, _, _ in pending) >= WRITE_BATCH_CHUNKS:
-                flush()
-        flush()
-        summary.files = report.files
-        summary.errors = report.errors
-        summary.boilerplate_lines = report.boilerplate_lines
-        summary.duplicate_paragraphs = report.duplicate_paragraphs
+            if shard is None or shard_of(article.article_id, shard[1]) == shard[0]:
+                loop.offer(article)
+        loop.flush()
+        finish_summary(summary, report, started)
         summary.total_articles, summary.total_chunks = writer.totals()
         if wrote:
             # Fresh planner statistics, so term look-ups use the postings index from the first query on.
@@ -887,9 +834,8 @@ def index_into_store(
         if wrote or rebuild:
             summary.version = f"{writer.url.safe} (committed)"
     finally:
-        bar.close()
+        loop.close()
         writer.close()
-    summary.seconds = time.perf_counter() - started
     return summary
 
 

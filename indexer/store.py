@@ -23,7 +23,6 @@ import secrets
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -300,6 +299,11 @@ class Index:
     def article_hashes(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
 
+    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of every article, for near-duplicate checks."""
+        for article_id, blob in self.db().execute("SELECT article_id, minhash FROM articles"):
+            yield article_id, np.frombuffer(blob, dtype=np.int64)
+
     def known_files(self) -> dict[str, int]:
         """SHA-256 of each input file indexed in full → the number of articles it gave."""
         try:
@@ -404,13 +408,6 @@ class IndexDraft:
     def forget_files(self) -> None:
         """After deletes, every input file must be read again to restore what it holds."""
         self.db.execute("DELETE FROM files")
-
-    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
-        for article_id, blob in self.db.execute("SELECT article_id, minhash FROM articles"):
-            yield article_id, np.frombuffer(blob, dtype=np.int64)
-
-    def hashes(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT article_id, content_hash FROM articles").fetchall())
 
     def commit(self, extra: dict | None = None) -> Path:
         """Finish the files, write the manifest, and make this version live."""

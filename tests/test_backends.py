@@ -220,7 +220,7 @@ def _pending(embedder, article_dict, *, dimension=None):
     from indexer.build import content_hash
     from indexer.chunk import ChunkSettings, chunk_article
     from indexer.dedupe import signature
-    from indexer.pgstore import PendingArticle
+    from indexer.build import PendingArticle
     from indexer.types import Article, Section
 
     end = len(article_dict["text"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, NEWS_PAGE, ROOT
+from conftest import NEWS_PAGE, ROOT
 from indexer.build import build_index
 from indexer.errors import IndexMismatch, IndexMissing
 from indexer.search import Searcher
