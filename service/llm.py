@@ -49,6 +49,7 @@ from indexer.search import (
 )
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
+from service.schemas import CitationOut
 
 TOOL_NAMES = ("search_news", "answer_question", "get_article")
 MAX_ARTICLE_ID_CHARS = 200
@@ -409,17 +410,10 @@ def error_result(exc: NewsqaError, max_tokens: int = MIN_MAX_TOKENS, encoding: s
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-class ContextCitationOut(msgspec.Struct):
+class ContextCitationOut(CitationOut):
+    """A hit's citation plus `n`, the number of its block in the context (`[n]`)."""
+
     n: int
-    article_id: str
-    title: str
-    date: str | None
-    source: str | None
-    url: str | None
-    section: str | None
-    start: int
-    end: int
-    paragraph: int
 
 
 class ContextOut(msgspec.Struct):
