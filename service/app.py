@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -71,7 +70,6 @@ class Resources:
     def __init__(self, settings: ServiceSettings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder()
-        self._lock = threading.Lock()
         index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
                            read_store=settings.read_store or None)
         self.searcher = Searcher(index, self.embedder)
