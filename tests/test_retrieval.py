@@ -192,3 +192,55 @@ def test_sentence_vectors_are_cached(searcher):
     for cid in first:
         assert first[cid][0] == again[cid][0]
         assert np.shares_memory(first[cid][1], again[cid][1])
+
+
+def test_lexical_tokens_are_exactly_bm25s_tokens():
+    # The index was built with bm25s's tokenizer semantics; the fast path must not drift from it.
+    from pathlib import Path
+
+    import bm25s
+    import Stemmer
+
+    from indexer.lexical import tokenize
+
+    page = (Path(__file__).resolve().parent.parent / "data" / "central-asia-news-2025-12-16.txt").read_text()
+    texts = [*page.splitlines(), "", "a I", "Ünïcode naïve café — 10.8 billion m³; AI's O(n) tests", "THE Running runners ran"]
+    expected = bm25s.tokenize(texts, lower=True, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                              return_ids=False, show_progress=False)
+    assert tokenize(texts) == expected
+    assert sum(map(len, expected)) > 1000
+
+
+def test_bounded_cache_keeps_the_most_recently_used():
+    from indexer.search import BoundedCache
+
+    cache = BoundedCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+
+
+def test_a_repeated_query_skips_the_model(news_index, embedder):
+    from indexer.search import Searcher
+
+    class Counting:
+        name, dimension = embedder.name, embedder.dimension
+
+        def __init__(self) -> None:
+            self.texts = []
+
+        def encode(self, texts, **kwargs):
+            self.texts.extend(texts)
+            return embedder.encode(texts, **kwargs)
+
+    counting = Counting()
+    searcher = Searcher(news_index, counting)
+    first = searcher.search("Toktogul reservoir water levels", k=3, mode="dense")
+    calls = len(counting.texts)
+    again = searcher.search("Toktogul reservoir water levels", k=3, mode="dense")
+    assert len(counting.texts) == calls and calls >= 1
+    assert [(h.chunk_id, h.score) for h in again.hits] == [(h.chunk_id, h.score) for h in first.hits]
+    searcher.search("Toktogul reservoir water level", k=3, mode="dense")  # a different text is embedded
+    assert counting.texts[-1] == "Toktogul reservoir water level"
