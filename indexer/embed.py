@@ -125,6 +125,10 @@ class _OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
         options.inter_op_num_threads = 1
+        # Spinning pool threads keep both cores busy after each call and slow the
+        # rest of the request (FAISS, BM25, JSON) on a 2-core machine: measured
+        # 17 ms instead of 24 ms per in-process search.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
         self._tokenizer.enable_truncation(MODEL_MAX_WORDPIECES)
