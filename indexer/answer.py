@@ -99,7 +99,7 @@ class Answerer:
 
     def _best_sentence(self, query: str, hits: list[Hit]) -> Answer:
         searcher = self.searcher
-        vector = searcher.embedder.encode([query])[0]
+        vector = searcher.query_vector(query)
         terms = searcher.query_terms(query)
         wants_number = bool(_QUANTITY_QUESTION.match(query))
         wants_name = bool(_ENTITY_QUESTION.match(query))

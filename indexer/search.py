@@ -62,7 +62,14 @@ GROUP_PASSAGES = 3
 # Highlights per hit, and the share of the best sentence's score another sentence needs.
 MAX_HIGHLIGHTS = 2
 HIGHLIGHT_RATIO = 0.6
-# Sentence vectors kept for highlights and answers (passages, least recently used dropped).
+# A hit sharing no term with the query gets highlights from sentence vectors only within
+# the first ranks: embedding a long passage's sentences costs up to seconds on 2 cores
+# (measured: 45 SciFact sentences, 4.3 s), and readers look at the top first.
+DENSE_HIGHLIGHT_RANKS = 3
+# Query vectors kept (least recently used dropped).
+QUERY_CACHE = 2048
+# Passages whose sentence spans, tokens and vectors are kept for highlights and answers
+# (least recently used dropped).
 SENTENCE_CACHE = 4096
 # Confidence = sigmoid(W0 + W_DENSE * best cosine + W_COVER * best coverage), fitted by
 # `newsqa eval --qa bench/news-qa.jsonl --calibrate`; THRESHOLD splits answerable from not.
@@ -214,15 +221,41 @@ class QueryTerms:
         return sum(w for t, w in self.weights.items() if t in present) / self.total
 
 
+class BoundedCache:
+    """A thread-safe mapping that keeps the `size` most recently used entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 class Searcher:
     """Ranks passages of one index version for a query. Safe to share between threads."""
 
-    def __init__(self, index: Index, embedder: Embedder, *, alpha: float = HYBRID_ALPHA) -> None:
+    def __init__(
+        self, index: Index, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.alpha = alpha
-        self._sentences: OrderedDict[int, tuple[list[tuple[int, int]], np.ndarray]] = OrderedDict()
-        self._sentence_lock = threading.Lock()
+        self._sentences = BoundedCache(SENTENCE_CACHE)  # chunk id -> (spans, sentence vectors)
+        self._analysed = BoundedCache(SENTENCE_CACHE)  # chunk id -> (spans, sentence token sets)
+        self._queries = BoundedCache(query_cache)  # query text -> its vector
 
     def search(
         self,
@@ -248,7 +281,7 @@ class Searcher:
         depth = max(k * 10, 200) if group == "article" else max(k * 5, 100)
 
         t0 = time.perf_counter()
-        vector = self.embedder.encode([query])[0]
+        vector = self.query_vector(query)
         timings["embed_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         # A leg that does not rank (e.g. lexical in dense mode) still scores the candidates below.
@@ -289,6 +322,16 @@ class Searcher:
         conf = confidence_of(signals["dense"], signals["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
                             confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals)
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's unit vector; repeated queries (a page and its answer, paging, popular
+        searches) skip the model, which is most of a search's cost."""
+        vector = self._queries.get(query)
+        if vector is None:
+            vector = self.embedder.encode([query])[0]
+            vector.flags.writeable = False
+            self._queries.put(query, vector)
+        return vector
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -425,51 +468,53 @@ class Searcher:
         """`hits` with `highlights`: spans (article offsets) of the sentences that best match the query.
 
         Sentences are scored by IDF-weighted overlap with the stemmed query
-        terms. A hit with no overlapping term (a paraphrase) is scored by
-        cosine between the query vector and its sentences' cached vectors.
+        terms. A hit among the first `DENSE_HIGHLIGHT_RANKS` with no
+        overlapping term (a paraphrase) is scored by cosine between the query
+        vector and its sentences' cached vectors; lower ones stay unmarked.
         """
         if not hits:
             return hits
-        spans_of = {h.chunk_id: _sentence_spans(h) for h in hits}
-        all_spans = [(h.chunk_id, s) for h in hits for s in spans_of[h.chunk_id]]
-        texts = [_slice(hits, spans_of, cid, s) for cid, s in all_spans]
-        tokens = tokenize(texts) if texts else []
-        lexical = {(cid, s): terms.overlap(t) for (cid, s), t in zip(all_spans, tokens)}
-        needs_dense = [h for h in hits if vector is not None and max(
-            (lexical[(h.chunk_id, s)] for s in spans_of[h.chunk_id]), default=0.0) == 0.0]
+        # Splitting and stemming ten passages costs milliseconds; popular passages recur.
+        analysed = {h.chunk_id: self._analyse(h) for h in hits}
+        lexical = {cid: [terms.overlap(tokens) for tokens in sentence_tokens]
+                   for cid, (_, sentence_tokens) in analysed.items()}
+        needs_dense = [h for h in hits[:DENSE_HIGHLIGHT_RANKS]
+                       if vector is not None and max(lexical[h.chunk_id], default=0.0) == 0.0]
         dense = self._sentence_scores(needs_dense, vector) if needs_dense else {}
-        out = []
-        for hit in hits:
-            spans = spans_of[hit.chunk_id]
-            scores = dense.get(hit.chunk_id) or [lexical[(hit.chunk_id, s)] for s in spans]
-            out.append(_with_highlights(hit, spans, scores))
-        return out
+        return [_with_highlights(hit, analysed[hit.chunk_id][0], dense.get(hit.chunk_id) or lexical[hit.chunk_id])
+                for hit in hits]
+
+    def _analyse(self, hit: Hit) -> tuple[list[tuple[int, int]], list[frozenset[str]]]:
+        """The passage's sentence spans (article offsets) and each sentence's stemmed tokens, cached."""
+        found = self._analysed.get(hit.chunk_id)
+        if found is None:
+            spans = _sentence_spans(hit)
+            base = hit.citation.start
+            tokens = tokenize([hit.text[s - base : e - base] for s, e in spans]) if spans else []
+            found = (spans, [frozenset(t) for t in tokens])
+            self._analysed.put(hit.chunk_id, found)
+        return found
 
     def sentence_vectors(self, hits: list[Hit]) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]]:
         """Sentence spans (article offsets) and unit vectors of each hit's passage, cached by chunk id."""
-        result, todo = {}, []
-        with self._sentence_lock:
-            for hit in hits:
-                cached = self._sentences.get(hit.chunk_id)
-                if cached is not None:
-                    self._sentences.move_to_end(hit.chunk_id)
-                    result[hit.chunk_id] = cached
-                elif hit.chunk_id not in {h.chunk_id for h in todo}:
-                    todo.append(hit)
+        result, todo = {}, {}
+        for hit in hits:
+            cached = self._sentences.get(hit.chunk_id)
+            if cached is not None:
+                result[hit.chunk_id] = cached
+            else:
+                todo.setdefault(hit.chunk_id, hit)
         if todo:
-            spans = {h.chunk_id: _sentence_spans(h) for h in todo}
-            texts = [h.text[s - h.citation.start : e - h.citation.start] for h in todo for s, e in spans[h.chunk_id]]
+            spans = {cid: self._analyse(h)[0] for cid, h in todo.items()}
+            texts = [h.text[s - h.citation.start : e - h.citation.start] for cid, h in todo.items() for s, e in spans[cid]]
             vectors = self.embedder.encode(texts)
             offset = 0
-            with self._sentence_lock:
-                for h in todo:
-                    n = len(spans[h.chunk_id])
-                    entry = (spans[h.chunk_id], vectors[offset : offset + n])
-                    offset += n
-                    self._sentences[h.chunk_id] = entry
-                    result[h.chunk_id] = entry
-                while len(self._sentences) > SENTENCE_CACHE:
-                    self._sentences.popitem(last=False)
+            for cid in todo:
+                n = len(spans[cid])
+                entry = (spans[cid], vectors[offset : offset + n])
+                offset += n
+                self._sentences.put(cid, entry)
+                result[cid] = entry
         return result
 
     def _sentence_scores(self, hits: list[Hit], vector: np.ndarray) -> dict[int, list[float]]:
@@ -486,11 +531,6 @@ def _sentence_spans(hit: Hit) -> list[tuple[int, int]]:
     """Sentences of the passage as article offsets (the passage is article.text[start:end])."""
     base = hit.citation.start
     return [(base + s, base + e) for s, e in split_sentences(hit.text)]
-
-
-def _slice(hits, spans_of, cid, span) -> str:
-    hit = next(h for h in hits if h.chunk_id == cid)
-    return hit.text[span[0] - hit.citation.start : span[1] - hit.citation.start]
 
 
 def _with_highlights(hit: Hit, spans: list[tuple[int, int]], scores: list[float]) -> Hit:

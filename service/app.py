@@ -19,7 +19,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from indexer.embed import Embedder
-from indexer.search import Searcher
+from indexer.search import QUERY_CACHE, Searcher
 from indexer.store import Index, package_version
 from indexer.stores import open_store
 from service import admin, api, llm, web
@@ -50,6 +50,8 @@ class ServiceSettings:
         "help": "seconds a request may take before its response starts (503 timeout; 0: no limit)"})
     reload_interval: float = field(default=2.0, metadata={
         "help": "seconds between checks of the index's CURRENT version for a hot reload (0: no polling)"})
+    query_cache: int = field(default=QUERY_CACHE, metadata={
+        "help": "query vectors kept for repeated queries (0: embed every query)"})
     store: str = field(default="", metadata={
         "help": "PostgreSQL store to serve instead of --index (postgresql://USER@HOST/DB)", "env": "NEWSQA_STORE",
         "secret": True})
@@ -72,7 +74,7 @@ class Resources:
         self.embedder = embedder or Embedder()
         index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
                            read_store=settings.read_store or None)
-        self.searcher = Searcher(index, self.embedder)
+        self.searcher = Searcher(index, self.embedder, query_cache=settings.query_cache)
 
     @property
     def index(self) -> Index:
@@ -97,7 +99,8 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         resources = Resources(settings, embedder)
         app.state.resources = resources
         timed = admin.TimedEmbedder(resources.embedder, metrics)
-        reloader = Reloader(resources, make_searcher=lambda index: Searcher(index, timed))
+        reloader = Reloader(resources, make_searcher=lambda index: Searcher(
+            index, timed, query_cache=settings.query_cache))
         app.state.reloader = reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
         try:
