@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -62,9 +61,9 @@ _MIN_AUTO_K = 10
 # --- parameters ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ContextArgs:
-    """Validated parameters of `/v1/context` and the `search_news` tool."""
+class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Parameters of `/v1/context` (query string or JSON body) and the `search_news` tool;
+    `context_args` checks them."""
 
     q: str
     max_tokens: int = DEFAULT_MAX_TOKENS
@@ -426,17 +425,6 @@ class ContextOut(msgspec.Struct):
     truncated: bool
 
 
-class ContextIn(msgspec.Struct, forbid_unknown_fields=True):
-    q: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    encoding: str = DEFAULT_ENCODING
-    k: int | None = None
-    mode: str = "hybrid"
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
-
-
 def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
     packed = build_context(searcher, args)
     return ContextOut(query=validate_query(args.q), context=packed.text,
@@ -466,7 +454,7 @@ def context_get(
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)")
-def context_post(searcher: Searcher, data: ContextIn) -> ContextOut:
+def context_post(searcher: Searcher, data: ContextArgs) -> ContextOut:
     """The same as `GET /v1/context`, with the parameters in a JSON body."""
     return context_out(searcher, context_args(**msgspec.structs.asdict(data)))
 
