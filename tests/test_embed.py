@@ -36,3 +36,30 @@ def test_wordpiece_counts_match_the_models_tokenizer(embedder, torch_embedder):
 def test_unknown_backend_is_refused():
     with pytest.raises(InvalidParameter, match="auto, onnx, torch"):
         Embedder(backend="tensorflow")
+
+
+@pytest.mark.slow
+def test_encoder_bench_short(tmp_path):
+    """bench/encoders.py --short: both backends measured in their own processes, same scores, same vectors."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, SCIFACT
+
+    if not (SCIFACT / "corpus.jsonl").is_file():
+        pytest.skip("SciFact is not in ../shared")
+    out = tmp_path / "encoders.json"
+    # Its own cache, so each backend embeds the slice itself.
+    env = {**os.environ, "NEWSQA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "encoders.py"), "--short", "--beir", str(SCIFACT),
+                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["backends"]) == {"torch", "onnx"}
+    assert report["agreement"]["min_cosine"] > 0.999
+    assert report["max_ndcg_delta"] <= 0.002
+    for backend in report["backends"].values():
+        assert backend["passages_per_second"] > 0 and 0 < backend["query_ms_p50"] <= backend["query_ms_p90"]
+        assert 0.5 < backend["ndcg@10_dense"] <= 1
