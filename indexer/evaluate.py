@@ -83,7 +83,8 @@ class CachedEmbedder:
         for shard in sorted(self.directory.glob("shard-*.npz")):
             with np.load(shard, allow_pickle=False) as data:
                 for key, vector in zip(data["keys"], data["vectors"]):
-                    self._vectors[bytes(key)] = vector
+                    # NumPy's S20 drops trailing NUL bytes: restore the 20-byte SHA-1.
+                    self._vectors[bytes(key).ljust(20, b"\0")] = vector
 
     def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
         return self._embedder.count_wordpieces(texts)

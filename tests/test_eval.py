@@ -87,6 +87,21 @@ def test_embedding_cache_is_keyed_by_text(tmp_path, embedder):
     assert abs(float(fresh[0] @ again[0]) - 1.0) < 1e-5
 
 
+def test_embedding_cache_reloads_keys_that_end_in_a_zero_byte(tmp_path, embedder):
+    import hashlib
+
+    from indexer.evaluate import CachedEmbedder
+
+    # About one SHA-1 in 256 ends in 0x00; NumPy's fixed-width bytes drop it on load.
+    texts = [t for t in (f"passage {i}" for i in range(5000))
+             if hashlib.sha1(f"{embedder.name}\x1f{t}".encode()).digest().endswith(b"\0")][:2]
+    assert len(texts) == 2
+    CachedEmbedder(embedder, tmp_path).encode(texts)
+    again = CachedEmbedder(embedder, tmp_path)
+    again.encode(texts)
+    assert (again.hits, again.misses) == (2, 0)
+
+
 def test_qa_set_is_well_formed():
     from indexer.evaluate import load_qa
 
