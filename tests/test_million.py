@@ -1,0 +1,37 @@
+"""bench/million.py --short: the synthetic large-index benchmark end to end, small (CI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SCIFACT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="SciFact is not in ../shared")
+def test_million_bench_short_mode(tmp_path):
+    """20,000 synthetic chunks built by IndexDraft, a real `newsqa serve`: zero failed requests, recall@10 >= 0.95."""
+    out = tmp_path / "million.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "million.py"), "--short", "--scifact", str(SCIFACT),
+                           "--out", str(tmp_path / "index"), "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["chunks"] == 20_000 and report["failures"] == []
+    assert [level["clients"] for level in report["serve"]["levels"]] == [1, 8]
+    for level in report["serve"]["levels"]:
+        assert level["errors"] == 0 and level["requests"] >= 20
+        assert 0 < level["p50_ms"] <= level["p99_ms"]
+    # The noise is calibrated: synthetic nearest-neighbour cosines match the real documents' median.
+    calibration = report["calibration"]
+    assert calibration["sigma"] > 0
+    assert abs(calibration["synthetic_nn_cosine"]["median"] - calibration["real_nn_cosine"]["median"]) <= 0.01
+    study = report["vector_study"]
+    assert study["chosen"]["recall@10_k10"] >= 0.95 and study["vectors"] == 20_000
+    assert report["index_disk_bytes"] > 0 and report["memory"]["server_idle"] > report["memory"]["tiny_idle"] > 0
+    assert {"embed_ms", "dense_ms", "lexical_ms", "total_ms"} <= set(report["breakdown_ms"])
