@@ -46,7 +46,7 @@ def main() -> int:
         args.limit, args.rounds = 20, 1
 
     data = load_beir(args.beir, limit=args.limit)
-    embedder = Embedder(backend=args.backend)
+    embedder = Embedder(backend=args.backend, purpose="passages")  # what `newsqa index` uses
     embedder.encode(["warm up the model and its thread pool"] * 8)
     pipeline_s, raw_s, passages = [], [], 0
     with tempfile.TemporaryDirectory(prefix="newsqa-bench-") as tmp:

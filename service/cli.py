@@ -123,7 +123,7 @@ def _cmd_index(args) -> int:
     from indexer.stores import build_store, store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
-    summary = build_store(args.sources, store_target(args.store, args.index), embedder=Embedder(),
+    summary = build_store(args.sources, store_target(args.store, args.index), embedder=Embedder(purpose="passages"),
                           shard=parse_shard(args.shard), settings=settings, rebuild=args.rebuild,
                           progress=False if args.no_progress else None)
     if args.json:

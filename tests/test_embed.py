@@ -38,6 +38,23 @@ def test_unknown_backend_is_refused():
         Embedder(backend="tensorflow")
 
 
+def test_auto_takes_the_faster_backend_for_each_purpose(monkeypatch):
+    from indexer.embed import resolve_backend
+
+    assert resolve_backend("auto", "queries") == "onnx"
+    assert resolve_backend("auto", "passages") == "torch"
+    assert resolve_backend("onnx", "passages") == "onnx" and resolve_backend("torch", "queries") == "torch"
+    # Without sentence-transformers, passages fall back to ONNX Runtime.
+    import indexer.embed as embed
+
+    monkeypatch.setattr(embed, "_installed", lambda module: module != "sentence_transformers")
+    assert resolve_backend("auto", "passages") == "onnx"
+    with pytest.raises(InvalidParameter, match="purpose 'documents' is not known"):
+        resolve_backend("auto", "documents")
+    with pytest.raises(InvalidParameter, match="backend 'gpu' is not known"):
+        resolve_backend("gpu", "queries")
+
+
 @pytest.mark.slow
 def test_encoder_bench_short(tmp_path):
     """bench/encoders.py --short: both backends measured in their own processes, same scores, same vectors."""
