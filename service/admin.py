@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from indexer.errors import IndexMissing
+from service.reload import ReloadResult
 
 access_log = logging.getLogger("newsqa.access")
 
@@ -160,15 +161,6 @@ class ReadyOut(msgspec.Struct):
     chunks: int
 
 
-class ReloadOut(msgspec.Struct):
-    changed: bool
-    version: str
-    previous: str
-    articles: int
-    chunks: int
-    seconds: float
-
-
 class StatusOut(msgspec.Struct):
     version: str
     index_dir: str
@@ -195,13 +187,12 @@ def metrics(state: State) -> Response:
 
 
 @post("/v1/admin/reload", sync_to_thread=True, status_code=200, summary="Serve the newest index version")
-def reload_index(state: State, force: bool = False) -> ReloadOut:
+def reload_index(state: State, force: bool = False) -> ReloadResult:
     """Load the version `CURRENT` names beside the served one and swap; requests in flight finish on the old one.
 
     Needs the admin key. `changed` is false when that version is already served.
     """
-    result = state.reloader.reload(force=force)
-    return ReloadOut(**{f: getattr(result, f) for f in ReloadOut.__struct_fields__})
+    return state.reloader.reload(force=force)
 
 
 @get("/v1/admin/status", sync_to_thread=False, summary="Served index version and reload history")

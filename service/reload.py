@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from indexer.errors import IndexMismatch, IndexMissing, NewsqaError
 from indexer.search import Searcher
@@ -33,9 +34,9 @@ log = logging.getLogger("newsqa.reload")
 RELOAD_GRACE_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class ReloadResult:
-    """What one reload did: `changed` is False when the live version was already served."""
+class ReloadResult(msgspec.Struct, frozen=True):
+    """What one reload did: `changed` is False when the live version was already served.
+    Also the body of `POST /v1/admin/reload`."""
 
     changed: bool
     version: str
