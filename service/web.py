@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from litestar import get
+from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
@@ -301,18 +302,20 @@ def _parse_k(value: str) -> int:
                                code="invalid_k") from None
 
 
-@get("/", sync_to_thread=True, include_in_schema=False)
-def search_page(
-    searcher: Searcher,
-    q: str | None = None,
-    mode: str = "hybrid",
-    date_from: str = "",
-    date_to: str = "",
-    source: str = "",
-    k: str = "",
-) -> Template:
+def provide_params(
+    q: str | None = None, mode: str = "hybrid", date_from: str = "", date_to: str = "", source: str = "", k: str = "",
+) -> SearchParams:
+    """The search form's query parameters, shared by the search page and the article page."""
+    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k)
+
+
+_PARAMS = {"params": Provide(provide_params, sync_to_thread=False)}
+
+
+@get("/", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
+def search_page(searcher: Searcher, params: SearchParams) -> Template:
     """The search page: the landing page without `q`, otherwise the results for `q` and the filters."""
-    params = SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k)
+    q = params.q
     context = {"params": params, "modes": MODES, "mode_labels": MODE_LABELS, "examples": EXAMPLES,
                "pretty_date": pretty_date, "state": "home", "page": "search"}
     try:
@@ -321,8 +324,8 @@ def search_page(
             return _render("search.html", 200, **context)
         if not q.strip():
             return _render("search.html", 200, **{**context, "state": "empty"})
-        filters = make_filters(date_from, date_to, source)
-        result = searcher.search(q, k=_parse_k(k), mode=params.mode, filters=filters, group="article")
+        filters = make_filters(params.date_from, params.date_to, params.source)
+        result = searcher.search(q, k=_parse_k(params.k), mode=params.mode, filters=filters, group="article")
         groups = group_hits(result, params)
         state = "results" if result.hits else "no_results"
         low_confidence = bool(getattr(result, "low_confidence", False)) and bool(result.hits)
@@ -339,22 +342,11 @@ def search_page(
                                                "error": SERVER_ERROR, "fault": True})
 
 
-@get("/articles/{article_id:str}", sync_to_thread=True, include_in_schema=False)
-def article_page(
-    searcher: Searcher,
-    article_id: str,
-    hl: str | None = None,
-    q: str | None = None,
-    mode: str = "hybrid",
-    date_from: str = "",
-    date_to: str = "",
-    source: str = "",
-    k: str = "",
-) -> Template:
+@get("/articles/{article_id:str}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
+def article_page(searcher: Searcher, article_id: str, params: SearchParams, hl: str | None = None) -> Template:
     """The whole article; `hl=start-end` marks that passage (and `#start-end` scrolls to it)."""
-    params = SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k)
     context = {"params": params, "modes": MODES, "mode_labels": MODE_LABELS, "pretty_date": pretty_date,
-               "safe_url": safe_url, "page": "article", "back": params.url() if q else None}
+               "safe_url": safe_url, "page": "article", "back": params.url() if params.q else None}
     try:
         context["sources"] = _sources(searcher, params)
         article = searcher.index.article(article_id)
