@@ -524,19 +524,10 @@ class PgIndex:
         """Chunk ids that pass `filters` (selected in SQL), or None when there are no filters."""
         if filters.empty:
             return None
-        clauses, params = [], []
-        if filters.date_from:
-            clauses.append("a.date >= %s")
-            params.append(filters.date_from)
-        if filters.date_to:
-            clauses.append("a.date <= %s")
-            params.append(filters.date_to)
-        if filters.source:
-            clauses.append("a.source = %s")
-            params.append(filters.source)
+        where, params = filters.sql_where("%s")
         with self._pool.connection() as conn:
             rows = conn.execute("SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE "
-                                + " AND ".join(clauses) + " ORDER BY c.chunk_id", params).fetchall()
+                                + where + " ORDER BY c.chunk_id", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def article_hashes(self) -> dict[str, str]:

@@ -258,18 +258,9 @@ class Index:
         """Chunk ids that pass `filters`, or None when there are no filters."""
         if filters.empty:
             return None
-        clauses, params = [], []
-        if filters.date_from:
-            clauses.append("a.date >= ?")
-            params.append(filters.date_from)
-        if filters.date_to:
-            clauses.append("a.date <= ?")
-            params.append(filters.date_to)
-        if filters.source:
-            clauses.append("a.source = ?")
-            params.append(filters.source)
+        where, params = filters.sql_where("?")
         rows = self.db().execute(
-            "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + " AND ".join(clauses),
+            "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + where,
             params,
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

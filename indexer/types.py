@@ -117,3 +117,13 @@ class Filters:
     @property
     def empty(self) -> bool:
         return self.date_from is None and self.date_to is None and self.source is None
+
+    def sql_where(self, mark: str) -> tuple[str, list[str]]:
+        """SQL conditions on an articles table aliased `a`, and their values; `mark` is the
+        driver's placeholder (`?` for SQLite, `%s` for psycopg)."""
+        clauses, values = [], []
+        for value, clause in ((self.date_from, "a.date >= "), (self.date_to, "a.date <= "), (self.source, "a.source = ")):
+            if value:
+                clauses.append(clause + mark)
+                values.append(value)
+        return " AND ".join(clauses), values
