@@ -7,7 +7,7 @@ Three measurements, each on a private PostgreSQL 16 + pgvector server started
 here (the `pgserver` package) in a temporary directory:
 
 1. nDCG@10 (and Recall@100) on SciFact for dense, lexical and hybrid on both
-   backends, with the harness of `newsqa eval --beir` (indexer/evaluate.py).
+   backends, with the harness of `newsqa eval --beir` (indexer/evaluate/harness.py).
    The PostgreSQL store is filled by its own indexer; passage vectors come from
    the evaluation's embedding cache, so both backends hold the same vectors.
 2. Query latency (hybrid, k=10, highlights off, query vectors cached so the
@@ -74,7 +74,7 @@ class Server:
 
 def subset(data, *, queries: int, documents: int):
     """The first `queries` test queries and a corpus of their judged documents plus the first `documents`."""
-    from indexer.evaluate import BeirSet
+    from indexer.evaluate.harness import BeirSet
 
     qids = list(data.queries)[:queries]
     keep = list(dict.fromkeys([d for q in qids for d in data.qrels.get(q, {})] + list(data.corpus)[:documents]))
@@ -90,7 +90,7 @@ def write_corpus(data, path: Path) -> Path:
 
 
 def beir_run(searcher, data, mode: str, depth: int) -> dict:
-    """`indexer.evaluate.beir_run` without highlights: they cost model calls and do not change the ranking."""
+    """`indexer.evaluate.harness.beir_run` without highlights: they cost model calls and do not change the ranking."""
     run = {}
     for qid, text in data.queries.items():
         result = searcher.search(text, k=depth, mode=mode, group="article", highlights=False)
@@ -99,9 +99,9 @@ def beir_run(searcher, data, mode: str, depth: int) -> dict:
 
 
 def quality(data, embedded_dir: Path, pg_url: str, cached) -> dict:
-    from indexer.evaluate import RUN_DEPTH, score_run
-    from indexer.search import Searcher
-    from indexer.stores import open_store
+    from indexer.evaluate.harness import RUN_DEPTH, score_run
+    from indexer.query.search import Searcher
+    from indexer.store.backends import open_store
 
     cached.encode(list(data.queries.values()))
     out = {}
@@ -139,8 +139,8 @@ def ts_rank_run(index, data, depth: int) -> dict:
 
 
 def latency(queries: list[str], target, cached, *, clients: int, rounds: int) -> dict:
-    from indexer.search import Searcher
-    from indexer.stores import open_store
+    from indexer.query.search import Searcher
+    from indexer.store.backends import open_store
 
     index = open_store(target, model=cached.name)
     try:
@@ -187,7 +187,7 @@ def index_workers(corpus: Path, server: Server, workers: int) -> dict:
         results.append(json.loads(out))
         cpu.append(round(usage.ru_utime + usage.ru_stime, 1))
     wall = time.perf_counter() - t0
-    from indexer.stores import open_store
+    from indexer.store.backends import open_store
 
     index = open_store(url)
     try:
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from indexer.embed import Embedder
-    from indexer.evaluate import NO_DEDUPE, WHOLE_DOCUMENTS, CachedEmbedder, beir_index, cache_dir, load_beir
-    from indexer.pgstore import index_into_store
+    from indexer.evaluate.harness import NO_DEDUPE, WHOLE_DOCUMENTS, CachedEmbedder, beir_index, cache_dir, load_beir
+    from indexer.store.postgres import index_into_store
 
     cache = args.cache or cache_dir()
     embedder = Embedder()

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from indexer.embed import Embedder, passage_input  # noqa: E402
-from indexer.evaluate import cache_dir, evaluate_beir, load_beir  # noqa: E402
+from indexer.evaluate.harness import cache_dir, evaluate_beir, load_beir  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "datasets" / "beir-scifact"
 BACKENDS = ("torch", "onnx")

@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.build import build_index  # noqa: E402
+from indexer.ingest.build import build_index  # noqa: E402
 from indexer.embed import Embedder, passage_input  # noqa: E402
-from indexer.evaluate import load_beir  # noqa: E402
-from indexer.store import open_index  # noqa: E402
+from indexer.evaluate.harness import load_beir  # noqa: E402
+from indexer.store.embedded import open_index  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "datasets" / "beir-scifact"
 

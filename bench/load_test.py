@@ -92,10 +92,10 @@ def swapper(index_dir: Path, url: str, every: float, stop: threading.Event, log:
 def _swap_loop(index_dir: Path, url: str, every: float, stop: threading.Event, log: list[dict]) -> None:
     import httpx
 
-    from indexer.build import build_index, delete_articles
-    from indexer.chunk import ChunkSettings
+    from indexer.ingest.build import build_index, delete_articles
+    from indexer.ingest.chunk import ChunkSettings
     from indexer.embed import Embedder
-    from indexer.store import current_version, read_manifest
+    from indexer.store.embedded import current_version, read_manifest
 
     embedder = Embedder()
     # Bulletins are chunked as the served index was, or the incremental build would refuse them.

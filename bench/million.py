@@ -83,7 +83,7 @@ BLOCK = 65_536  # vectors generated per block; each block has its own seeded noi
 TARGET_RECALL = 0.95
 TARGET_MS = 10.0
 EXACT_TIMED_QUERIES = 50  # exact search one query at a time is slow at 1M: time only these
-SERVICE_DEPTH = 100  # what hybrid k=10 asks the vector leg for: max(k * 5, 100) in indexer/search.py
+SERVICE_DEPTH = 100  # what hybrid k=10 asks the vector leg for: max(k * 5, 100) in indexer/query/search.py
 
 
 def log(message: str) -> None:
@@ -135,11 +135,11 @@ def gib(n: float) -> str:
 
 def scifact_documents(corpus: dict[str, tuple[str, str]]):
     """Each document as the article `newsqa eval --beir` indexes (same reader rules, same id)."""
-    from indexer.documents import make_article
+    from indexer.ingest.documents import make_article
 
     articles = []
     for doc_id, (title, text) in corpus.items():
-        # As indexer/read.py reads a JSONL record, and as beir_index writes one (empty title: the id).
+        # As indexer/ingest/read.py reads a JSONL record, and as beir_index writes one (empty title: the id).
         paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
         article, _ = make_article(title=title or doc_id, blocks=[(None, p) for p in paragraphs], article_id=doc_id)
         if article.text:
@@ -154,9 +154,9 @@ def document_vectors(articles, embedder) -> tuple[np.ndarray, dict]:
     the embedded input is `passage_input(title, section, passage)`, so the cache
     keys are those of the evaluation run. Misses are embedded (and cached).
     """
-    from indexer.chunk import chunk_article
+    from indexer.ingest.chunk import chunk_article
     from indexer.embed import passage_input
-    from indexer.evaluate import WHOLE_DOCUMENTS, CachedEmbedder, cache_dir
+    from indexer.evaluate.harness import WHOLE_DOCUMENTS, CachedEmbedder, cache_dir
 
     cached = CachedEmbedder(embedder, cache_dir() / "embeddings")
     inputs, multi = [], 0
@@ -292,11 +292,11 @@ def article_sizes(n: int) -> list[int]:
 def build(out: Path, synthetic: Synthetic, vectors: np.ndarray, pool: tuple, titles: list[str],
           model: str, extra: dict, watch: MemoryWatch) -> dict:
     """Write the synthetic index with `IndexDraft` (one `add_article` per article, one commit)."""
-    import indexer.store as store
-    from indexer.build import content_hash
-    from indexer.chunk import ChunkSettings
-    from indexer.dedupe import signature
-    from indexer.lexical import LexicalIndex
+    import indexer.store.embedded as store
+    from indexer.ingest.build import content_hash
+    from indexer.ingest.chunk import ChunkSettings
+    from indexer.ingest.dedupe import signature
+    from indexer.store.bm25 import LexicalIndex
     from indexer.types import Article, Chunk, Section
 
     texts, sources, tokens = pool
@@ -400,7 +400,7 @@ def vector_study(version: Path, queries: np.ndarray, ef_values: list[int], watch
     """Recall@10 against exact search and single-query milliseconds for each efSearch."""
     import faiss
 
-    from indexer.store import _build_graph
+    from indexer.store.embedded import _build_graph
 
     watch.enter("study: load FAISS")
     served = faiss.read_index(str(version / "vectors.faiss"))
@@ -608,8 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     import faiss
 
     from indexer.embed import Embedder
-    from indexer.evaluate import load_beir
-    from indexer.store import EXACT_SEARCH_LIMIT, current_version, read_manifest
+    from indexer.evaluate.harness import load_beir
+    from indexer.store.embedded import EXACT_SEARCH_LIMIT, current_version, read_manifest
 
     watch = MemoryWatch()
     started = time.perf_counter()

@@ -185,8 +185,8 @@ def run_level(url: str, queries: list[str], clients: int, requests: int) -> dict
 def breakdown(index_dir: Path, queries: list[str], repeats: int) -> dict:
     """Median milliseconds per search stage, in-process on the same index (no HTTP, no JSON)."""
     from indexer.embed import Embedder
-    from indexer.search import Searcher
-    from indexer.store import open_index
+    from indexer.query.search import Searcher
+    from indexer.store.embedded import open_index
 
     embedder = Embedder()
     index = open_index(index_dir, model=embedder.name)
@@ -210,14 +210,14 @@ def breakdown(index_dir: Path, queries: list[str], repeats: int) -> dict:
 
 
 def disk_bytes(index_dir: Path) -> int:
-    from indexer.store import current_version
+    from indexer.store.embedded import current_version
 
     version = current_version(index_dir)
     return sum(p.stat().st_size for p in version.rglob("*") if p.is_file()) if version else 0
 
 
 def build_news_index(directory: Path) -> Path:
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
     from indexer.embed import Embedder
 
     index = directory / "index"

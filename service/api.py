@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import get, post
 from litestar.datastructures import State
 
-from indexer.answer import DEFAULT_PASSAGES, Answerer
-from indexer.search import Searcher, make_filters
+from indexer.query.answer import DEFAULT_PASSAGES, Answerer
+from indexer.query.search import Searcher, make_filters
 from service.schemas import (
     AnswerOut,
     ArticleOut,

@@ -19,10 +19,10 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from indexer.embed import Embedder
-from indexer.search import QUERY_CACHE, Searcher
-from indexer.store import Index, package_version
-from indexer.stores import open_store
-from service import admin, api, llm, web
+from indexer.query.search import QUERY_CACHE, Searcher
+from indexer.store.embedded import Index, package_version
+from indexer.store.backends import open_store
+from service import admin, api, tools, web
 from service.errors import EXCEPTION_HANDLERS
 from service.limits import limit_middleware
 from service.reload import Reloader
@@ -112,7 +112,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
             resources.close()
 
     app = Litestar(
-        route_handlers=[*api.ROUTES, *web.ROUTES, *llm.ROUTES, *admin.ROUTES],
+        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES],
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_index(args) -> int:
-    from indexer.chunk import ChunkSettings
+    from indexer.ingest.chunk import ChunkSettings
     from indexer.embed import Embedder
-    from indexer.pgstore import parse_shard
-    from indexer.stores import build_store, store_target
+    from indexer.store.postgres import parse_shard
+    from indexer.store.backends import build_store, store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
     summary = build_store(args.sources, store_target(args.store, args.index), embedder=Embedder(purpose="passages"),
@@ -144,7 +144,7 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_delete(args) -> int:
-    from indexer.stores import delete_from, store_target
+    from indexer.store.backends import delete_from, store_target
 
     removed = delete_from(store_target(args.store, args.index), args.ids)
     missing = [i for i in args.ids if i not in removed]
@@ -154,8 +154,8 @@ def _cmd_delete(args) -> int:
 
 def _cmd_search(args) -> int:
     from indexer.embed import Embedder
-    from indexer.search import Searcher, make_filters
-    from indexer.stores import open_store, store_target
+    from indexer.query.search import Searcher, make_filters
+    from indexer.store.backends import open_store, store_target
     from service.schemas import search_out
 
     embedder = Embedder()
@@ -181,10 +181,10 @@ def _cmd_search(args) -> int:
 
 
 def _cmd_ask(args) -> int:
-    from indexer.answer import Answerer
+    from indexer.query.answer import Answerer
     from indexer.embed import Embedder
-    from indexer.search import Searcher, make_filters
-    from indexer.stores import open_store, store_target
+    from indexer.query.search import Searcher, make_filters
+    from indexer.store.backends import open_store, store_target
     from service.schemas import answer_out
 
     embedder = Embedder()
@@ -212,8 +212,8 @@ def _cmd_eval(args) -> int:
 
     embedder = Embedder()
     if args.beir is not None:
-        from indexer.chunk import ChunkSettings
-        from indexer.evaluate import EVAL_MODES, WHOLE_DOCUMENTS, evaluate_beir
+        from indexer.ingest.chunk import ChunkSettings
+        from indexer.evaluate.harness import EVAL_MODES, WHOLE_DOCUMENTS, evaluate_beir
 
         settings = WHOLE_DOCUMENTS if args.max_tokens is None else ChunkSettings(max_tokens=args.max_tokens).validate()
         report = evaluate_beir(args.beir, embedder, modes=args.mode or EVAL_MODES, limit=args.limit,
@@ -229,9 +229,9 @@ def _cmd_eval(args) -> int:
         print(report.table())
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return 0
-    from indexer.evaluate import calibrate, evaluate_qa
-    from indexer.search import Searcher
-    from indexer.store import open_index
+    from indexer.evaluate.harness import calibrate, evaluate_qa
+    from indexer.query.search import Searcher
+    from indexer.store.embedded import open_index
 
     searcher = Searcher(open_index(args.index, model=embedder.name), embedder)
     modes = args.mode or ["hybrid"]
@@ -257,7 +257,7 @@ def _cmd_serve(args) -> int:
     from service.app import ServiceSettings, create_app, settings_with_env
 
     settings = settings_with_env(ServiceSettings(**{f.name: getattr(args, f.name) for f in fields(ServiceSettings)}))
-    from indexer.store import current_version
+    from indexer.store.embedded import current_version
 
     if not settings.store and current_version(Path(settings.index_dir)) is None:
         raise NewsqaError(f"no index at {settings.index_dir}: build one with `newsqa index data/ --index {settings.index_dir}`")
@@ -266,7 +266,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_mcp(args) -> int:
-    from indexer.store import current_version
+    from indexer.store.embedded import current_version
     from service.mcp_server import serve_stdio
 
     if current_version(Path(args.index)) is None:

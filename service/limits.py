@@ -6,7 +6,7 @@ key. Order (outermost first): rate limit, then keys, then the time budget, so a
 client flooding with wrong keys is slowed down too.
 
 The request body limit is Litestar's `request_max_body_size` (413
-`body_too_large`); query length and `k` are checked in indexer/search.py.
+`body_too_large`); query length and `k` are checked in indexer/query/search.py.
 """
 
 from __future__ import annotations

@@ -39,13 +39,13 @@ from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
-from indexer.context import DEFAULT_MAX_TOKENS, MAX_MAX_TOKENS, MIN_MAX_TOKENS
+from indexer.query.context import DEFAULT_MAX_TOKENS, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from indexer.errors import NewsqaError, NotFound
-from indexer.search import Searcher
-from indexer.store import package_version
+from indexer.query.search import Searcher
+from indexer.store.embedded import package_version
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS
 from indexer.types import Article
-from service.llm import TOOL_NAMES, error_result, result_text, run_tool, tool_definitions
+from service.tools import TOOL_NAMES, error_result, result_text, run_tool, tool_definitions
 
 log = logging.getLogger("newsqa.mcp")
 

@@ -1,7 +1,7 @@
 """Hot reload: serve a new index version without a restart and without failing a request.
 
 A build writes a new version beside the live one and switches `CURRENT`
-(indexer/store.py). `Reloader.reload()` loads that version next to the one in
+(indexer/store/embedded.py). `Reloader.reload()` loads that version next to the one in
 use, swaps `resources.searcher` as one reference, and retires the old version:
 it is closed only once every request that leased it has finished, plus a short
 grace period for code that read `resources.searcher` without a lease.
@@ -25,8 +25,8 @@ from pathlib import Path
 import msgspec
 
 from indexer.errors import IndexMismatch, IndexMissing, NewsqaError
-from indexer.search import Searcher
-from indexer.store import Index, current_version
+from indexer.query.search import Searcher
+from indexer.store.embedded import Index, current_version
 
 log = logging.getLogger("newsqa.reload")
 

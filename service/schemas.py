@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from indexer.answer import AnswerResult
-from indexer.search import SearchResult
+from indexer.query.answer import AnswerResult
+from indexer.query.search import SearchResult
 from indexer.types import Article, Citation, Hit
 
 

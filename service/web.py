@@ -25,7 +25,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
-from indexer.search import MODES, Searcher, SearchResult, make_filters
+from indexer.query.search import MODES, Searcher, SearchResult, make_filters
 from indexer.types import Article, Hit, Span
 
 log = logging.getLogger("newsqa.web")
@@ -234,13 +234,13 @@ def group_hits(result: SearchResult, params: SearchParams) -> list[ArticleGroup]
 
 
 def find_answer(searcher: Searcher, result: SearchResult, params: SearchParams) -> AnswerBox | None:
-    """The answer sentence for the query, when `indexer.answer` is available and confident.
+    """The answer sentence for the query, when `indexer.query.answer` is available and confident.
 
     The answer box is an extra on this page: when the answer module is missing or
     fails, the results are still shown (the failure is logged), never an error page.
     """
     try:
-        from indexer.answer import Answerer
+        from indexer.query.answer import Answerer
     except ImportError:
         return None
     try:

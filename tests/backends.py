@@ -58,7 +58,7 @@ def pg_url(pg_server) -> str:
 @pytest.fixture(scope="session")
 def pg_news_url(pg_server, embedder) -> str:
     """A PostgreSQL store holding the shipped news page (read-only use)."""
-    from indexer.pgstore import index_into_store
+    from indexer.store.postgres import index_into_store
 
     url = pg_server.database("news")
     summary = index_into_store([NEWS_PAGE], url, embedder=embedder, progress=False)
@@ -68,7 +68,7 @@ def pg_news_url(pg_server, embedder) -> str:
 
 @pytest.fixture(scope="session")
 def pg_news_index(pg_news_url, embedder):
-    from indexer.stores import open_store
+    from indexer.store.backends import open_store
 
     index = open_store(pg_news_url, model=embedder.name)
     yield index
@@ -83,7 +83,7 @@ def backend(request) -> str:
 @pytest.fixture(scope="session")
 def backend_searcher(request, backend, embedder):
     """A Searcher over the news page on the embedded index, then on PostgreSQL."""
-    from indexer.search import Searcher
+    from indexer.query.search import Searcher
 
     index = request.getfixturevalue("news_index" if backend == "embedded" else "pg_news_index")
     return Searcher(index, embedder)
@@ -92,6 +92,6 @@ def backend_searcher(request, backend, embedder):
 @pytest.fixture(scope="session")
 def both_searchers(searcher, pg_news_index, embedder):
     """(embedded, postgres) searchers over the same corpus, to compare result by result."""
-    from indexer.search import Searcher
+    from indexer.query.search import Searcher
 
     return searcher, Searcher(pg_news_index, embedder)

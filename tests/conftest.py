@@ -30,7 +30,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def news_index_dir(tmp_path_factory, embedder) -> Path:
     """A real index of the shipped data/ folder, built once per test session (read-only use)."""
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     path = tmp_path_factory.mktemp("news") / "index"
     summary = build_index([NEWS_PAGE], path, embedder=embedder, progress=False)
@@ -40,7 +40,7 @@ def news_index_dir(tmp_path_factory, embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def news_index(news_index_dir, embedder):
-    from indexer.store import open_index
+    from indexer.store.embedded import open_index
 
     index = open_index(news_index_dir, model=embedder.name)
     yield index
@@ -49,7 +49,7 @@ def news_index(news_index_dir, embedder):
 
 @pytest.fixture(scope="session")
 def searcher(news_index, embedder):
-    from indexer.search import Searcher
+    from indexer.query.search import Searcher
 
     return Searcher(news_index, embedder)
 

@@ -12,7 +12,7 @@ UNANSWERABLE = ["chocolate cake recipe", "Who won the Champions League final?"]
 
 @pytest.fixture(scope="module")
 def answerer(searcher):
-    from indexer.answer import Answerer
+    from indexer.query.answer import Answerer
 
     return Answerer(searcher)
 
@@ -54,7 +54,7 @@ def test_unanswerable_questions_get_no_answer_and_a_reason(answerer, question):
 
 
 def test_filters_that_exclude_everything_give_no_answer(answerer):
-    from indexer.search import make_filters
+    from indexer.query.search import make_filters
 
     result = answerer.answer("How much water had the Toktogul reservoir accumulated?",
                              filters=make_filters(date_from="2030-01-01"))

@@ -45,7 +45,7 @@ def test_top_hit_in_every_mode(backend_searcher, mode):
 
 
 def test_filters_select_before_ranking(backend_searcher):
-    from indexer.search import make_filters
+    from indexer.query.search import make_filters
 
     searcher = backend_searcher
     everything = searcher.search("water", k=20, mode="dense")
@@ -84,7 +84,7 @@ def test_lookups(backend_searcher):
 
 
 def test_answers(backend_searcher):
-    from indexer.answer import Answerer
+    from indexer.query.answer import Answerer
 
     result = Answerer(backend_searcher).answer("How much water had the Toktogul reservoir accumulated?")
     assert result.answer is not None, result.reason
@@ -94,7 +94,7 @@ def test_answers(backend_searcher):
 
 
 def test_context(backend_searcher):
-    from indexer.context import pack_context
+    from indexer.query.context import pack_context
 
     hits = backend_searcher.search("Toktogul water levels", k=5).hits
     packed = pack_context(hits, backend_searcher.index, 300)
@@ -113,8 +113,8 @@ def test_backends_return_the_same_results(both_searchers, mode):
 
 
 def test_backends_agree_on_groups_answers_and_context(both_searchers):
-    from indexer.answer import Answerer
-    from indexer.context import pack_context
+    from indexer.query.answer import Answerer
+    from indexer.query.context import pack_context
 
     embedded, postgres = both_searchers
     for query in QUERIES:
@@ -181,8 +181,8 @@ def store_target(backend, tmp_path, request):
 
 
 def test_incremental_add_change_delete(store_target, tmp_path, embedder):
-    from indexer.search import Searcher
-    from indexer.stores import build_store, delete_from, open_store
+    from indexer.query.search import Searcher
+    from indexer.store.backends import build_store, delete_from, open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES[:2])
@@ -217,10 +217,10 @@ def test_incremental_add_change_delete(store_target, tmp_path, embedder):
 
 
 def _pending(embedder, article_dict, *, dimension=None):
-    from indexer.build import content_hash
-    from indexer.chunk import ChunkSettings, chunk_article
-    from indexer.dedupe import signature
-    from indexer.build import PendingArticle
+    from indexer.ingest.build import content_hash
+    from indexer.ingest.chunk import ChunkSettings, chunk_article
+    from indexer.ingest.dedupe import signature
+    from indexer.ingest.build import PendingArticle
     from indexer.types import Article, Section
 
     end = len(article_dict["text"])
@@ -241,8 +241,8 @@ def test_postgres_writes_are_transactional(pg_url, embedder):
 
     import psycopg
 
-    from indexer.chunk import ChunkSettings
-    from indexer.pgstore import PgWriter
+    from indexer.ingest.chunk import ChunkSettings
+    from indexer.store.postgres import PgWriter
 
     writer = PgWriter(pg_url, model=embedder.name, dimension=embedder.dimension, settings=asdict(ChunkSettings()))
     try:
@@ -268,10 +268,10 @@ def test_postgres_writes_are_transactional(pg_url, embedder):
 def test_postgres_schema_is_created_once_and_checked(pg_url, embedder):
     from dataclasses import asdict
 
-    from indexer.chunk import ChunkSettings
+    from indexer.ingest.chunk import ChunkSettings
     from indexer.errors import IndexMismatch, IndexMissing
-    from indexer.pgstore import SCHEMA_VERSION, PgWriter
-    from indexer.stores import open_store
+    from indexer.store.postgres import SCHEMA_VERSION, PgWriter
+    from indexer.store.backends import open_store
 
     with pytest.raises(IndexMissing):
         open_store(pg_url, model=embedder.name)
@@ -288,8 +288,8 @@ def test_postgres_schema_is_created_once_and_checked(pg_url, embedder):
 
 
 def test_shard_workers_together_index_everything(pg_server, tmp_path, embedder):
-    from indexer.pgstore import index_into_store, shard_of
-    from indexer.stores import open_store
+    from indexer.store.postgres import index_into_store, shard_of
+    from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES)
@@ -309,8 +309,8 @@ def test_shard_workers_together_index_everything(pg_server, tmp_path, embedder):
 
 def test_shard_and_url_errors(tmp_path, embedder):
     from indexer.errors import IndexMissing, InvalidParameter
-    from indexer.pgstore import parse_shard
-    from indexer.stores import build_store, open_store
+    from indexer.store.postgres import parse_shard
+    from indexer.store.backends import build_store, open_store
 
     assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
     for bad in ("4/4", "x", "1/0", "-1/2"):
@@ -343,9 +343,9 @@ def test_postgres_schema_migrates_an_older_store(pg_url, embedder, tmp_path):
     import psycopg
 
     from indexer.errors import IndexMismatch
-    from indexer.pgstore import SCHEMA_VERSION
-    from indexer.search import Searcher
-    from indexer.stores import build_store, open_store
+    from indexer.store.postgres import SCHEMA_VERSION
+    from indexer.query.search import Searcher
+    from indexer.store.backends import build_store, open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES)

@@ -58,7 +58,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder):
     """Base URL of a `newsqa serve` subprocess over an index built in a temporary folder."""
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     root = tmp_path_factory.mktemp("browser")
     data = root / "data"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import NEWS_PAGE, ROOT
-from indexer.build import build_index
+from indexer.ingest.build import build_index
 from indexer.errors import IndexMismatch, IndexMissing
-from indexer.search import Searcher
-from indexer.store import current_version, open_index
+from indexer.query.search import Searcher
+from indexer.store.embedded import current_version, open_index
 
 
 def _news_hits(searcher, query, k=20):
@@ -133,7 +133,7 @@ def test_a_build_killed_midway_leaves_the_previous_index_intact(tmp_path, news_i
 
 
 def test_delete_then_reindex_restores_the_article(tmp_path, embedder, news_index_dir):
-    from indexer.build import delete_articles
+    from indexer.ingest.build import delete_articles
 
     index_dir = tmp_path / "index"
     shutil.copytree(news_index_dir, index_dir)

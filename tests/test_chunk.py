@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.chunk import ChunkSettings, chunk_article
-from indexer.documents import make_article
+from indexer.ingest.chunk import ChunkSettings, chunk_article
+from indexer.ingest.documents import make_article
 from indexer.embed import passage_input
 from indexer.errors import InvalidParameter
 from indexer.sentences import split_sentences

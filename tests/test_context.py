@@ -1,4 +1,4 @@
-"""Token-budgeted context (indexer/context.py): budget, exact counts, whole sentences, citations, merging.
+"""Token-budgeted context (indexer/query/context.py): budget, exact counts, whole sentences, citations, merging.
 
 Hits come from the real searcher over the shipped news (real model, real
 FAISS and BM25); a second corpus of real text (SciFact abstracts, read from
@@ -13,7 +13,7 @@ import re
 import pytest
 
 from conftest import SCIFACT
-from indexer.context import (
+from indexer.query.context import (
     BLOCK_SEPARATOR,
     MAX_MAX_TOKENS,
     MIN_MAX_TOKENS,
@@ -23,7 +23,7 @@ from indexer.context import (
     validate_encoding,
     validate_max_tokens,
 )
-from indexer.documents import make_article
+from indexer.ingest.documents import make_article
 from indexer.errors import InvalidParameter
 from indexer.sentences import split_sentences
 from indexer.tokens import ENCODINGS, get_encoding

@@ -14,7 +14,7 @@ needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), rea
 
 
 def test_ranx_metrics_follow_trec_eval_definitions():
-    from indexer.evaluate import score_run
+    from indexer.evaluate.harness import score_run
 
     qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
     perfect = score_run(qrels, {"q1": {"a": 3.0, "x": 2.0}, "q2": {"b": 3.0, "c": 2.0}})
@@ -25,7 +25,7 @@ def test_ranx_metrics_follow_trec_eval_definitions():
 
 @needs_scifact
 def test_published_figures_are_read_from_the_dataset_readme():
-    from indexer.evaluate import published_figures
+    from indexer.evaluate.harness import published_figures
 
     figures = {f.system: f for f in published_figures(SCIFACT)}
     minilm = next(f for name, f in figures.items() if name.startswith("all-MiniLM-L6-v2"))
@@ -36,7 +36,7 @@ def test_published_figures_are_read_from_the_dataset_readme():
 
 @needs_scifact
 def test_beir_slice_keeps_judged_documents():
-    from indexer.evaluate import DISTRACTORS_PER_QUERY, load_beir
+    from indexer.evaluate.harness import DISTRACTORS_PER_QUERY, load_beir
 
     data = load_beir(SCIFACT, limit=3)
     assert len(data.queries) == 3 and set(data.qrels) == set(data.queries)
@@ -47,7 +47,7 @@ def test_beir_slice_keeps_judged_documents():
 
 def test_a_folder_that_is_not_beir_is_a_clear_error(tmp_path):
     from indexer.errors import ResourceMissing
-    from indexer.evaluate import load_beir
+    from indexer.evaluate.harness import load_beir
 
     with pytest.raises(ResourceMissing, match="corpus.jsonl"):
         load_beir(tmp_path)
@@ -56,7 +56,7 @@ def test_a_folder_that_is_not_beir_is_a_clear_error(tmp_path):
 @needs_scifact
 def test_eval_command_on_a_scifact_slice(tmp_path, capsys, embedder):
     """`newsqa eval --beir` end to end on 5 queries and ~100 documents: index, embed (cached), search, score."""
-    from indexer.evaluate import CachedEmbedder, evaluate_beir
+    from indexer.evaluate.harness import CachedEmbedder, evaluate_beir
     from service.cli import main
 
     cache = tmp_path / "cache"
@@ -77,7 +77,7 @@ def test_eval_command_on_a_scifact_slice(tmp_path, capsys, embedder):
 
 
 def test_embedding_cache_is_keyed_by_text(tmp_path, embedder):
-    from indexer.evaluate import CachedEmbedder
+    from indexer.evaluate.harness import CachedEmbedder
 
     cached = CachedEmbedder(embedder, tmp_path)
     first = cached.encode(["water levels at Toktogul", "locomotives"])
@@ -90,7 +90,7 @@ def test_embedding_cache_is_keyed_by_text(tmp_path, embedder):
 def test_embedding_cache_reloads_keys_that_end_in_a_zero_byte(tmp_path, embedder):
     import hashlib
 
-    from indexer.evaluate import CachedEmbedder
+    from indexer.evaluate.harness import CachedEmbedder
 
     # About one SHA-1 in 256 ends in 0x00; NumPy's fixed-width bytes drop it on load.
     texts = [t for t in (f"passage {i}" for i in range(5000))
@@ -103,7 +103,7 @@ def test_embedding_cache_reloads_keys_that_end_in_a_zero_byte(tmp_path, embedder
 
 
 def test_qa_set_is_well_formed():
-    from indexer.evaluate import load_qa
+    from indexer.evaluate.harness import load_qa
 
     items = load_qa(QA_SET)
     answerable = [i for i in items if i.answerable]
@@ -114,7 +114,7 @@ def test_qa_set_is_well_formed():
 
 
 def test_qa_evaluation_on_the_shipped_corpus(searcher):
-    from indexer.evaluate import evaluate_qa
+    from indexer.evaluate.harness import evaluate_qa
 
     report = evaluate_qa(searcher, QA_SET)
     metrics = report.metrics()
@@ -145,7 +145,7 @@ def test_cli_eval_rejects_a_missing_question_set(tmp_path, news_index_dir, capsy
 def test_scifact_full_test_split_meets_the_targets(capsys):
     """The whole SciFact test split (300 queries, 5,183 documents); embeddings cached in NEWSQA_CACHE_DIR."""
     from indexer.embed import Embedder
-    from indexer.evaluate import evaluate_beir
+    from indexer.evaluate.harness import evaluate_beir
 
     report = evaluate_beir(SCIFACT, Embedder())
     with capsys.disabled():

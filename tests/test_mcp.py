@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 from mcp import Client, StdioServerParameters
 
 from conftest import ROOT, copy_tree
-from indexer.build import delete_articles
+from indexer.ingest.build import delete_articles
 from indexer.tokens import count_tokens
-from service.llm import tool_parameters
+from service.tools import tool_parameters
 
 TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
 

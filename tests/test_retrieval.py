@@ -117,8 +117,8 @@ def test_a_paraphrase_still_gets_highlights(searcher, news_index):
 @pytest.fixture(scope="module")
 def dated_index(tmp_path_factory, embedder):
     """Three articles on two dates from two sources, to check filters run before ranking."""
-    from indexer.build import build_index
-    from indexer.store import open_index
+    from indexer.ingest.build import build_index
+    from indexer.store.embedded import open_index
 
     folder = tmp_path_factory.mktemp("dated")
     records = [
@@ -137,7 +137,7 @@ def dated_index(tmp_path_factory, embedder):
 
 
 def test_filters_apply_before_ranking_not_after_truncation(dated_index, embedder):
-    from indexer.search import Searcher, make_filters
+    from indexer.query.search import Searcher, make_filters
 
     searcher = Searcher(dated_index, embedder)
     unfiltered = searcher.search("Toktogul reservoir water", k=1)
@@ -201,7 +201,7 @@ def test_lexical_tokens_are_exactly_bm25s_tokens():
     import bm25s
     import Stemmer
 
-    from indexer.lexical import tokenize
+    from indexer.store.bm25 import tokenize
 
     page = (Path(__file__).resolve().parent.parent / "data" / "central-asia-news-2025-12-16.txt").read_text()
     texts = [*page.splitlines(), "", "a I", "Ünïcode naïve café — 10.8 billion m³; AI's O(n) tests", "THE Running runners ran"]
@@ -212,7 +212,7 @@ def test_lexical_tokens_are_exactly_bm25s_tokens():
 
 
 def test_bounded_cache_keeps_the_most_recently_used():
-    from indexer.search import BoundedCache
+    from indexer.query.search import BoundedCache
 
     cache = BoundedCache(2)
     cache.put("a", 1)
@@ -223,7 +223,7 @@ def test_bounded_cache_keeps_the_most_recently_used():
 
 
 def test_a_repeated_query_skips_the_model(news_index, embedder):
-    from indexer.search import Searcher
+    from indexer.query.search import Searcher
 
     class Counting:
         name, dimension = embedder.name, embedder.dimension

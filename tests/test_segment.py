@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import NEWS_PAGE
-from indexer.read import ReadReport, read_sources
-from indexer.segment import parse_date, segment_dump
+from indexer.ingest.read import ReadReport, read_sources
+from indexer.ingest.segment import parse_date, segment_dump
 from indexer.types import MARKET_RATES, NEWS
 
 EXPECTED_TITLES = [

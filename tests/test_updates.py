@@ -61,7 +61,7 @@ def live_version(index_dir: Path) -> str:
 
 @pytest.fixture()
 def small_index(tmp_path, embedder) -> Path:
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     index_dir = tmp_path / "index"
     summary = build_index([write_jsonl(tmp_path / "feed.jsonl", ARTICLES)], index_dir, embedder=embedder, progress=False)
@@ -70,7 +70,7 @@ def small_index(tmp_path, embedder) -> Path:
 
 
 def test_reindexing_an_unchanged_feed_makes_no_model_calls(tmp_path, small_index, embedder):
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     before = live_version(small_index)
     counting = CountingEmbedder(embedder)
@@ -82,7 +82,7 @@ def test_reindexing_an_unchanged_feed_makes_no_model_calls(tmp_path, small_index
 
 
 def test_reindexing_an_unchanged_news_dump_makes_no_model_calls(tmp_path, news_index_dir, embedder):
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     index_dir = copy_tree(news_index_dir, tmp_path / "index")
     before = live_version(index_dir)
@@ -95,8 +95,8 @@ def test_reindexing_an_unchanged_news_dump_makes_no_model_calls(tmp_path, news_i
 
 
 def test_adding_embeds_only_the_new_article(tmp_path, small_index, embedder):
-    from indexer.build import build_index
-    from indexer.store import open_index
+    from indexer.ingest.build import build_index
+    from indexer.store.embedded import open_index
 
     extra = {"id": "falcon-4", "title": "Falconry festival in Bishkek", "date": "2025-11-05", "source": "City Desk",
              "text": "Falconers from five countries met in Bishkek. Golden eagles stole the show."}
@@ -112,9 +112,9 @@ def test_adding_embeds_only_the_new_article(tmp_path, small_index, embedder):
 
 
 def test_a_changed_article_replaces_the_old_one_without_duplicates(tmp_path, small_index, embedder):
-    from indexer.build import build_index
-    from indexer.search import Searcher
-    from indexer.store import open_index
+    from indexer.ingest.build import build_index
+    from indexer.query.search import Searcher
+    from indexer.store.embedded import open_index
 
     old_chunks = {c.chunk_id for c in open_index(small_index).article_chunks("glacier-2")}
     counting = CountingEmbedder(embedder)
@@ -143,10 +143,10 @@ def test_a_changed_article_replaces_the_old_one_without_duplicates(tmp_path, sma
 
 
 def test_deleted_articles_never_appear_in_results(small_index, embedder):
-    from indexer.build import delete_articles
+    from indexer.ingest.build import delete_articles
     from indexer.errors import NotFound
-    from indexer.search import Searcher
-    from indexer.store import open_index
+    from indexer.query.search import Searcher
+    from indexer.store.embedded import open_index
 
     before = open_index(small_index)
     deleted_chunks = {c.chunk_id for c in before.article_chunks("tram-3")}
@@ -266,7 +266,7 @@ def wait_for(predicate, timeout: float, message: str) -> None:
 
 
 def test_hot_swap_under_concurrent_queries_fails_no_request(tmp_path, small_index, embedder):
-    from indexer.build import build_index, delete_articles
+    from indexer.ingest.build import build_index, delete_articles
     from service.app import ServiceSettings
 
     settings = ServiceSettings(index_dir=small_index, port=free_port(), admin_key="admin-secret",
@@ -340,7 +340,7 @@ def test_reload_keeps_serving_when_the_new_version_is_unusable(tmp_path, small_i
 @pytest.mark.slow
 def test_soak_mixed_queries_through_many_swaps(tmp_path, small_index, embedder):
     """8 clients for the length of 12 swaps (adds, changes and deletes, by poll and by admin route)."""
-    from indexer.build import build_index, delete_articles
+    from indexer.ingest.build import build_index, delete_articles
     from service.app import ServiceSettings
 
     settings = ServiceSettings(index_dir=small_index, port=free_port(), admin_key="a", reload_interval=0.5)

@@ -265,7 +265,7 @@ def test_unknown_article_is_a_friendly_404_page(client):
 
 
 def test_answer_box_when_the_answer_module_finds_one(client):
-    pytest.importorskip("indexer.answer")
+    pytest.importorskip("indexer.query.answer")
     page = get_page(client, "/", q="How low is the water level at the Toktogul reservoir?")
     answers = page.find("section", class_="answer")
     assert answers, "an answerable question shows the answer box"
@@ -280,7 +280,7 @@ def test_answer_box_when_the_answer_module_finds_one(client):
 def script_client(tmp_path_factory, embedder):
     from litestar.testing import TestClient
 
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
     from service.app import ServiceSettings, create_app
 
     root = tmp_path_factory.mktemp("web")
@@ -318,7 +318,7 @@ def test_markup_in_articles_is_escaped_everywhere(script_client):
 def test_a_server_fault_is_a_friendly_500_page(tmp_path, script_client, embedder):
     from litestar.testing import TestClient
 
-    from indexer.store import current_version
+    from indexer.store.embedded import current_version
     from service.app import ServiceSettings, create_app
 
     index_dir = tmp_path / "index"

@@ -3,7 +3,7 @@
 Formats:
 - `.jsonl` / `.ndjson`: one article per line, fields `id`, `title`, `text`,
   optional `date` (ISO 8601), `url`, `source`, `section`.
-- `.txt` / `.md`: a news dump, split into articles by `indexer.segment`.
+- `.txt` / `.md`: a news dump, split into articles by `indexer.ingest.segment`.
 - `.html` / `.htm`: main text and metadata extracted with trafilatura.
 - a folder: every supported file below it, in sorted order.
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from indexer.documents import make_article
+from indexer.ingest.documents import make_article
 from indexer.errors import InputError
-from indexer.segment import Embed, segment_dump
+from indexer.ingest.segment import Embed, segment_dump
 from indexer.types import MARKET_RATES, Article
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")

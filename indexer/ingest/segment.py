@@ -27,7 +27,7 @@ from datetime import date as Date
 
 import numpy as np
 
-from indexer.documents import make_article, normalize_space
+from indexer.ingest.documents import make_article, normalize_space
 from indexer.types import MARKET_RATES, Article
 
 Embed = Callable[[Sequence[str]], np.ndarray]

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.chunk import ChunkSettings, chunk_article
-from indexer.dedupe import DuplicateFinder, signature
+from indexer.ingest.chunk import ChunkSettings, chunk_article
+from indexer.ingest.dedupe import DuplicateFinder, signature
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
-from indexer.read import ReadReport, read_sources
-from indexer.store import Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts
+from indexer.ingest.read import ReadReport, read_sources
+from indexer.store.embedded import Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts
 from indexer.types import Article, Chunk
 
 EMBED_BATCH_CHUNKS = 512

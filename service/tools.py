@@ -3,7 +3,7 @@
 HTTP routes:
 
 - `GET|POST /v1/context` — the best passages for `q` as numbered, cited blocks
-  that fit `max_tokens` (see `indexer.context`).
+  that fit `max_tokens` (see `indexer.query.context`).
 - `GET /v1/tools` — OpenAI function-calling definitions of `search_news`,
   `answer_question` and `get_article`, ready to pass as `tools=`.
 - `POST /v1/tools/{name}` — run one tool with the JSON arguments a model
@@ -24,8 +24,8 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Response, get, post
 
-from indexer.answer import DEFAULT_PASSAGES, Answerer
-from indexer.context import (
+from indexer.query.answer import DEFAULT_PASSAGES, Answerer
+from indexer.query.context import (
     DEFAULT_MAX_TOKENS,
     MAX_MAX_TOKENS,
     MIN_MAX_TOKENS,
@@ -36,7 +36,7 @@ from indexer.context import (
     validate_max_tokens,
 )
 from indexer.errors import InvalidParameter, NewsqaError, NotFound
-from indexer.search import (
+from indexer.query.search import (
     MAX_K,
     MAX_QUERY_CHARS,
     MODES,
@@ -291,7 +291,7 @@ def search_news(searcher: Searcher, arguments: dict) -> dict:
 
 
 def answer_question(searcher: Searcher, arguments: dict) -> dict:
-    """Tool `answer_question`: `indexer.answer.Answerer`'s verbatim answer sentence and its citation (or
+    """Tool `answer_question`: `indexer.query.answer.Answerer`'s verbatim answer sentence and its citation (or
     null and the reason), plus the passages it was chosen from as budgeted context."""
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
     filters = make_filters(args.date_from, args.date_to, args.source)

@@ -44,9 +44,9 @@ import numpy as np
 
 from indexer.embed import Embedder
 from indexer.errors import InvalidParameter, InvalidQuery
-from indexer.lexical import tokenize
+from indexer.store.bm25 import tokenize
 from indexer.sentences import split_sentences
-from indexer.store import Index
+from indexer.store.embedded import Index
 from indexer.types import Article, Chunk, Citation, Filters, Hit, Span
 
 MAX_QUERY_CHARS = 1000

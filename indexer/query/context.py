@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from indexer.errors import InvalidParameter
-from indexer.search import span_citation
+from indexer.query.search import span_citation
 from indexer.sentences import split_sentences
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, get_encoding
 from indexer.types import Article, Citation, Hit
@@ -47,7 +47,7 @@ _RECOUNT_EVERY = 24
 
 
 class ArticleSource(Protocol):
-    """Anything that looks articles up by id (an `indexer.store.Index`)."""
+    """Anything that looks articles up by id (an `indexer.store.embedded.Index`)."""
 
     def articles(self, article_ids: Iterable[str]) -> dict[str, Article]: ...
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL + pgvector backend: the same read interface as `indexer.store.Index`, on a database server.
+"""The PostgreSQL + pgvector backend: the same read interface as `indexer.store.embedded.Index`, on a database server.
 
 Where things live (schema created and migrated by `PgWriter`, version in `newsqa_schema`):
 
@@ -10,7 +10,7 @@ Where things live (schema created and migrated by `PgWriter`, version in `newsqa
     newsqa_meta  model, dimension, chunking settings, last write time
     newsqa_stats passage count and total BM25 length, kept by the writers in their transactions
 
-Lexical ranking is Lucene BM25 (k1, b of `indexer.lexical`) computed in SQL from the postings
+Lexical ranking is Lucene BM25 (k1, b of `indexer.store.bm25`) computed in SQL from the postings
 and the live collection statistics, so both backends return the same scores for the same corpus
 (`ts_rank_cd` over the `tsv` column ranks differently and scored lower on SciFact; it is kept for
 `lexical_search(..., ranking="ts_rank_cd")` and measured in bench/backends.py).
@@ -42,12 +42,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from indexer.errors import IndexMismatch, IndexMissing, InvalidParameter, NotFound, ResourceMissing
-from indexer.lexical import B, K1, tokenize
-from indexer.store import FORMAT_VERSION, package_version
+from indexer.store.bm25 import B, K1, tokenize
+from indexer.store.embedded import FORMAT_VERSION, package_version
 from indexer.types import Article, Chunk, Filters, Section
 
 if TYPE_CHECKING:
-    from indexer.build import PendingArticle
+    from indexer.ingest.build import PendingArticle
 
 SCHEMA_VERSION = 2
 # Connections each process keeps to one server (serve: about the number of worker threads).
@@ -283,9 +283,9 @@ class LexicalQuery:
 
 
 class PgLexical:
-    """BM25 (Lucene variant, `indexer.lexical.K1`/`B`) over the postings table.
+    """BM25 (Lucene variant, `indexer.store.bm25.K1`/`B`) over the postings table.
 
-    Same methods as `indexer.lexical.LexicalIndex` so the searcher uses either;
+    Same methods as `indexer.store.bm25.LexicalIndex` so the searcher uses either;
     the "scores" handed between calls is a `LexicalQuery`, not an array.
     """
 
@@ -396,7 +396,7 @@ class PgVectors:
 
 
 class PgIndex:
-    """A PostgreSQL store opened for reading: the interface of `indexer.store.Index`.
+    """A PostgreSQL store opened for reading: the interface of `indexer.store.embedded.Index`.
 
     Unlike an embedded version it is live: every query sees the last committed
     writes. Safe to share between threads (a connection pool; one connection
@@ -777,7 +777,7 @@ def index_into_store(
     dedupe_threshold: float = 0.8,
     shard: tuple[int, int] | None = None,
 ):
-    """`indexer.build.build_index` for a PostgreSQL store: same pipeline, same summary.
+    """`indexer.ingest.build.build_index` for a PostgreSQL store: same pipeline, same summary.
 
     Incremental: unchanged articles cost nothing, changed ones are replaced
     atomically, new ones added. With `shard=(i, n)` only articles whose id
@@ -785,9 +785,9 @@ def index_into_store(
     split one input; near duplicates are found against what was committed
     when a worker started plus what it wrote itself.
     """
-    from indexer.build import BuildSummary, IngestLoop, finish_summary
-    from indexer.chunk import ChunkSettings
-    from indexer.read import ReadReport, read_sources
+    from indexer.ingest.build import BuildSummary, IngestLoop, finish_summary
+    from indexer.ingest.chunk import ChunkSettings
+    from indexer.ingest.read import ReadReport, read_sources
 
     started = time.perf_counter()
     settings = (settings or ChunkSettings()).validate()

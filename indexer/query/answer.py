@@ -17,8 +17,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from indexer.lexical import tokenize
-from indexer.search import CONFIDENCE_THRESHOLD, Searcher, validate_k
+from indexer.store.bm25 import tokenize
+from indexer.query.search import CONFIDENCE_THRESHOLD, Searcher, validate_k
 from indexer.types import Citation, Filters, Hit
 
 # Passages whose sentences compete for the answer.

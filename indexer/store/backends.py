@@ -1,8 +1,8 @@
 """Choosing the storage backend: the embedded index directory, or a PostgreSQL store.
 
 Everything that opens an index for reading goes through `open_store`; a
-`postgresql://` (or `postgres://`) URL selects `indexer.pgstore`, anything
-else is an embedded index directory (`indexer.store`). `NEWSQA_STORE` names
+`postgresql://` (or `postgres://`) URL selects `indexer.store.postgres`, anything
+else is an embedded index directory (`indexer.store.embedded`). `NEWSQA_STORE` names
 the store when no option does.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from indexer.pgstore import is_store_url
+from indexer.store.postgres import is_store_url
 
 STORE_ENV = "NEWSQA_STORE"
 
@@ -22,25 +22,25 @@ def store_target(store: str | None, index_dir: str | os.PathLike) -> str | os.Pa
 
 
 def open_store(target: str | os.PathLike, *, model: str | None = None, read_store: str | None = None):
-    """An open index with the `indexer.store.Index` read interface.
+    """An open index with the `indexer.store.embedded.Index` read interface.
 
     `target` is an index directory or a PostgreSQL URL; `read_store` (a
     replica's URL) sends the PostgreSQL store's reads there.
     """
     if is_store_url(str(target)):
-        from indexer.pgstore import open_pg_index
+        from indexer.store.postgres import open_pg_index
 
         return open_pg_index(str(target), model=model, read_url=read_store or None)
-    from indexer.store import open_index
+    from indexer.store.embedded import open_index
 
     return open_index(target, model=model)
 
 
 def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard: tuple[int, int] | None = None,
                 **options):
-    """Index `sources` into the directory or PostgreSQL store `target` (see `indexer.build.build_index`)."""
+    """Index `sources` into the directory or PostgreSQL store `target` (see `indexer.ingest.build.build_index`)."""
     if is_store_url(str(target)):
-        from indexer.pgstore import index_into_store
+        from indexer.store.postgres import index_into_store
 
         return index_into_store(sources, str(target), embedder=embedder, shard=shard, **options)
     if shard is not None:
@@ -48,7 +48,7 @@ def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard
 
         raise InvalidParameter("--shard needs a PostgreSQL store (--store postgresql://...): workers of an "
                                "embedded index cannot write to one directory", code="invalid_shard")
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     return build_index(sources, target, embedder=embedder, **options)
 
@@ -56,9 +56,9 @@ def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard
 def delete_from(target: str | os.PathLike, article_ids: Sequence[str]) -> list[str]:
     """Remove articles by id from the directory or PostgreSQL store `target`; return those present."""
     if is_store_url(str(target)):
-        from indexer.pgstore import delete_from_store
+        from indexer.store.postgres import delete_from_store
 
         return delete_from_store(str(target), article_ids)
-    from indexer.build import delete_articles
+    from indexer.ingest.build import delete_articles
 
     return delete_articles(target, article_ids)

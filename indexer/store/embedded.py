@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import IndexMismatch, IndexMissing, NotFound
-from indexer.lexical import LexicalIndex
+from indexer.store.bm25 import LexicalIndex
 from indexer.types import Article, Chunk, Filters, Section
 
 FORMAT_VERSION = 1

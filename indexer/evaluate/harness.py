@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.chunk import ChunkSettings
+from indexer.ingest.chunk import ChunkSettings
 from indexer.errors import InvalidParameter, ResourceMissing
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -214,7 +214,7 @@ def beir_index(
     Each document becomes one article (`id` = the BEIR doc id) whose title and
     text are chunked and embedded exactly as news articles are.
     """
-    from indexer.build import build_index
+    from indexer.ingest.build import build_index
 
     cache = cache or cache_dir()
     digest = hashlib.sha1()
@@ -309,8 +309,8 @@ def evaluate_beir(
     progress: bool = False,
 ) -> BeirReport:
     """Index the corpus (cached), search every query in each mode and score the runs."""
-    from indexer.search import Searcher, validate_mode
-    from indexer.store import open_index
+    from indexer.query.search import Searcher, validate_mode
+    from indexer.store.embedded import open_index
 
     for mode in modes:
         validate_mode(mode)
@@ -473,7 +473,7 @@ class QAReport:
 
 def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid") -> QAReport:
     """Ask every question of the set with the `Answerer` and score the outcomes."""
-    from indexer.answer import Answerer
+    from indexer.query.answer import Answerer
 
     answerer = Answerer(searcher)
     outcomes = []

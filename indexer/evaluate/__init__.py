@@ -1,0 +1,4 @@
+"""Evaluation: BEIR benchmarks, question sets, calibration of the answer confidence.
+
+May import: every `indexer` layer. Never `service`.
+"""

@@ -1,0 +1,8 @@
+"""Storage: versioned embedded indexes (SQLite + FAISS + BM25) and PostgreSQL + pgvector.
+
+`backends.open_store` picks a backend from a directory or a `postgresql://` URL. Query code reaches a
+store only through its read interface, never FAISS or SQL directly.
+
+May import: the shared core (`indexer.types`, `errors`). Never `indexer.query`, `indexer.evaluate` or
+`service`.
+"""
