@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export NEWSQA_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: install chromium index serve test test-slow test-all clean
+.PHONY: install chromium index serve test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,13 +40,26 @@ serve: index
 	$(BIN)/newsqa serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
 test: install chromium
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
 
 test-slow: install chromium
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: install chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not bench" $(PYTEST_ARGS)
+
+# The full benchmarks: tens of minutes to hours on 2 cores, so not in CI (their --short runs are).
+# Run them on a quiet machine (`uptime` load < 0.5) and copy the figures into docs/performance.md.
+SCIFACT ?= ../shared/datasets/beir-scifact
+bench: install
+	uptime
+	$(BIN)/python -m pytest -m bench $(PYTEST_ARGS)
+	$(BIN)/newsqa eval --beir $(SCIFACT)
+	$(BIN)/python bench/encoders.py
+	$(BIN)/python bench/index_throughput.py --limit 40 --rounds 3
+	$(BIN)/python bench/query_latency.py
+	$(BIN)/python bench/load_test.py
+	$(BIN)/python bench/million.py --json .cache/million/report.json
 
 clean:
 	rm -rf $(INDEX) .cache .pytest_cache artifacts
