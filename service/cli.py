@@ -76,11 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     target = evaluate.add_mutually_exclusive_group(required=True)
     target.add_argument("--beir", type=Path, help="BEIR folder, e.g. ../shared/datasets/beir-scifact")
     target.add_argument("--qa", type=Path, help="question set over the index, e.g. bench/news-qa.jsonl")
+    target.add_argument("--known-items", type=Path,
+                        help="known-item queries over the index (bench/known_items.py writes them): hit@1, MRR@10, "
+                             "R@10 per mode")
     _add_index_option(evaluate)
     evaluate.add_argument("--mode", action="append", choices=["dense", "lexical", "hybrid"],
                           help="mode to evaluate (repeatable; default: all three for --beir, hybrid for --qa)")
     evaluate.add_argument("--limit", type=int, help="--beir: only the first N test queries (a fast slice)")
-    evaluate.add_argument("--split", default="test", help="--beir: qrels split (default: %(default)s)")
+    evaluate.add_argument("--split", default="test",
+                          help="--beir: qrels split; --known-items: train or test (default: %(default)s)")
     evaluate.add_argument("--max-tokens", type=int,
                           help="--beir: cut documents into passages of this many tokens (default: whole documents)")
     evaluate.add_argument("--cache", type=Path, help="--beir: cache directory (default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
@@ -234,6 +238,14 @@ def _cmd_eval(args) -> int:
     from indexer.store.embedded import open_index
 
     searcher = Searcher(open_index(args.index, model=embedder.name), embedder)
+    if args.known_items is not None:
+        from indexer.evaluate.harness import EVAL_MODES
+        from indexer.evaluate.known_items import evaluate_known_items
+
+        known = evaluate_known_items(searcher, args.known_items, modes=args.mode or EVAL_MODES, split=args.split)
+        print(json.dumps({"path": known.path, "split": known.split, "queries": known.queries,
+                          "skipped": known.skipped, "scores": known.scores}, indent=2) if args.json else known.table())
+        return 0
     modes = args.mode or ["hybrid"]
     reports = [evaluate_qa(searcher, args.qa, mode=mode) for mode in modes]
     for report in reports:

@@ -176,3 +176,34 @@ def test_scifact_full_test_split_meets_the_targets(capsys):
     assert scores["dense"]["ndcg@10"] == pytest.approx(0.6451, abs=5e-5)
     assert scores["lexical"]["ndcg@10"] == pytest.approx(0.6762, abs=5e-5)
     assert scores["hybrid"]["ndcg@10"] == pytest.approx(0.7297, abs=5e-5)
+
+
+def test_known_item_evaluation_scores_where_the_article_ranks(tmp_path, searcher, news_index):
+    """A query made from an article finds it first; one whose article the index lacks is skipped, not scored."""
+    from indexer.evaluate.known_items import evaluate_known_items
+
+    toktogul = next(a["article_id"] for a in news_index.list_articles(limit=100) if "Toktogul" in a["title"])
+    path = tmp_path / "known.jsonl"
+    path.write_text(
+        json.dumps({"qid": "a", "split": "test", "kind": "lead", "query": "Toktogul reservoir water levels",
+                    "article_ids": [toktogul]}) + "\n"
+        + json.dumps({"qid": "b", "split": "test", "kind": "lead", "query": "anything",
+                      "article_ids": ["not-in-this-index"]}) + "\n"
+        + json.dumps({"qid": "c", "split": "train", "kind": "lead", "query": "Toktogul", "article_ids": [toktogul]})
+        + "\n")
+    report = evaluate_known_items(searcher, path, modes=["lexical", "hybrid"], split="test")
+    assert report.queries == 1 and report.skipped == 1
+    for mode in ("lexical", "hybrid"):
+        assert report.scores[mode]["all"] == {"queries": 1, "hit@1": 1.0, "mrr@10": 1.0, "recall@10": 1.0}
+        assert report.scores[mode]["lead"]["hit@1"] == 1.0
+    assert "| hybrid | all | 1 | 1.000 | 1.000 | 1.000 |" in report.table()
+
+
+def test_known_item_set_needs_article_ids(tmp_path):
+    from indexer.errors import InvalidParameter
+    from indexer.evaluate.known_items import load_known_items
+
+    path = tmp_path / "known.jsonl"
+    path.write_text(json.dumps({"qid": "a", "query": "x", "article_ids": []}) + "\n")
+    with pytest.raises(InvalidParameter, match="article_ids. is empty"):
+        load_known_items(path)
