@@ -145,5 +145,9 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
 
 def app_from_env() -> Litestar:
-    """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand)."""
+    """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand).
+
+    The server's own defaults then apply, not `newsqa serve`'s (service/server.py): uvicorn, for one,
+    trusts X-Forwarded-For from 127.0.0.1 unless run with `--no-proxy-headers`, and has no header timeout.
+    """
     return create_app(settings_with_env(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index")))))

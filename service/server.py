@@ -23,8 +23,6 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 access_log = logging.getLogger("newsqa.access")
 
 # Longest path (and client address) an access log line carries; the rest is cut and flagged.
@@ -38,13 +36,14 @@ def _raw_error(status: int, reason: str, code: str, message: str) -> bytes:
             "connection: close\r\n\r\n").encode() + body
 
 
-def guarded_protocol(header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+def guarded_protocol(header_timeout: float, max_header_bytes: int) -> type:
     """uvicorn's httptools protocol with a deadline and a size limit on each request's headers.
 
     The deadline runs from the connection's start, or from the first byte of a
     later request on a kept-alive connection, to the end of the headers. The size
-    counts the raw bytes of the request line and headers.
+    counts the raw bytes of the request line and headers. ImportError without httptools.
     """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -180,9 +179,16 @@ def uvicorn_config(settings, app, *, log_level: str = "info"):
     import uvicorn
 
     proxies = [ip.strip() for ip in settings.forwarded_allow_ips.split(",") if ip.strip()]
+    try:
+        http: type | str = guarded_protocol(settings.header_timeout, settings.max_header_bytes)
+        h11_limit = {}
+    except ImportError:  # no httptools: h11 enforces the size limit itself, but has no header deadline
+        logging.getLogger("newsqa.service").warning(
+            "httptools is not installed: --header-timeout is not enforced (pip install httptools)")
+        http, h11_limit = "h11", {"h11_max_incomplete_event_size": settings.max_header_bytes or None}
     return uvicorn.Config(
         AccessLog(app), host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
-        http=guarded_protocol(settings.header_timeout, settings.max_header_bytes),
+        http=http, **h11_limit,
         timeout_keep_alive=settings.keep_alive_timeout,
         proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
         limit_concurrency=settings.max_connections or None,
