@@ -91,7 +91,7 @@ def _http(request: Request, exc: HTTPException) -> Response:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", request.method, clip(request.url.path, 256))
     return error_response(
         HTTP_500_INTERNAL_SERVER_ERROR, "internal_error",
         "the server failed to answer this request; it has been logged — retry, or report it with the time",

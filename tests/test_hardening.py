@@ -159,6 +159,11 @@ def test_forwarded_for_is_honoured_from_a_configured_proxy(odd_index, tmp_path):
         server.stop()
 
 
+def test_messages_quote_client_text_bounded_and_escaped(client):
+    error = assert_error(client.get("/nothing%0Aforged-line" + "z" * 2000), 404, "not_found")
+    assert "\n" not in error["message"] and "\\n" in error["message"] and len(error["message"]) < 250
+
+
 # --- 5. every MCP line gets an answer --------------------------------------------------------------------
 
 
