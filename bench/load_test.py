@@ -2,6 +2,15 @@
 
     python bench/load_test.py --index index --duration 60 --clients 8 --swap-every 10
     python bench/load_test.py --short                  # CI: 12 s, 4 clients, swaps every 3 s
+    python bench/load_test.py --tail --index I --queries Q --requests 2000 --clients 8
+
+`--tail` measures tail latency under concurrency instead (issue 13): in one run,
+the queries/s the embedding model alone sustains on this machine's cores (the
+service's own `Embedder` settings, `--clients` threads each embedding one query
+at a time), then hybrid searches over HTTP from 1 client and from `--clients`
+clients: p50, p99, p99/p50 and throughput against the model-alone figure.
+The load average (`uptime`) is printed beside every timing: a timing taken
+while other jobs run is not a measurement.
 
 The index is copied to a temporary directory first (the swaps write new
 versions into the copy, never into `--index`). The server polls `CURRENT`
@@ -29,7 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from query_latency import DEFAULT_QUERIES, Server, build_news_index, load_queries, percentile  # noqa: E402
+from query_latency import (  # noqa: E402
+    DEFAULT_QUERIES,
+    Server,
+    build_news_index,
+    load_queries,
+    percentile,
+    run_level,
+)
 
 ADMIN_KEY = "load-test-admin"
 
@@ -128,6 +144,77 @@ def _swap_loop(index_dir: Path, url: str, every: float, stop: threading.Event, l
         round_ += 1
 
 
+def load_average() -> str:
+    """`uptime`'s load averages (1, 5, 15 min) and the core count, to print beside a timing."""
+    import os
+
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def model_alone(queries: list[str], clients: int, requests: int, concurrency: int | None) -> dict:
+    """Queries per second the embedding model sustains alone: `clients` threads embedding one query each call."""
+    from indexer.embed import Embedder
+
+    embedder = Embedder(concurrency=concurrency)
+    for query in queries[:5]:
+        embedder.encode([query])  # warm-up
+    per_client = max(1, requests // clients)
+    start = threading.Barrier(clients + 1)
+
+    def run(offset: int) -> None:
+        start.wait()
+        for i in range(per_client):
+            embedder.encode([queries[(offset * per_client + i) % len(queries)]])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    before = load_average()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return {"clients": clients, "queries": per_client * clients, "queries_per_s": round(per_client * clients / wall, 1),
+            "backend": embedder.backend, "model_concurrency": embedder.concurrency, "intra_op_threads": embedder.threads,
+            "load_before": before, "load_after": load_average()}
+
+
+def tail(args, queries: list[str]) -> int:
+    """The `--tail` run: model alone, then 1 and `--clients` HTTP clients, each with the load average."""
+    extra = ["--model-concurrency", str(args.model_concurrency)] if args.model_concurrency else []
+    with tempfile.TemporaryDirectory(prefix="newsqa-tail-") as tmp:
+        index_dir = Path(args.index) if args.index else build_news_index(Path(tmp))
+        alone = model_alone(queries, args.clients, args.requests, args.model_concurrency or None)
+        print(f"model alone: {alone['queries_per_s']} queries/s ({alone['clients']} threads)  "
+              f"[{alone['load_before']}]", file=sys.stderr)
+        server = Server(index_dir, Path(tmp) / "server.log", extra=extra)
+        levels = []
+        try:
+            server.wait_ready()
+            run_level(server.url, queries, args.clients, min(args.requests, 50))  # warm-up
+            for clients in (1, args.clients):
+                before = load_average()
+                level = run_level(server.url, queries, clients, args.requests)
+                level.update(load_before=before, load_after=load_average())
+                levels.append(level)
+                print(f"{clients} client(s): p50 {level.get('p50_ms')} ms, p99 {level.get('p99_ms')} ms, "
+                      f"{level['throughput_rps']} req/s  [{before}]", file=sys.stderr)
+        finally:
+            server.stop()
+    many = levels[-1]
+    ratio = round(many["p99_ms"] / many["p50_ms"], 2) if many.get("p50_ms") else None
+    share = round(many["throughput_rps"] / alone["queries_per_s"], 2) if alone["queries_per_s"] else None
+    report = {"model_alone": alone, "levels": levels, "p99_over_p50": ratio, "throughput_over_model_alone": share,
+              "targets": {"p99_le_3x_p50": ratio is not None and ratio <= 3,
+                          "throughput_ge_0.8x_model_alone": share is not None and share >= 0.8}}
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if any(level["errors"] for level in levels) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, help="index to copy and serve (default: build one of data/'s news page)")
@@ -137,10 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap-every", type=float, default=10, help="seconds between index swaps; 0: none")
     parser.add_argument("--short", action="store_true", help="CI mode: 12 s, 4 clients, a swap every 3 s")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--tail", action="store_true",
+                        help="measure p50/p99 at 1 and --clients clients and the model alone (no swaps)")
+    parser.add_argument("--requests", type=int, default=2000, help="--tail: searches per level (default: %(default)s)")
+    parser.add_argument("--model-concurrency", type=int, default=0,
+                        help="--tail: the service's --model-concurrency (default: the service's default)")
     args = parser.parse_args(argv)
     if args.short:
         args.duration, args.clients, args.swap_every = 12, 4, 3
     queries = load_queries(args.queries) if args.queries else DEFAULT_QUERIES
+    if args.tail:
+        return tail(args, queries)
     with tempfile.TemporaryDirectory(prefix="newsqa-load-") as tmp:
         index_dir = Path(tmp) / "index"
         if args.index:

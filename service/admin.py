@@ -6,14 +6,12 @@
 - `POST /v1/admin/reload`: serve the version `CURRENT` names now (admin key).
 - `GET /v1/admin/status`: the served version, retired versions, reload counts (admin key).
 
-`Metrics` and `MetricsMiddleware` count requests and time them per route; an
-access log line per request goes to the `newsqa.access` logger as JSON.
+`Metrics` and `MetricsMiddleware` count requests and time them per route. The
+access log is written by `service.server.AccessLog`, around the whole app.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +27,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 from indexer.errors import IndexMissing
 from service.reload import ReloadResult
-
-access_log = logging.getLogger("newsqa.access")
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
@@ -149,10 +145,6 @@ class MetricsMiddleware(ASGIMiddleware):
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                client = (scope.get("client") or ("-", 0))[0]
-                access_log.info(json.dumps({"method": method, "path": scope["path"], "route": route,
-                                            "status": status, "ms": round(elapsed * 1000, 2), "client": client}))
 
 
 class ReadyOut(msgspec.Struct):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.datastructures import State
 
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.search import Searcher, make_filters
+from service.web import path_article_id
 from service.schemas import (
     AnswerOut,
     ArticleOut,
@@ -65,10 +66,12 @@ def answer_get(
     return answer_out(Answerer(searcher).answer(q, k=k, mode=mode, filters=filters))
 
 
-@get("/v1/articles/{article_id:str}", sync_to_thread=True, summary="One article")
-def get_article(searcher: Searcher, article_id: str) -> ArticleOut:
-    """The whole article: title, date, source, sections and text (citation offsets index into `text`)."""
-    return article_out(searcher.index.article(article_id))
+@get("/v1/articles/{article_id:path}", sync_to_thread=True, summary="One article")
+def get_article(request: Request, searcher: Searcher, article_id: str) -> ArticleOut:
+    """The whole article: title, date, source, sections and text (citation offsets index into `text`).
+
+    Encode the id whole (`/` too, as `%2F`): ids may hold any character."""
+    return article_out(searcher.index.article(path_article_id(request, article_id, "/v1/articles/")))
 
 
 @get("/health", sync_to_thread=False, summary="Liveness and index facts")

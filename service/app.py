@@ -23,8 +23,9 @@ from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
 from indexer.store.backends import open_store
 from service import admin, api, tools, web
-from service.errors import EXCEPTION_HANDLERS
-from service.limits import limit_middleware
+from service.docs import docs_plugins
+from service.errors import EXCEPTION_HANDLERS, check_json_body
+from service.limits import limit_middleware, security_headers
 from service.reload import Reloader
 
 log = logging.getLogger("newsqa.service")
@@ -57,6 +58,20 @@ class ServiceSettings:
         "secret": True})
     read_store: str = field(default="", metadata={
         "help": "read replica of --store: every search reads from it", "env": "NEWSQA_READ_STORE", "secret": True})
+    forwarded_allow_ips: str = field(default="", metadata={
+        "help": "comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
+                "(empty: none; the client is the connection's peer, which the rate limit counts)"})
+    header_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a client has to send a request's headers (408 and closed after; 0: no limit)"})
+    max_header_bytes: int = field(default=32_768, metadata={
+        "help": "largest request line plus headers, in bytes (431 and closed above; 0: no limit)"})
+    keep_alive_timeout: float = field(default=5.0, metadata={
+        "help": "seconds an idle keep-alive connection stays open"})
+    max_connections: int = field(default=1000, metadata={
+        "help": "open connections (or running requests) above which new requests get 503 (0: no limit)"})
+    model_concurrency: int = field(default=0, metadata={
+        "help": "query embeddings run at once, each on cores/N intra-op threads; more wait in a queue "
+                "(0: one per core)"})
 
 
 def settings_with_env(settings: ServiceSettings) -> ServiceSettings:
@@ -71,7 +86,7 @@ class Resources:
 
     def __init__(self, settings: ServiceSettings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder()
+        self.embedder = embedder or Embedder(concurrency=settings.model_concurrency or None)
         index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
                            read_store=settings.read_store or None)
         self.searcher = Searcher(index, self.embedder, query_cache=settings.query_cache)
@@ -116,10 +131,13 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="newsqa", version=package_version(), path="/schema"),
+        openapi_config=OpenAPIConfig(title="newsqa", version=package_version(), path="/schema",
+                                     render_plugins=docs_plugins()),
         template_config=web.template_config(),
         middleware=[admin.MetricsMiddleware(metrics), *limit_middleware(settings)],
         request_max_body_size=settings.max_body_bytes,
+        before_request=check_json_body,
+        before_send=[security_headers],
     )
     app.state.metrics = metrics
     metrics.watch(app.state)
@@ -127,5 +145,9 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
 
 def app_from_env() -> Litestar:
-    """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand)."""
+    """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand).
+
+    The server's own defaults then apply, not `newsqa serve`'s (service/server.py): uvicorn, for one,
+    trusts X-Forwarded-For from 127.0.0.1 unless run with `--no-proxy-headers`, and has no header timeout.
+    """
     return create_app(settings_with_env(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index")))))

@@ -264,16 +264,15 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    import uvicorn
-
     from service.app import ServiceSettings, create_app, settings_with_env
+    from service.server import run_server
 
     settings = settings_with_env(ServiceSettings(**{f.name: getattr(args, f.name) for f in fields(ServiceSettings)}))
     from indexer.store.embedded import current_version
 
     if not settings.store and current_version(Path(settings.index_dir)) is None:
         raise NewsqaError(f"no index at {settings.index_dir}: build one with `newsqa index data/ --index {settings.index_dir}`")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    run_server(settings, create_app(settings), log_level=args.log_level)
     return 0
 
 

@@ -19,11 +19,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio
+from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from service.errors import clip, error_body
 
 # Orchestrator probes answer without a key and are never rate limited.
 OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -83,7 +84,7 @@ class ApiKeyAuth(ASGIMiddleware):
             if not self.admin_key:
                 await send_error(send, 403, "forbidden",
                                  f"admin routes are disabled: start the service with --admin-key KEY (or "
-                                 f"NEWSQA_ADMIN_KEY) and send it as 'Authorization: Bearer KEY' to use {path}")
+                                 f"NEWSQA_ADMIN_KEY) and send it as 'Authorization: Bearer KEY' to use {clip(path)}")
                 return
             if not key_matches(key, self.admin_key):
                 await _unauthorized(send, "admin", key)
@@ -153,8 +154,9 @@ class RateLimit(ASGIMiddleware):
         wait = self.buckets.take(client)
         if wait > 0:
             retry = max(1, math.ceil(wait))
+            # The address is not echoed: behind a trusted proxy it comes from a client-set header.
             await send_error(send, 429, "rate_limited",
-                             f"too many requests from {client}: the limit is {self.buckets.rate:g} per second "
+                             f"too many requests from your address: the limit is {self.buckets.rate:g} per second "
                              f"(bursts of {self.buckets.burst}); retry after {retry} s",
                              headers={"Retry-After": str(retry)})
             return
@@ -210,6 +212,28 @@ class TimeBudget(ASGIMiddleware):
                 group.cancel_scope.cancel()
         if failure and not timed_out:
             raise failure[0]
+
+
+# Every page and API response. The pages load only their own /static files (no inline
+# script or style), the API docs only files served from /schema/assets; Swagger UI's
+# icons are data: SVGs in its CSS.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+async def security_headers(message: Message, scope: Scope) -> None:
+    """`before_send` hook: the security headers on every HTTP response, error pages and 404s included."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
 
 
 def limit_middleware(settings) -> list[ASGIMiddleware]:

@@ -19,14 +19,23 @@ the input schemas are the hand-written JSON Schemas shared with `/v1/tools`
 
 Like `newsqa serve`, the server follows index rebuilds without a restart
 (`service.reload.Reloader`): each call leases the live version.
+
+Every line the client sends gets an answer or is a valid notification: the
+SDK's stdio transport drops a line it cannot read without a word, so a client
+waiting on that id would hang. `screen_line` answers such lines first, with
+JSON-RPC -32700 (not JSON, or a string that is not Unicode) or -32600 (a batch,
+a missing `"jsonrpc": "2.0"`, an id that is not a string or integer, or a shape
+that is no JSON-RPC message), with the request's id when it can be read, else null.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,8 @@ import mcp_types as types
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 from indexer.query.context import DEFAULT_MAX_TOKENS, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from indexer.errors import NewsqaError, NotFound
@@ -53,11 +64,72 @@ SERVER_NAME = "newsqa"
 RESOURCE_SCHEME = "newsqa://articles/"
 RESOURCE_TEMPLATE = RESOURCE_SCHEME + "{article_id}"
 RESOURCE_PAGE = 100
+# Cursors are offsets this server gave; anything above SQLite's integer range cannot be one.
+MAX_CURSOR = 2**62
 INSTRUCTIONS = (
     "Search a news archive and cite it. Use search_news for passages about a topic, answer_question for a "
     "factual question, get_article to read a cited article. Results are JSON within max_tokens (default "
     f"{DEFAULT_MAX_TOKENS}); cite passages as [n] using `citations`."
 )
+
+
+def _rpc_error(code: int, message: str, request_id: int | str | None = None) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
+
+
+def screen_line(line: str) -> types.JSONRPCError | None:
+    """The JSON-RPC error answering `line`, or None when the SDK can take it (blank lines too)."""
+    text = line.strip()
+    if not text:
+        return None
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        where = f" ({exc.msg} at character {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        return _rpc_error(types.PARSE_ERROR, f"parse error: the line is not valid JSON{where}: send one complete "
+                                             "JSON-RPC message per line")
+    if isinstance(message, list):
+        return _rpc_error(types.INVALID_REQUEST, "invalid request: batches (JSON arrays) are not supported: send "
+                                                 "each JSON-RPC message on its own line")
+    if not isinstance(message, dict):
+        return _rpc_error(types.INVALID_REQUEST, f"invalid request: a JSON {type(message).__name__} is not a "
+                                                 "JSON-RPC message: send an object with jsonrpc, id and method")
+    request_id = message.get("id")
+    if "id" in message and not (isinstance(request_id, str) or
+                                (isinstance(request_id, int) and not isinstance(request_id, bool))):
+        return _rpc_error(types.INVALID_REQUEST, f"invalid request: id must be a string or an integer, not "
+                                                 f"{_json_type(request_id)}")
+    if message.get("jsonrpc") != "2.0":
+        return _rpc_error(types.INVALID_REQUEST, 'invalid request: every message needs "jsonrpc": "2.0"', request_id)
+    try:
+        types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _rpc_error(types.PARSE_ERROR, "parse error: a string in the message is not valid Unicode (a lone "
+                                                 "surrogate escape such as \\ud800?): send text as UTF-8",
+                              request_id)
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
+        return _rpc_error(types.INVALID_REQUEST, f"invalid request: {where}: {first['msg']}", request_id)
+    return None
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", bool: "a boolean", float: "a number", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+async def screened_lines(lines: AsyncIterable[str], rejected) -> AsyncIterator[str]:
+    """The lines the SDK can read; each other line's error goes to the `rejected` stream to be answered."""
+    async for line in lines:
+        error = screen_line(line)
+        if error is None:
+            if line.strip():
+                yield line
+        else:
+            log.info("answered an unreadable message with JSON-RPC error %s", error.error.code)
+            await rejected.send(error)
 
 
 def article_uri(article_id: str) -> str:
@@ -134,7 +206,11 @@ def create_server(lease: Lease) -> Server:
         try:
             offset = int(cursor) if cursor else 0
         except ValueError:
-            raise MCPError(code=types.INVALID_PARAMS, message=f"cursor {cursor!r} is not one this server gave") from None
+            offset = -1
+        if not 0 <= offset <= MAX_CURSOR:
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=f"invalid params: cursor {cursor[:40]!r} is not one this server gave: pass the "
+                                   "nextCursor of the previous page, or no cursor for the first page") from None
         rows = await anyio.to_thread.run_sync(
             leased, lambda s: s.index.list_articles(limit=RESOURCE_PAGE + 1, offset=offset))
         resources = [
@@ -200,9 +276,19 @@ def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0) -> None:
     server = create_server(reloader.lease)
 
     async def run() -> None:
+        rejected_in, rejected_out = anyio.create_memory_object_stream[types.JSONRPCError](100)
+        stdin = anyio.wrap_file(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
         async with reloader.polling(reload_interval):
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
+            async with stdio_server(stdin=screened_lines(stdin, rejected_in)) as (read_stream, write_stream):
+                async with anyio.create_task_group() as group:
+
+                    async def answer_rejected() -> None:
+                        async for error in rejected_out:
+                            await write_stream.send(SessionMessage(error))
+
+                    group.start_soon(answer_rejected)
+                    await server.run(read_stream, write_stream, server.create_initialization_options())
+                    group.cancel_scope.cancel()
 
     log.info("MCP server on stdio: index %s (%s passages)", resources.index.version, resources.index.counts["chunks"])
     try:

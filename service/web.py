@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
-from litestar import get
+from litestar import Request, get
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -200,6 +200,25 @@ def article_href(article_id: str, start: int, end: int, params: SearchParams) ->
     return f"/articles/{quote(article_id, safe='')}?{query}#{start}-{end}"
 
 
+def path_article_id(request: Request, matched: str, prefix: str) -> str:
+    """The article id a `{article_id:path}` route was called with, exactly as the client encoded it.
+
+    Ids may hold any character, "/" included; links encode them whole
+    (`quote(id, safe="")`). The router's `matched` value has lost what path
+    normalisation drops (a leading, trailing or doubled "/"), so the id is
+    decoded from the raw path when there is one.
+    """
+    raw = request.scope.get("raw_path")
+    if raw:
+        path = raw.decode("latin-1").partition("?")[0]  # some servers leave the query string on
+        root = request.scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if path.startswith(prefix):
+            return unquote(path[len(prefix):], encoding="utf-8", errors="replace")
+    return matched.lstrip("/")
+
+
 def group_hits(result: SearchResult, params: SearchParams) -> list[ArticleGroup]:
     """The result's passages grouped by article, groups in rank order.
 
@@ -342,9 +361,11 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
                                                "error": SERVER_ERROR, "fault": True})
 
 
-@get("/articles/{article_id:str}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
-def article_page(searcher: Searcher, article_id: str, params: SearchParams, hl: str | None = None) -> Template:
+@get("/articles/{article_id:path}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
+def article_page(request: Request, searcher: Searcher, article_id: str, params: SearchParams,
+                 hl: str | None = None) -> Template:
     """The whole article; `hl=start-end` marks that passage (and `#start-end` scrolls to it)."""
+    article_id = path_article_id(request, article_id, "/articles/")
     context = {"params": params, "modes": MODES, "mode_labels": MODE_LABELS, "pretty_date": pretty_date,
                "safe_url": safe_url, "page": "article", "back": params.url() if params.q else None}
     try:

@@ -282,3 +282,35 @@ def test_works_without_javascript(browser, server):
         assert page.locator("article.article mark[id]").is_visible()
     finally:
         plain.context.close()
+
+
+def test_pages_and_api_docs_work_under_the_content_security_policy(browser, server):
+    """The strict CSP is sent, the page's own JS and CSS satisfy it, and /schema renders from local files."""
+    csp = Tab(browser, server)
+    violations: list[str] = []
+    csp.page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text or "Refused to" in message.text else None)
+    csp.context.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                                "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+    try:
+        response = csp.page.goto(server + "/?q=Toktogul+water+levels")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        page = csp.page
+        assert page.evaluate("getComputedStyle(document.querySelector('header.top')).display") != "inline", "CSS ran"
+        assert page.evaluate("window.__csp") == []
+        # search.js runs: a plain #start-end link is turned into the highlighted form by script.
+        href = page.locator("a.cite").first.get_attribute("href")
+        path, fragment = href.split("?")[0], href.split("#")[1]
+        page.goto(f"{server}{path}#{fragment}")
+        page.wait_for_url(f"**hl={fragment}*")
+        assert page.locator(f"mark[id='{fragment}']").is_visible()
+        assert page.evaluate("window.__csp") == []
+        page.goto(server + "/schema")
+        page.locator(".swagger-ui .info .title").wait_for()
+        assert "newsqa" in page.locator(".swagger-ui .info .title").inner_text()
+        assert page.locator(".opblock-summary-path", has_text="/v1/search").count() >= 1
+        assert page.evaluate("window.__csp") == []
+        csp.shot("api-docs.png")
+        assert violations == [], violations
+    finally:
+        csp.context.close()
