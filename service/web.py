@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from litestar import get
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -26,7 +27,9 @@ from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
 from indexer.query.search import MODES, Searcher, SearchResult, make_filters
+from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
+from service.api import REVALIDATE, ConditionalGet, article_etag
 
 log = logging.getLogger("newsqa.web")
 
@@ -342,7 +345,8 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
                                                "error": SERVER_ERROR, "fault": True})
 
 
-@get("/articles/{article_id:str}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
+@get("/articles/{article_id:str}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS,
+     middleware=[ConditionalGet()])
 def article_page(searcher: Searcher, article_id: str, params: SearchParams, hl: str | None = None) -> Template:
     """The whole article; `hl=start-end` marks that passage (and `#start-end` scrolls to it)."""
     context = {"params": params, "modes": MODES, "mode_labels": MODE_LABELS, "pretty_date": pretty_date,
@@ -351,9 +355,13 @@ def article_page(searcher: Searcher, article_id: str, params: SearchParams, hl: 
         context["sources"] = _sources(searcher, params)
         article = searcher.index.article(article_id)
         highlight = parse_range(hl, len(article.text))
-        return _render("article.html", 200, **context, article=article, blocks=article_blocks(article, highlight),
+        page = _render("article.html", 200, **context, article=article, blocks=article_blocks(article, highlight),
                        highlight=highlight, bad_highlight=bool(hl) and highlight is None,
                        paragraph=article.paragraph_at(highlight.start) + 1 if highlight else None)
+        # The page depends on the article (index version), its query string and the templates (package).
+        key = f"{package_version()}\0{article_id}\0{params.url()}\0{hl or ''}"
+        page.headers.update({"ETag": article_etag(searcher.index.version, key), "Cache-Control": REVALIDATE})
+        return page
     except NewsqaError as exc:
         return _render("article.html", exc.http_status, **{**context, "sources": context.get("sources", [])},
                        article=None, error=exc.message, not_found=exc.http_status == 404)
@@ -366,5 +374,8 @@ def article_page(searcher: Searcher, article_id: str, params: SearchParams, hl: 
 ROUTES = [
     search_page,
     article_page,
-    create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+    # Static files carry an ETag of their size and mtime; clients revalidate after an hour.
+    create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False,
+                               cache_control=CacheControlHeader(public=True, max_age=3600),
+                               middleware=[ConditionalGet()]),
 ]
