@@ -26,10 +26,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
-from indexer.query.search import MODES, Searcher, SearchResult, make_filters
+from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
-from service.api import REVALIDATE, ConditionalGet, article_etag
+from service.api import REVALIDATE, ConditionalGet, article_etag, empty_reason
 
 log = logging.getLogger("newsqa.web")
 
@@ -328,14 +328,19 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
         if not q.strip():
             return _render("search.html", 200, **{**context, "state": "empty"})
         filters = make_filters(params.date_from, params.date_to, params.source)
-        result = searcher.search(q, k=_parse_k(params.k), mode=params.mode, filters=filters, group="article")
+        k = _parse_k(params.k)
+        result = searcher.search(q, k=k, mode=params.mode, filters=filters, group="article")
         groups = group_hits(result, params)
         state = "results" if result.hits else "no_results"
+        # "More results" shows the next articles on the same page (a longer list keeps the context).
+        more_url = params.url(k=str(min(k + DEFAULT_K, MAX_K))) if k < MAX_K and result.total > len(groups) else None
+        reason = None if result.hits else empty_reason(searcher, filters)
         low_confidence = bool(getattr(result, "low_confidence", False)) and bool(result.hits)
         answer = None if low_confidence else find_answer(searcher, result, params)
         return _render("search.html", 200, **{**context, "state": state, "result": result, "groups": groups,
                                                "passages": sum(len(g.passages) for g in groups),
-                                               "low_confidence": low_confidence, "answer": answer})
+                                               "low_confidence": low_confidence, "answer": answer,
+                                               "more_url": more_url, "reason": reason})
     except NewsqaError as exc:
         return _render("search.html", exc.http_status,
                        **{**context, "sources": context.get("sources", []), "state": "error", "error": exc.message})

@@ -165,3 +165,21 @@ def test_article_etag_is_keyed_by_index_version():
 
 def test_a_304_is_never_sent_for_a_missing_article(client):
     assert_error(client.get("/v1/articles/nope", headers={"If-None-Match": "*"}), 404, "not_found")
+
+
+def test_the_search_page_links_to_more_results(client):
+    import re
+
+    page = client.get("/", params={"q": "water", "k": "2"}).text
+    assert page.count('class="result"') == 2
+    link = re.search(r'<a href="([^"]+)" rel="next">More results</a>', page)
+    assert link, page
+    more = client.get(link.group(1).replace("&amp;", "&")).text
+    assert more.count('class="result"') > 2
+    everything = client.get("/", params={"q": "water", "k": "100"}).text
+    assert 'rel="next"' not in everything
+
+
+def test_the_search_page_says_which_filter_emptied_it(client):
+    page = client.get("/", params={"q": "water", "date_from": "2030-01-01"}).text
+    assert "date_from=2030-01-01 matches no article" in page
