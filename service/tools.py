@@ -4,8 +4,9 @@ HTTP routes:
 
 - `GET|POST /v1/context` — the best passages for `q` as numbered, cited blocks
   that fit `max_tokens` (see `indexer.query.context`).
-- `GET /v1/tools` — OpenAI function-calling definitions of `search_news`,
-  `answer_question` and `get_article`, ready to pass as `tools=`.
+- `GET /v1/tools?format=openai|anthropic` — function-calling definitions of
+  `search_news`, `answer_question`, `get_article` and `list_sources`, ready to
+  pass as `tools=` to OpenAI's or Anthropic's API (one declaration, two shapes).
 - `POST /v1/tools/{name}` — run one tool with the JSON arguments a model
   produced (`tool_call.function.arguments`); the same code serves the MCP
   server (`service/mcp_server.py`).
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Response, get, post
+from litestar.params import Parameter
 
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.context import (
@@ -48,9 +50,11 @@ from indexer.query.search import (
 )
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
-from service.schemas import CitationOut
+from service.api import DateFromParam, DateToParam, ModeParam, QueryParam, SourceParam
+from service.schemas import CitationOut, error_responses
 
-TOOL_NAMES = ("search_news", "answer_question", "get_article")
+TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
+TOOL_FORMATS = ("openai", "anthropic")
 MAX_ARTICLE_ID_CHARS = 200
 # Passages considered when `k` is not given: enough to fill the budget with ~50-token
 # fragments after merging, never fewer than 10.
@@ -149,6 +153,8 @@ def tool_parameters(name: str) -> dict:
             "required": ["article_id"],
             "additionalProperties": False,
         }
+    if name == "list_sources":
+        return {"type": "object", "properties": _budget_properties(), "required": [], "additionalProperties": False}
     raise NotFound(f"no tool named {name!r}: use one of {', '.join(TOOL_NAMES)}", code="unknown_tool")
 
 
@@ -169,11 +175,28 @@ _DESCRIPTIONS = {
         "cut at a sentence end to fit max_tokens; continue with `next_start` when `truncated`. "
         "HTTP: GET /v1/articles/{article_id} (whole article) or POST /v1/tools/get_article."
     ),
+    "list_sources": (
+        "List the archive's sources: `sources` of {name, articles, undated, date_from, date_to}, to pick a "
+        "`source` filter (matched in any case) or date range for search_news; date filters exclude undated "
+        "articles. `truncated` when the list was cut to fit max_tokens. HTTP: GET /v1/sources."
+    ),
 }
 
 
-def tool_definitions() -> list[dict]:
-    """OpenAI function-calling definitions (`tools=` of a chat completion request)."""
+def tool_definitions(format: str = "openai") -> list[dict]:
+    """The tools as function-calling definitions (`tools=` of a request) in `format`:
+
+    - `openai`: `{"type": "function", "function": {name, description, parameters}}` (chat completions);
+    - `anthropic`: `{name, description, input_schema}` (Messages API).
+
+    Both carry the same name, description and JSON Schema.
+    """
+    if format not in TOOL_FORMATS:
+        raise InvalidParameter(f"format={format!r} is not known: use one of {', '.join(TOOL_FORMATS)} "
+                               "(default openai)", code="invalid_format")
+    if format == "anthropic":
+        return [{"name": name, "description": _DESCRIPTIONS[name], "input_schema": tool_parameters(name)}
+                for name in TOOL_NAMES]
     return [
         {"type": "function",
          "function": {"name": name, "description": _DESCRIPTIONS[name], "parameters": tool_parameters(name)}}
@@ -382,10 +405,30 @@ def article_window(article: Article, start: int, end: int, max_tokens: int, *, t
             "max_tokens": max_tokens}
 
 
+def list_sources(searcher: Searcher, arguments: dict) -> dict:
+    """Tool `list_sources`: `GET /v1/sources` as a tool result, the most articles first when cut to fit."""
+    max_tokens = validate_max_tokens(_given(arguments, "max_tokens", DEFAULT_MAX_TOKENS))
+    encoding = validate_encoding(_given(arguments, "encoding", DEFAULT_ENCODING))
+    stats = sorted(searcher.index.source_stats(), key=lambda s: (-s["articles"], s["name"]))
+
+    def body(m: int) -> dict:
+        return {"sources": stats[:m], "truncated": m < len(stats), "max_tokens": max_tokens}
+
+    lo, hi = 0, len(stats)  # the most sources that fit; zero always does (MIN_MAX_TOKENS > its size)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if result_tokens(body(mid), encoding) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return body(lo)
+
+
 _TOOLS: dict[str, Callable[[Searcher, dict], dict]] = {
     "search_news": search_news,
     "answer_question": answer_question,
     "get_article": get_article,
+    "list_sources": list_sources,
 }
 
 
@@ -432,17 +475,24 @@ def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
                       max_tokens=packed.max_tokens, encoding=packed.encoding, truncated=packed.truncated)
 
 
-@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM")
+@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM",
+     responses=error_responses(400))
 def context_get(
     searcher: Searcher,
-    q: str = "",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    encoding: str = DEFAULT_ENCODING,
-    k: int | None = None,
-    mode: str = "hybrid",
-    date_from: str | None = None,
-    date_to: str | None = None,
-    source: str | None = None,
+    q: QueryParam = "",
+    max_tokens: Annotated[int, Parameter(
+        description=f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}, counted with `encoding`.",
+        schema_extra={"minimum": MIN_MAX_TOKENS, "maximum": MAX_MAX_TOKENS})] = DEFAULT_MAX_TOKENS,
+    encoding: Annotated[str, Parameter(
+        description="tiktoken encoding the budget is counted in (o200k_base for GPT-4o-class models).",
+        schema_extra={"enum": list(ENCODINGS)})] = DEFAULT_ENCODING,
+    k: Annotated[int | None, Parameter(
+        description=f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+        schema_extra={"minimum": 1, "maximum": MAX_K})] = None,
+    mode: ModeParam = "hybrid",
+    date_from: DateFromParam = None,
+    date_to: DateToParam = None,
+    source: SourceParam = None,
 ) -> ContextOut:
     """The best passages for `q` as numbered blocks `[n] Title (date) — text` with their citations.
 
@@ -453,20 +503,31 @@ def context_get(
                                               date_from=date_from, date_to=date_to, source=source))
 
 
-@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)")
+@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",
+      responses=error_responses(400, 413))
 def context_post(searcher: Searcher, data: ContextArgs) -> ContextOut:
     """The same as `GET /v1/context`, with the parameters in a JSON body."""
     return context_out(searcher, context_args(**msgspec.structs.asdict(data)))
 
 
-@get("/v1/tools", sync_to_thread=False, summary="OpenAI tool definitions")
-def tools_list() -> list[dict]:
-    """Function-calling definitions of search_news, answer_question and get_article (pass as `tools=`)."""
-    return tool_definitions()
+@get("/v1/tools", sync_to_thread=False, summary="Tool definitions for OpenAI or Anthropic function calling",
+     responses=error_responses(400))
+def tools_list(
+    format: Annotated[str, Parameter(
+        description="openai (default): `{type: function, function: {name, description, parameters}}`; "
+                    "anthropic: `{name, description, input_schema}`.",
+        schema_extra={"enum": list(TOOL_FORMATS)})] = "openai",
+) -> list[dict]:
+    """Function-calling definitions of search_news, answer_question, get_article and list_sources
+    (pass as `tools=`), from one declaration in either API's shape."""
+    return tool_definitions(format)
 
 
-@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call")
-def tools_call(searcher: Searcher, name: str, data: dict[str, Any] | None = None) -> Response:
+@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call",
+      responses=error_responses(400, 404, 413))
+def tools_call(searcher: Searcher, name: Annotated[str, Parameter(
+        description="The tool to run: " + ", ".join(TOOL_NAMES) + ".", schema_extra={"enum": list(TOOL_NAMES)})],
+               data: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     """Run tool `name` with the model's arguments (the JSON object in `tool_call.function.arguments`).
 
     The body is the tool result: its compact JSON is at most `max_tokens` tokens. No body means no arguments.
