@@ -166,8 +166,9 @@ _DESCRIPTIONS = {
     ),
     "answer_question": (
         "Answer a factual question from the news archive. Returns `answer` (a sentence quoted verbatim from an "
-        "article, or null with a `reason` when the archive does not answer it), its `citation`, `confidence`, "
-        "and the passages it was chosen from as `context` blocks with `citations`. HTTP: /v1/answer takes the "
+        "article, or null with a `reason` when the archive does not answer it), its `citation` (with `n`: the "
+        "context block [n] that holds the answer), `confidence`, and the passages it was chosen from as `context` "
+        "blocks with `citations`. HTTP: /v1/answer takes the "
         "same search parameters; POST /v1/tools/answer_question takes these exactly."
     ),
     "get_article": (
@@ -315,21 +316,33 @@ def search_news(searcher: Searcher, arguments: dict) -> dict:
 
 def answer_question(searcher: Searcher, arguments: dict) -> dict:
     """Tool `answer_question`: `indexer.query.answer.Answerer`'s verbatim answer sentence and its citation (or
-    null and the reason), plus the passages it was chosen from as budgeted context."""
+    null and the reason), plus the passages it was chosen from as budgeted context.
+
+    The answer always lies inside the context: its sentences are packed first, whatever the budget, and
+    its citation carries `n`, the number of the block that holds it, so the model can cite it as [n].
+    """
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
     filters = make_filters(args.date_from, args.date_to, args.source)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
     head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
+    hits, floor = list(found.passages), 0
     if found.answer is not None:
         c = found.answer.citation
         head["answer"] = found.answer.text
-        head["citation"] = {"article_id": c.article_id, "title": c.title, "date": c.date, "source": c.source,
-                            "url": c.url, "section": c.section, "start": c.start, "end": c.end,
+        head["citation"] = {"n": None, "article_id": c.article_id, "title": c.title, "date": c.date,
+                            "source": c.source, "url": c.url, "section": c.section, "start": c.start, "end": c.end,
                             "paragraph": c.paragraph}
+        answer_hit = Hit(rank=0, score=1.0, text=found.answer.text, citation=c, chunk_id=-1)
+        hits.insert(0, answer_hit)
+        # The smallest context that holds the answer: its own block.
+        floor = pack_context([answer_hit], searcher.index, MAX_MAX_TOKENS, args.encoding).tokens
 
     def make(budget: int) -> tuple[dict, int]:
-        packed = pack_context(found.passages, searcher.index, budget, args.encoding)
-        return {**head, **context_body(packed), "max_tokens": args.max_tokens}, packed.tokens
+        packed = pack_context(hits, searcher.index, max(budget, floor), args.encoding)
+        result = {**head, **context_body(packed), "max_tokens": args.max_tokens}
+        if found.answer is not None:
+            result["citation"] = {**head["citation"], "n": block_holding(packed, found.answer.citation)}
+        return result, packed.tokens
 
     try:
         return fit_result(make, args.max_tokens, args.encoding)
@@ -337,6 +350,15 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
         needed = result_tokens(make(0)[0], args.encoding)
         raise InvalidParameter(f"the answer with its citation needs {needed} tokens, max_tokens={args.max_tokens}: "
                                f"raise max_tokens to at least {needed}", code="invalid_max_tokens") from None
+
+
+def block_holding(packed: PackedContext, citation) -> int | None:
+    """The number `n` of the context block that contains the cited span, or None."""
+    for block in packed.blocks:
+        c = block.citation
+        if c.article_id == citation.article_id and c.start <= citation.start and citation.end <= c.end:
+            return block.n
+    return None
 
 
 def get_article(searcher: Searcher, arguments: dict) -> dict:

@@ -226,7 +226,32 @@ def test_answer_question_parameters_are_the_answer_endpoint_parameters(client):
     tool = client.post("/v1/tools/answer_question", json=args).json()
     assert set(args) <= set(schema["properties"])
     assert http.json()["answer"]["text"] == tool["answer"]
-    assert http.json()["answer"]["citation"] == tool["citation"]
+    assert http.json()["answer"]["citation"] == {k: v for k, v in tool["citation"].items() if k != "n"}
+
+
+@pytest.mark.parametrize("max_tokens", [400, 600, 2000])
+@pytest.mark.parametrize("q", ["How many locomotives will Wabtec supply?",
+                               "How much water had the Toktogul reservoir accumulated?",
+                               "What did Power China sign with Kazakhstan?"])
+def test_the_answer_lies_inside_its_context_and_carries_its_block_number(client, q, max_tokens):
+    result = client.post("/v1/tools/answer_question", json={"q": q, "max_tokens": max_tokens}).json()
+    assert "error" not in result, result
+    assert count_tokens(json.dumps(result, ensure_ascii=False, separators=(",", ":"))) <= max_tokens
+    if result["answer"] is None:
+        pytest.skip(f"no confident answer to {q!r}")
+    citation = result["citation"]
+    n = citation["n"]
+    block = next(c for c in result["citations"] if c["n"] == n)
+    assert block["article_id"] == citation["article_id"]
+    assert block["start"] <= citation["start"] and citation["end"] <= block["end"]
+    text = result["context"].split("\n\n")[n - 1]
+    assert text.startswith(f"[{n}] ") and " ".join(result["answer"].split()) in text
+
+
+def test_an_answer_too_big_for_the_budget_is_a_clear_400(client):
+    error = assert_error(client.post("/v1/tools/answer_question", json={
+        "q": "How many locomotives will Wabtec supply?", "max_tokens": 50}), 400, "invalid_max_tokens")
+    assert "needs" in error["message"] and "max_tokens=50" in error["message"]
 
 
 def test_anthropic_tool_definitions_are_the_openai_ones_in_the_other_shape(client):
