@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import msgspec
 from litestar.openapi import ResponseSpec
 
 from indexer.query.answer import AnswerResult
-from indexer.query.search import SearchResult
+from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
 from indexer.types import Article, Citation, Hit
 
 
@@ -88,15 +90,31 @@ class AnswerOut(msgspec.Struct):
     took_ms: float = 0.0
 
 
+def doc(description: str, **schema: Any) -> msgspec.Meta:
+    """Documentation of a body field for the OpenAPI schema only (`schema`: e.g. enum=..., format=...).
+
+    The domain validators check the values, with messages that say how to fix them.
+    """
+    return msgspec.Meta(extra_json_schema={"description": description, "extra": schema or None})
+
+
+DATE = {"format": "date"}
+
+
 class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
-    q: str
-    k: int = 10
-    offset: int = 0
-    mode: str = "hybrid"
-    group: str | None = None
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
+    """The parameters of `GET /v1/search` as a JSON body (unknown fields are a 400)."""
+
+    q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
+                          max_length=MAX_QUERY_CHARS)]
+    k: Annotated[int, doc(f"Results per page, 1..{MAX_K}; offset + k <= {MAX_K}.", minimum=1, maximum=MAX_K)] = 10
+    offset: Annotated[int, doc("Results to skip (paging).", minimum=0, maximum=MAX_K - 1)] = 0
+    mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
+                             enum=list(MODES))] = "hybrid"
+    group: Annotated[str | None, doc("passage (default) or article: one result per article.",
+                                     enum=[*GROUPS, None])] = None
+    date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
+    date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
+    source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
 
 
 class SectionOut(msgspec.Struct):

@@ -51,7 +51,7 @@ from indexer.query.search import (
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
 from service.api import DateFromParam, DateToParam, ModeParam, QueryParam, SourceParam
-from service.schemas import CitationOut, error_responses
+from service.schemas import DATE, CitationOut, doc, error_responses
 
 TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
 TOOL_FORMATS = ("openai", "anthropic")
@@ -69,14 +69,19 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Parameters of `/v1/context` (query string or JSON body) and the `search_news` tool;
     `context_args` checks them."""
 
-    q: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    encoding: str = DEFAULT_ENCODING
-    k: int | None = None
-    mode: str = "hybrid"
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
+    q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
+                          max_length=MAX_QUERY_CHARS)]
+    max_tokens: Annotated[int, doc(f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}.",
+                                   minimum=MIN_MAX_TOKENS, maximum=MAX_MAX_TOKENS)] = DEFAULT_MAX_TOKENS
+    encoding: Annotated[str, doc("tiktoken encoding the budget is counted in.",
+                                 enum=list(ENCODINGS))] = DEFAULT_ENCODING
+    k: Annotated[int | None, doc(f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+                                 minimum=1, maximum=MAX_K)] = None
+    mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
+                             enum=list(MODES))] = "hybrid"
+    date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
+    date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
+    source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
 
     @property
     def passages(self) -> int:
