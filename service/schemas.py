@@ -204,9 +204,12 @@ def hit_out(hit: Hit, relevance: float | None = None) -> HitOut:
     )
 
 
-def search_out(result: SearchResult, relevance: dict[int, float], *, offset: int = 0, total: int = 0,
-               more: bool = False, reason: str | None = None) -> SearchOut:
-    """The API body of `result`; `relevance` maps chunk ids to their calibrated relevance."""
+def search_out(result: SearchResult, relevance: dict[int, float] | None = None, *, offset: int = 0,
+               total: int | None = None, more: bool = False, reason: str | None = None) -> SearchOut:
+    """The API body of `result`; `relevance` maps chunk ids to their calibrated relevance;
+    `total` defaults to the result's own."""
+    relevance = relevance or {}
+
     def out(h: Hit) -> HitOut:
         return hit_out(h, relevance.get(h.chunk_id))
 
@@ -216,7 +219,7 @@ def search_out(result: SearchResult, relevance: dict[int, float], *, offset: int
         groups=[GroupOut(g.rank, round(g.score, 6), g.article_id, g.title, [out(h) for h in g.hits],
                          relevance=out(g.hits[0]).relevance if g.hits else None)
                 for g in result.groups],
-        offset=offset, total=total, more=more, reason=reason,
+        offset=offset, total=result.total if total is None else total, more=more, reason=reason,
     )
 
 
