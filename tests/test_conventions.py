@@ -183,3 +183,17 @@ def test_the_search_page_links_to_more_results(client):
 def test_the_search_page_says_which_filter_emptied_it(client):
     page = client.get("/", params={"q": "water", "date_from": "2030-01-01"}).text
     assert "date_from=2030-01-01 matches no article" in page
+
+
+def test_both_stores_list_sources_and_match_them_in_any_case(both_searchers):
+    """The SQLite+FAISS index and the PostgreSQL store agree on /v1/sources and case-blind source filters."""
+    from indexer.types import Filters
+
+    embedded, postgres = both_searchers
+    stats = embedded.index.source_stats()
+    assert stats == postgres.index.source_stats()
+    assert stats[0]["name"] == "central-asia-news-2025-12-16" and stats[0]["articles"] >= 6
+    for searcher in both_searchers:
+        exact = searcher.index.allowed_chunks(Filters(source=stats[0]["name"]))
+        shouted = searcher.index.allowed_chunks(Filters(source=stats[0]["name"].upper()))
+        assert len(exact) > 0 and sorted(exact) == sorted(shouted)
