@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API and search page")
     for f in fields(ServiceSettings):
         flag = "--index" if f.name == "index_dir" else "--" + f.name.replace("_", "-")
-        serve.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+        # A tuple setting (e.g. --cors-origin) is a flag given once per value.
+        repeat = ({"action": "append", "type": str, "default": None} if isinstance(f.default, tuple)
+                  else {"type": type(f.default), "default": f.default})
+        serve.add_argument(flag, dest=f.name, **repeat,
                            help=f"{f.metadata['help']}" + (f" (env {f.metadata['env']})" if "env" in f.metadata else "")
                            + ("" if f.metadata.get("secret") else " (default: %(default)s)"))
     serve.add_argument("--log-level", default="info")
@@ -267,7 +270,9 @@ def _cmd_serve(args) -> int:
     from service.app import ServiceSettings, create_app, settings_with_env
     from service.server import run_server
 
-    settings = settings_with_env(ServiceSettings(**{f.name: getattr(args, f.name) for f in fields(ServiceSettings)}))
+    settings = settings_with_env(ServiceSettings(**{
+        f.name: tuple(getattr(args, f.name) or ()) if isinstance(f.default, tuple) else getattr(args, f.name)
+        for f in fields(ServiceSettings)}))
     from indexer.store.embedded import current_version
 
     if not settings.store and current_version(Path(settings.index_dir)) is None:

@@ -4,8 +4,9 @@ HTTP routes:
 
 - `GET|POST /v1/context` — the best passages for `q` as numbered, cited blocks
   that fit `max_tokens` (see `indexer.query.context`).
-- `GET /v1/tools` — OpenAI function-calling definitions of `search_news`,
-  `answer_question` and `get_article`, ready to pass as `tools=`.
+- `GET /v1/tools?format=openai|anthropic` — function-calling definitions of
+  `search_news`, `answer_question`, `get_article` and `list_sources`, ready to
+  pass as `tools=` to OpenAI's or Anthropic's API (one declaration, two shapes).
 - `POST /v1/tools/{name}` — run one tool with the JSON arguments a model
   produced (`tool_call.function.arguments`); the same code serves the MCP
   server (`service/mcp_server.py`).
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Response, get, post
+from litestar.params import Parameter
 
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.context import (
@@ -48,9 +50,11 @@ from indexer.query.search import (
 )
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
-from service.schemas import CitationOut
+from service.api import DateFromParam, DateToParam, ModeParam, QueryParam, SourceParam
+from service.schemas import DATE, CitationOut, doc, error_responses
 
-TOOL_NAMES = ("search_news", "answer_question", "get_article")
+TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
+TOOL_FORMATS = ("openai", "anthropic")
 MAX_ARTICLE_ID_CHARS = 200
 # Passages considered when `k` is not given: enough to fill the budget with ~50-token
 # fragments after merging, never fewer than 10.
@@ -65,14 +69,19 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Parameters of `/v1/context` (query string or JSON body) and the `search_news` tool;
     `context_args` checks them."""
 
-    q: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    encoding: str = DEFAULT_ENCODING
-    k: int | None = None
-    mode: str = "hybrid"
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
+    q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
+                          max_length=MAX_QUERY_CHARS)]
+    max_tokens: Annotated[int, doc(f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}.",
+                                   minimum=MIN_MAX_TOKENS, maximum=MAX_MAX_TOKENS)] = DEFAULT_MAX_TOKENS
+    encoding: Annotated[str, doc("tiktoken encoding the budget is counted in.",
+                                 enum=list(ENCODINGS))] = DEFAULT_ENCODING
+    k: Annotated[int | None, doc(f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+                                 minimum=1, maximum=MAX_K)] = None
+    mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
+                             enum=list(MODES))] = "hybrid"
+    date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
+    date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
+    source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
 
     @property
     def passages(self) -> int:
@@ -149,6 +158,8 @@ def tool_parameters(name: str) -> dict:
             "required": ["article_id"],
             "additionalProperties": False,
         }
+    if name == "list_sources":
+        return {"type": "object", "properties": _budget_properties(), "required": [], "additionalProperties": False}
     raise NotFound(f"no tool named {name!r}: use one of {', '.join(TOOL_NAMES)}", code="unknown_tool")
 
 
@@ -160,8 +171,9 @@ _DESCRIPTIONS = {
     ),
     "answer_question": (
         "Answer a factual question from the news archive. Returns `answer` (a sentence quoted verbatim from an "
-        "article, or null with a `reason` when the archive does not answer it), its `citation`, `confidence`, "
-        "and the passages it was chosen from as `context` blocks with `citations`. HTTP: /v1/answer takes the "
+        "article, or null with a `reason` when the archive does not answer it), its `citation` (with `n`: the "
+        "context block [n] that holds the answer), `confidence`, and the passages it was chosen from as `context` "
+        "blocks with `citations`. HTTP: /v1/answer takes the "
         "same search parameters; POST /v1/tools/answer_question takes these exactly."
     ),
     "get_article": (
@@ -169,11 +181,28 @@ _DESCRIPTIONS = {
         "cut at a sentence end to fit max_tokens; continue with `next_start` when `truncated`. "
         "HTTP: GET /v1/articles/{article_id} (whole article) or POST /v1/tools/get_article."
     ),
+    "list_sources": (
+        "List the archive's sources: `sources` of {name, articles, undated, date_from, date_to}, to pick a "
+        "`source` filter (matched in any case) or date range for search_news; date filters exclude undated "
+        "articles. `truncated` when the list was cut to fit max_tokens. HTTP: GET /v1/sources."
+    ),
 }
 
 
-def tool_definitions() -> list[dict]:
-    """OpenAI function-calling definitions (`tools=` of a chat completion request)."""
+def tool_definitions(format: str = "openai") -> list[dict]:
+    """The tools as function-calling definitions (`tools=` of a request) in `format`:
+
+    - `openai`: `{"type": "function", "function": {name, description, parameters}}` (chat completions);
+    - `anthropic`: `{name, description, input_schema}` (Messages API).
+
+    Both carry the same name, description and JSON Schema.
+    """
+    if format not in TOOL_FORMATS:
+        raise InvalidParameter(f"format={format!r} is not known: use one of {', '.join(TOOL_FORMATS)} "
+                               "(default openai)", code="invalid_format")
+    if format == "anthropic":
+        return [{"name": name, "description": _DESCRIPTIONS[name], "input_schema": tool_parameters(name)}
+                for name in TOOL_NAMES]
     return [
         {"type": "function",
          "function": {"name": name, "description": _DESCRIPTIONS[name], "parameters": tool_parameters(name)}}
@@ -292,21 +321,33 @@ def search_news(searcher: Searcher, arguments: dict) -> dict:
 
 def answer_question(searcher: Searcher, arguments: dict) -> dict:
     """Tool `answer_question`: `indexer.query.answer.Answerer`'s verbatim answer sentence and its citation (or
-    null and the reason), plus the passages it was chosen from as budgeted context."""
+    null and the reason), plus the passages it was chosen from as budgeted context.
+
+    The answer always lies inside the context: its sentences are packed first, whatever the budget, and
+    its citation carries `n`, the number of the block that holds it, so the model can cite it as [n].
+    """
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
     filters = make_filters(args.date_from, args.date_to, args.source)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
     head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
+    hits, floor = list(found.passages), 0
     if found.answer is not None:
         c = found.answer.citation
         head["answer"] = found.answer.text
-        head["citation"] = {"article_id": c.article_id, "title": c.title, "date": c.date, "source": c.source,
-                            "url": c.url, "section": c.section, "start": c.start, "end": c.end,
+        head["citation"] = {"n": None, "article_id": c.article_id, "title": c.title, "date": c.date,
+                            "source": c.source, "url": c.url, "section": c.section, "start": c.start, "end": c.end,
                             "paragraph": c.paragraph}
+        answer_hit = Hit(rank=0, score=1.0, text=found.answer.text, citation=c, chunk_id=-1)
+        hits.insert(0, answer_hit)
+        # The smallest context that holds the answer: its own block.
+        floor = pack_context([answer_hit], searcher.index, MAX_MAX_TOKENS, args.encoding).tokens
 
     def make(budget: int) -> tuple[dict, int]:
-        packed = pack_context(found.passages, searcher.index, budget, args.encoding)
-        return {**head, **context_body(packed), "max_tokens": args.max_tokens}, packed.tokens
+        packed = pack_context(hits, searcher.index, max(budget, floor), args.encoding)
+        result = {**head, **context_body(packed), "max_tokens": args.max_tokens}
+        if found.answer is not None:
+            result["citation"] = {**head["citation"], "n": block_holding(packed, found.answer.citation)}
+        return result, packed.tokens
 
     try:
         return fit_result(make, args.max_tokens, args.encoding)
@@ -314,6 +355,15 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
         needed = result_tokens(make(0)[0], args.encoding)
         raise InvalidParameter(f"the answer with its citation needs {needed} tokens, max_tokens={args.max_tokens}: "
                                f"raise max_tokens to at least {needed}", code="invalid_max_tokens") from None
+
+
+def block_holding(packed: PackedContext, citation) -> int | None:
+    """The number `n` of the context block that contains the cited span, or None."""
+    for block in packed.blocks:
+        c = block.citation
+        if c.article_id == citation.article_id and c.start <= citation.start and citation.end <= c.end:
+            return block.n
+    return None
 
 
 def get_article(searcher: Searcher, arguments: dict) -> dict:
@@ -382,10 +432,30 @@ def article_window(article: Article, start: int, end: int, max_tokens: int, *, t
             "max_tokens": max_tokens}
 
 
+def list_sources(searcher: Searcher, arguments: dict) -> dict:
+    """Tool `list_sources`: `GET /v1/sources` as a tool result, the most articles first when cut to fit."""
+    max_tokens = validate_max_tokens(_given(arguments, "max_tokens", DEFAULT_MAX_TOKENS))
+    encoding = validate_encoding(_given(arguments, "encoding", DEFAULT_ENCODING))
+    stats = sorted(searcher.index.source_stats(), key=lambda s: (-s["articles"], s["name"]))
+
+    def body(m: int) -> dict:
+        return {"sources": stats[:m], "truncated": m < len(stats), "max_tokens": max_tokens}
+
+    lo, hi = 0, len(stats)  # the most sources that fit; zero always does (MIN_MAX_TOKENS > its size)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if result_tokens(body(mid), encoding) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return body(lo)
+
+
 _TOOLS: dict[str, Callable[[Searcher, dict], dict]] = {
     "search_news": search_news,
     "answer_question": answer_question,
     "get_article": get_article,
+    "list_sources": list_sources,
 }
 
 
@@ -432,17 +502,24 @@ def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
                       max_tokens=packed.max_tokens, encoding=packed.encoding, truncated=packed.truncated)
 
 
-@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM")
+@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM",
+     responses=error_responses(400))
 def context_get(
     searcher: Searcher,
-    q: str = "",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    encoding: str = DEFAULT_ENCODING,
-    k: int | None = None,
-    mode: str = "hybrid",
-    date_from: str | None = None,
-    date_to: str | None = None,
-    source: str | None = None,
+    q: QueryParam = "",
+    max_tokens: Annotated[int, Parameter(
+        description=f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}, counted with `encoding`.",
+        schema_extra={"minimum": MIN_MAX_TOKENS, "maximum": MAX_MAX_TOKENS})] = DEFAULT_MAX_TOKENS,
+    encoding: Annotated[str, Parameter(
+        description="tiktoken encoding the budget is counted in (o200k_base for GPT-4o-class models).",
+        schema_extra={"enum": list(ENCODINGS)})] = DEFAULT_ENCODING,
+    k: Annotated[int | None, Parameter(
+        description=f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+        schema_extra={"minimum": 1, "maximum": MAX_K})] = None,
+    mode: ModeParam = "hybrid",
+    date_from: DateFromParam = None,
+    date_to: DateToParam = None,
+    source: SourceParam = None,
 ) -> ContextOut:
     """The best passages for `q` as numbered blocks `[n] Title (date) — text` with their citations.
 
@@ -453,20 +530,31 @@ def context_get(
                                               date_from=date_from, date_to=date_to, source=source))
 
 
-@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)")
+@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",
+      responses=error_responses(400, 413))
 def context_post(searcher: Searcher, data: ContextArgs) -> ContextOut:
     """The same as `GET /v1/context`, with the parameters in a JSON body."""
     return context_out(searcher, context_args(**msgspec.structs.asdict(data)))
 
 
-@get("/v1/tools", sync_to_thread=False, summary="OpenAI tool definitions")
-def tools_list() -> list[dict]:
-    """Function-calling definitions of search_news, answer_question and get_article (pass as `tools=`)."""
-    return tool_definitions()
+@get("/v1/tools", sync_to_thread=False, summary="Tool definitions for OpenAI or Anthropic function calling",
+     responses=error_responses(400))
+def tools_list(
+    format: Annotated[str, Parameter(
+        description="openai (default): `{type: function, function: {name, description, parameters}}`; "
+                    "anthropic: `{name, description, input_schema}`.",
+        schema_extra={"enum": list(TOOL_FORMATS)})] = "openai",
+) -> list[dict]:
+    """Function-calling definitions of search_news, answer_question, get_article and list_sources
+    (pass as `tools=`), from one declaration in either API's shape."""
+    return tool_definitions(format)
 
 
-@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call")
-def tools_call(searcher: Searcher, name: str, data: dict[str, Any] | None = None) -> Response:
+@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call",
+      responses=error_responses(400, 404, 413))
+def tools_call(searcher: Searcher, name: Annotated[str, Parameter(
+        description="The tool to run: " + ", ".join(TOOL_NAMES) + ".", schema_extra={"enum": list(TOOL_NAMES)})],
+               data: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     """Run tool `name` with the model's arguments (the JSON object in `tool_call.function.arguments`).
 
     The body is the tool result: its compact JSON is at most `max_tokens` tokens. No body means no arguments.

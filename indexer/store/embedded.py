@@ -79,6 +79,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 """
 
 
+# Articles, undated articles and date range of each named source (SQLite and PostgreSQL alike).
+SOURCE_STATS_FIELDS = ("name", "articles", "undated", "date_from", "date_to")
+SOURCE_STATS_SQL = ("SELECT source, COUNT(*), COUNT(*) - COUNT(date), MIN(date), MAX(date) FROM articles "
+                    "WHERE source IS NOT NULL GROUP BY source ORDER BY source")
+
+
 def package_version() -> str:
     try:
         from importlib.metadata import version
@@ -225,6 +231,11 @@ class Index:
     def sources(self) -> list[str]:
         rows = self.db().execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL ORDER BY source")
         return [row[0] for row in rows]
+
+    def source_stats(self) -> list[dict]:
+        """Per source: `name`, `articles`, `undated` (articles without a date), `date_from`, `date_to`."""
+        rows = self.db().execute(SOURCE_STATS_SQL).fetchall()
+        return [dict(zip(SOURCE_STATS_FIELDS, row)) for row in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         ids = [int(c) for c in chunk_ids]
