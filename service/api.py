@@ -23,6 +23,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.errors import InvalidParameter
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
+from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
 from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters, validate_k
 from indexer.types import Filters
 from service.schemas import (
@@ -62,6 +63,19 @@ DateToParam = Annotated[str | None, Parameter(
     schema_extra={"format": "date"})]
 SourceParam = Annotated[str | None, Parameter(
     description="Only articles from this source (any case); GET /v1/sources lists them.")]
+SortParam = Annotated[str | None, Parameter(
+    description="relevance (default) or date: the relevant results newest first (same day by relevance, "
+                "undated last).", schema_extra={"enum": list(SORTS)})]
+RecencyParam = Annotated[str | None, Parameter(
+    description=f"Half-life in days favouring newer articles, e.g. 30 or 30d (up to {MAX_HALF_LIFE_DAYS}): "
+                "a score is multiplied by 0.5 ** (age / half-life), the age counted from the newest "
+                "article in the index.", schema_extra={"pattern": r"^\d+(\.\d+)?d?$"})]
+DatesParam = Annotated[str | None, Parameter(
+    description="auto: favour articles of a year or month named in the query (\"December 2025 blackouts\"); "
+                "off (default).", schema_extra={"enum": list(QUERY_DATE_MODES)})]
+CollapseParam = Annotated[str | None, Parameter(
+    description="story: near-duplicate articles (syndicated rewrites) fold into one result that lists them "
+                "as `similar`.", schema_extra={"enum": list(COLLAPSES)})]
 # Keyword arguments a handler receives that are not query parameters.
 _NOT_QUERY = frozenset({"request", "state", "data", "scope", "headers", "cookies", "body", "query"})
 
@@ -131,7 +145,9 @@ def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
     """One page of the search: ranks offset+1..offset+k, with totals, relevance and an empty reason."""
     validate_page(body.k, body.offset)
     filters = make_filters(body.date_from, body.date_to, body.source)
-    result = searcher.search(body.q, k=body.offset + body.k, mode=body.mode, filters=filters, group=body.group)
+    order = make_ordering(body.sort, body.recency, body.dates, body.collapse)
+    result = searcher.search(body.q, k=body.offset + body.k, mode=body.mode, filters=filters, group=body.group,
+                             ordering=order)
     page = replace(result, hits=result.hits[body.offset:], groups=result.groups[body.offset:])
     hits = page.hits + [h for g in page.groups for h in g.hits]
     terms = searcher.query_terms(result.query)
@@ -156,14 +172,21 @@ def search_get(
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,
+    sort: SortParam = None,
+    recency: RecencyParam = None,
+    dates: DatesParam = None,
+    collapse: CollapseParam = None,
 ) -> SearchOut:
     """Ranked passages for `q`, each with a citation (article, date, section, character offsets), its
     fused `score`, a calibrated `relevance` (0..1, comparable across queries), per-leg scores (`dense`,
     `lexical`) and highlights; `mode=dense|lexical|hybrid`; `group=article` for one result per article;
     `offset` pages, `total` and `more` say how many results there are; `low_confidence` when the index
-    does not seem to answer `q`; `reason` when the filters exclude every article."""
+    does not seem to answer `q`; `reason` when the filters exclude every article; `sort=date` for newest
+    first, `recency` to favour newer articles, `dates=auto` for dates named in `q`, `collapse=story` to
+    fold near-duplicate articles."""
     return run_search(searcher, SearchIn(q=q, k=k, offset=offset, mode=mode, group=group, date_from=date_from,
-                                         date_to=date_to, source=source))
+                                         date_to=date_to, source=source, sort=sort, recency=recency, dates=dates,
+                                         collapse=collapse))
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)",

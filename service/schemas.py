@@ -8,6 +8,7 @@ import msgspec
 from litestar.openapi import ResponseSpec
 
 from indexer.query.answer import AnswerResult
+from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS
 from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
 from indexer.types import Article, Citation, Hit
 
@@ -41,6 +42,8 @@ class HitOut(msgspec.Struct):
     # Calibrated relevance (0..1) of this passage alone: comparable across queries, so a client can
     # threshold it; a nonsense query's top hit scores low. Absent on answer passages.
     relevance: float | None = None
+    # With collapse=story: the near-duplicate articles (syndicated rewrites) folded under this result.
+    similar: list[CitationOut] = []
 
 
 class GroupOut(msgspec.Struct):
@@ -115,6 +118,15 @@ class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
     date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
     date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
     source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    sort: Annotated[str | None, doc("relevance (default) or date: the relevant results newest first.",
+                                    enum=[*SORTS, None])] = None
+    recency: Annotated[str | int | float | None, doc(
+        f"Half-life in days (e.g. 30 or \"30d\", up to {MAX_HALF_LIFE_DAYS}) favouring newer articles; "
+        "age counts from the index's newest article.")] = None
+    dates: Annotated[str | None, doc("auto: favour articles of a year or month named in the query; off (default).",
+                                     enum=[*QUERY_DATE_MODES, None])] = None
+    collapse: Annotated[str | None, doc("story: fold near-duplicate articles into one result with `similar`.",
+                                        enum=[*COLLAPSES, None])] = None
 
 
 class SectionOut(msgspec.Struct):
@@ -191,8 +203,9 @@ def citation_out(citation: Citation) -> CitationOut:
     return CitationOut(**{f: getattr(citation, f) for f in CitationOut.__struct_fields__})
 
 
-def hit_out(hit: Hit, relevance: float | None = None) -> HitOut:
+def hit_out(hit: Hit, relevance: float | None = None, similar=()) -> HitOut:
     return HitOut(
+        similar=[citation_out(c) for c in similar],
         relevance=None if relevance is None else round(relevance, 4),
         rank=hit.rank,
         score=round(hit.score, 6),
@@ -211,7 +224,7 @@ def search_out(result: SearchResult, relevance: dict[int, float] | None = None, 
     relevance = relevance or {}
 
     def out(h: Hit) -> HitOut:
-        return hit_out(h, relevance.get(h.chunk_id))
+        return hit_out(h, relevance.get(h.chunk_id), result.similar.get(h.chunk_id, ()))
 
     return SearchOut(
         query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[out(h) for h in result.hits],

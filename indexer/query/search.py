@@ -43,6 +43,7 @@ from datetime import date
 import numpy as np
 
 from indexer.embed import Embedder
+from indexer.query import ordering as ordering_
 from indexer.errors import InvalidParameter, InvalidQuery
 from indexer.store.bm25 import tokenize
 from indexer.sentences import split_sentences
@@ -177,6 +178,8 @@ class SearchResult:
     signals: dict[str, float] = field(default_factory=dict)
     # Results (passages, or articles with group="article") ranked within the retrieval depth.
     total: int = 0
+    # With collapse="story": chunk id of a hit -> citations of the near-duplicate articles folded under it.
+    similar: dict[int, tuple[Citation, ...]] = field(default_factory=dict)
 
 
 def citation(article: Article, chunk: Chunk) -> Citation:
@@ -269,8 +272,10 @@ class Searcher:
         group: str | None = None,
         fusion: str = "score",
         highlights: bool = True,
+        ordering: ordering_.Ordering = ordering_.Ordering(),
     ) -> SearchResult:
-        """The top `k` passages (or articles with `group="article"`) for `query`."""
+        """The top `k` passages (or articles with `group="article"`) for `query`; `ordering` (default:
+        relevance) sorts by date, favours recent articles or collapses stories (`indexer.query.ordering`)."""
         started = time.perf_counter()
         query = validate_query(query)
         validate_k(k)
@@ -308,23 +313,26 @@ class Searcher:
         lexical_scores.update(self.index.lexical.scores_for(missing, bm25))
         parts = self._parts(mode, fusion, candidates, dense_scores, lexical_scores)
         ranked = sorted(((c, parts[0][c] + parts[1][c]) for c in candidates), key=lambda item: (-item[1], item[0]))
+        ranked, parts = ordering_.rescore(self.index, query, ranked, parts, ordering, group)
         timings["fuse_ms"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
         terms = self.query_terms(query)
+        wanted = ordering_.depth(k, group, ordering)
         if group == "article":
-            hits, groups, total = self._grouped(ranked, parts, k, dense_scores, lexical_scores)
+            hits, groups, total = self._grouped(ranked, parts, wanted, dense_scores, lexical_scores)
         else:
-            hits, groups = self._hits(ranked[:k], dense_scores, lexical_scores, terms, highlights, vector), []
+            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, vector), []
             total = len(ranked)
         if group == "article" and highlights:
             self._highlight_groups(groups, terms, vector)
             hits = [g.hits[0] for g in groups]
+        hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
         timings["build_ms"] = (time.perf_counter() - t0) * 1000
         signals = self.signals(hits, terms)
         conf = confidence_of(signals["dense"], signals["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
-                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals, total=total)
+                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals, total=total, similar=similar)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector; repeated queries (a page and its answer, paging, popular

@@ -304,9 +304,17 @@ class Index:
     def article_hashes(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
 
-    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
-        """(article id, MinHash signature) of every article, for near-duplicate checks."""
-        for article_id, blob in self.db().execute("SELECT article_id, minhash FROM articles"):
+    def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of every article (or of `article_ids`), for near-duplicate
+        checks at ingest and story collapse at query time."""
+        if article_ids is None:
+            rows = self.db().execute("SELECT article_id, minhash FROM articles")
+        else:
+            ids = list(dict.fromkeys(article_ids))
+            marks = ",".join("?" * len(ids))
+            rows = self.db().execute(f"SELECT article_id, minhash FROM articles WHERE article_id IN ({marks})",
+                                     ids).fetchall() if ids else []
+        for article_id, blob in rows:
             yield article_id, np.frombuffer(blob, dtype=np.int64)
 
     def known_files(self) -> dict[str, int]:

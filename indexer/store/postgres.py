@@ -539,6 +539,17 @@ class PgIndex:
         with self._pool.connection() as conn:
             return dict(conn.execute("SELECT article_id, content_hash FROM articles").fetchall())
 
+    def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of every article (or of `article_ids`), as `Index.signatures`."""
+        with self._pool.connection() as conn:
+            if article_ids is None:
+                rows = conn.execute("SELECT article_id, minhash FROM articles").fetchall()
+            else:
+                rows = conn.execute("SELECT article_id, minhash FROM articles WHERE article_id = ANY(%s)",
+                                    [list(dict.fromkeys(article_ids))]).fetchall()
+        for article_id, blob in rows:
+            yield article_id, np.frombuffer(blob, dtype=np.int64)
+
     # --- search ---------------------------------------------------------------------
 
     def dense_search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:

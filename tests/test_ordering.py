@@ -1,0 +1,243 @@
+"""Issue 14 (non-fusion part): sort=date, recency, dates named in the query, story collapse.
+
+A small real index (real model, real FAISS, real MinHash dedupe) of articles written here with
+explicit dates: four on the (made-up) Kambarata dam works of different ages, two rewrites of one
+made-up Osh canal story, and unrelated news, the newest of which sets the index's "now".
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.errors import InvalidParameter
+from indexer.query import ordering
+from tests.conftest import assert_error
+
+CANAL = (
+    "The regional water authority in Osh announced on Monday that the old canal linking the Ak-Buura river "
+    "to the southern orchards will be rebuilt before the spring planting season. Engineers found that "
+    "almost half of the concrete lining had cracked after three hard winters and that farmers at the end "
+    "of the canal received barely a third of the water they had paid for. The project will replace "
+    "eleven kilometres of lining, install new sluice gates at four villages and add meters so that each "
+    "farm cooperative pays for the water it actually receives. Officials said the work would cost about "
+    "nine million dollars, shared between the national budget and a development loan. Local farmers "
+    "welcomed the plan but asked for the work to be finished before April, when apricot trees need the "
+    "most water. The authority promised weekly reports on the progress of the works and a telephone line "
+    "for complaints about water distribution during the construction period.")
+# A syndicated rewrite: about 0.6 shingle Jaccard with CANAL, under dedupe's 0.8, over the story 0.5.
+REWRITE = CANAL
+for old, new in [("announced on Monday", "said on Monday"), ("will be rebuilt", "is to be rebuilt"),
+                 ("almost half", "nearly half"), ("three hard winters", "three harsh winters"),
+                 ("barely a third", "only a third"), ("eleven kilometres", "11 kilometres"),
+                 ("weekly reports", "regular reports")]:
+    REWRITE = REWRITE.replace(old, new, 1)
+
+ARTICLES = [
+    {"id": "dam-old", "date": "2023-03-01", "title": "Kambarata dam turbine contract signed",
+     "text": "The Kambarata hydropower dam on the Naryn river will get its first turbine under a contract "
+             "signed on Wednesday. The Kambarata dam builders said the turbine for the Kambarata hydropower "
+             "plant on the Naryn river would be delivered within two years."},
+    {"id": "dam-mid", "date": "2024-06-15", "title": "Kambarata dam site road reopened",
+     "text": "The road to the Kambarata dam site reopened after landslides. Trucks carrying cement for the "
+             "dam on the Naryn river resumed deliveries on Saturday."},
+    {"id": "dam-new", "date": "2025-11-28", "title": "Energy ministry reviews winter supply",
+     "text": "The energy ministry reviewed the winter electricity supply on Friday. Among other projects it "
+             "mentioned progress at the Kambarata hydropower dam, where concrete works continue."},
+    {"id": "dam-undated", "title": "Kambarata dam explained",
+     "text": "What is the Kambarata dam? A planned hydropower dam on the Naryn river, meant to regulate "
+             "water for the Toktogul reservoir downstream."},
+    {"id": "canal-a", "date": "2025-11-20", "title": "Osh canal to be rebuilt before spring", "text": CANAL},
+    {"id": "canal-b", "date": "2025-11-21", "title": "Osh orchards canal rebuild planned", "text": REWRITE},
+    {"id": "snow", "date": "2025-12-01", "title": "Bishkek clears snow from main streets",
+     "text": "Snow ploughs cleared the main streets of Bishkek overnight after the first heavy snowfall of "
+             "the winter. The city hall asked drivers to leave cars off the avenues until noon."},
+    {"id": "bazaar", "date": "2025-10-05", "title": "Osh bazaar traders move to new halls",
+     "text": "Traders at the Osh bazaar moved into two new covered halls built after last year's fire. Rents "
+             "stay the same until the end of the year, the market administration said."},
+]
+
+
+@pytest.fixture(scope="module")
+def dated_index_dir(tmp_path_factory, embedder):
+    from indexer.ingest.build import build_index
+
+    root = tmp_path_factory.mktemp("ordering")
+    data = root / "articles.jsonl"
+    data.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES), encoding="utf-8")
+    summary = build_index([data], root / "index", embedder=embedder, progress=False)
+    assert not summary.errors, summary.errors
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def dated_searcher(dated_index_dir, embedder):
+    from indexer.query.search import Searcher
+    from indexer.store.embedded import open_index
+
+    index = open_index(dated_index_dir, model=embedder.name)
+    yield Searcher(index, embedder)
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def dated_client(dated_index_dir, embedder):
+    from litestar.testing import TestClient
+
+    from service.app import ServiceSettings, create_app
+
+    with TestClient(app=create_app(ServiceSettings(index_dir=dated_index_dir), embedder=embedder)) as client:
+        yield client
+
+
+def ids(hits) -> list[str]:
+    return [h["citation"]["article_id"] if isinstance(h, dict) else h.citation.article_id for h in hits]
+
+
+# --- pure functions -----------------------------------------------------------------------------
+
+
+def test_named_dates_finds_months_and_years():
+    assert ordering.named_dates("December 2025 blackouts") == [(2025, 12)]
+    assert ordering.named_dates("Toktogul 2025") == [(2025, None)]
+    assert ordering.named_dates("Sept. 2024 and 2019 floods") == [(2024, 9), (2019, None)]
+    assert ordering.named_dates("Toktogul water levels 300 m3") == []
+
+
+def test_recency_factor_halves_per_half_life():
+    assert ordering.recency_factor(0, 30) == 1.0
+    assert ordering.recency_factor(30, 30) == pytest.approx(0.5)
+    assert ordering.recency_factor(90, 30) == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("value, days", [("30d", 30.0), ("30", 30.0), (7.5, 7.5), (None, None), ("", None)])
+def test_half_life_parsing(value, days):
+    assert ordering.parse_half_life(value) == days
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "36501d", "30 days"])
+def test_bad_half_life_names_value_limit_and_fix(value):
+    with pytest.raises(InvalidParameter) as err:
+        ordering.parse_half_life(value)
+    assert repr(value) in str(err.value) and "36500" in str(err.value) and "recency=30d" in str(err.value)
+
+
+def test_dated_index_keeps_both_rewrites():
+    """The rewrite is under the ingest dedupe threshold (0.8) but over the story threshold."""
+    from indexer.ingest.dedupe import signature, similarity
+
+    estimate = similarity(signature(CANAL), signature(REWRITE))
+    assert ordering.STORY_SIMILARITY <= estimate < 0.8
+
+
+# --- the searcher ---------------------------------------------------------------------------------
+
+
+def test_default_order_is_relevance_and_unchanged(dated_searcher):
+    plain = dated_searcher.search("Kambarata hydropower dam Naryn river", k=5, group="article")
+    same = dated_searcher.search("Kambarata hydropower dam Naryn river", k=5, group="article",
+                                 ordering=ordering.Ordering())
+    assert ids(plain.hits) == ids(same.hits)
+    assert [h.score for h in plain.hits] == [h.score for h in same.hits]
+
+
+def test_recency_ranks_the_newer_article_first(dated_searcher):
+    query = "Kambarata hydropower dam Naryn river turbine"
+    plain = ids(dated_searcher.search(query, k=5, group="article").hits)
+    assert plain.index("dam-old") < plain.index("dam-new")  # the more relevant one wins without recency
+    recent = dated_searcher.search(query, k=10, group="article", ordering=ordering.make_ordering(recency="30d"))
+    order = ids(recent.hits)
+    assert order.index("dam-new") < order.index("dam-old")
+    assert order[0] == "dam-new"
+
+
+def test_query_dates_favour_the_named_year(dated_searcher):
+    query = "Kambarata dam 2024"
+    plain = ids(dated_searcher.search(query, k=5, group="article").hits)
+    dated = ids(dated_searcher.search(query, k=5, group="article", ordering=ordering.make_ordering(dates="auto")).hits)
+    assert dated[0] == "dam-mid"
+    assert plain != dated
+
+
+def test_sort_date_passages_newest_first_undated_last(dated_searcher):
+    result = dated_searcher.search("Kambarata dam", k=10, ordering=ordering.make_ordering(sort="date"))
+    dates = [h.citation.date for h in result.hits]
+    assert len(dates) >= 3
+    dated = [d for d in dates if d]
+    assert dated == sorted(dated, reverse=True)
+    assert all(d is None for d in dates[len(dated):])  # undated only at the end
+
+
+# --- the HTTP API (the real app) ------------------------------------------------------------------
+
+
+def test_api_sort_date_order(dated_client):
+    params = {"q": "Kambarata hydropower dam Naryn river", "group": "article"}
+    relevance = dated_client.get("/v1/search", params=params).json()
+    newest = dated_client.get("/v1/search", params={**params, "sort": "date"})
+    assert newest.status_code == 200, newest.text
+    order = ids(newest.json()["hits"])
+    dates = [h["citation"]["date"] for h in newest.json()["hits"]]
+    assert ids(relevance["hits"])[0] == "dam-old"
+    assert order[0] == "dam-new"
+    assert [d for d in dates if d] == sorted((d for d in dates if d), reverse=True)
+    assert None not in dates or dates.index(None) == len([d for d in dates if d])
+    assert [h["rank"] for h in newest.json()["hits"]] == list(range(1, len(order) + 1))
+    # POST takes the same parameter.
+    posted = dated_client.post("/v1/search", json={**params, "sort": "date"})
+    assert ids(posted.json()["hits"]) == order
+
+
+def test_api_recency(dated_client):
+    params = {"q": "Kambarata hydropower dam Naryn river turbine", "group": "article"}
+    assert ids(dated_client.get("/v1/search", params=params).json()["hits"])[0] == "dam-old"
+    assert ids(dated_client.get("/v1/search", params={**params, "recency": "30"}).json()["hits"])[0] == "dam-new"
+
+
+def test_api_collapse_story_folds_the_rewrite(dated_client):
+    params = {"q": "Osh canal rebuilt before spring planting", "group": "article"}
+    plain = ids(dated_client.get("/v1/search", params=params).json()["hits"])
+    assert {"canal-a", "canal-b"} <= set(plain)
+    body = dated_client.get("/v1/search", params={**params, "collapse": "story"}).json()
+    hits = body["hits"]
+    canal = [h for h in hits if h["citation"]["article_id"] in ("canal-a", "canal-b")]
+    assert len(canal) == 1
+    assert len(canal[0]["similar"]) == 1
+    assert {canal[0]["citation"]["article_id"], canal[0]["similar"][0]["article_id"]} == {"canal-a", "canal-b"}
+    assert all(h["similar"] == [] for h in hits if h is not canal[0])  # the unrelated ones stay alone
+    assert len(hits) == len(plain) - 1
+    # Passages too: one story, one result.
+    passages = dated_client.get("/v1/search", params={**params, "collapse": "story", "group": "passage"}).json()
+    assert len([h for h in passages["hits"] if h["citation"]["article_id"].startswith("canal")]) == 1
+
+
+@pytest.mark.parametrize("name, value, code", [("sort", "newest", "invalid_sort"), ("recency", "soon", "invalid_recency"),
+                                               ("dates", "yes", "invalid_dates"), ("collapse", "all", "invalid_collapse")])
+def test_api_bad_ordering_values(dated_client, name, value, code):
+    error = assert_error(dated_client.get("/v1/search", params={"q": "dam", name: value}), 400, code)
+    assert repr(value) in error["message"]
+
+
+def test_openapi_declares_the_new_params(dated_client):
+    spec = dated_client.get("/schema/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
+    assert params["sort"]["schema"]["enum"] == ["relevance", "date"] or "relevance" in json.dumps(params["sort"])
+    assert "story" in json.dumps(params["collapse"]) and "auto" in json.dumps(params["dates"])
+    assert "half-life" in params["recency"]["description"].lower()
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_sort_date(dated_index_dir, capsys):
+    from service.cli import main
+
+    assert main(["search", "Kambarata hydropower dam Naryn river", "--index", str(dated_index_dir),
+                 "--group", "article", "--sort", "date", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert ids(body["hits"])[0] == "dam-new"
+    dated = [h["citation"]["date"] for h in body["hits"] if h["citation"]["date"]]
+    assert dated == sorted(dated, reverse=True)
+    assert main(["search", "Kambarata dam", "--index", str(dated_index_dir), "--recency", "soon"]) == 2
+    assert "recency='soon'" in capsys.readouterr().err
