@@ -43,6 +43,7 @@ from indexer.query.search import (
     MAX_QUERY_CHARS,
     MODES,
     Searcher,
+    SearchResult,
     make_filters,
     validate_k,
     validate_mode,
@@ -50,7 +51,9 @@ from indexer.query.search import (
 )
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
-from service.api import DateFromParam, DateToParam, ModeParam, QueryParam, SourceParam
+from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
+from service.api import (CollapseParam, DateFromParam, DatesParam, DateToParam, ModeParam, QueryParam, RecencyParam,
+                         SortParam, SourceParam)
 from service.schemas import DATE, CitationOut, doc, error_responses
 
 TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
@@ -82,6 +85,18 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
     date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
     source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    sort: Annotated[str | None, doc("relevance (default) or date: the relevant passages newest first.",
+                                    enum=[*SORTS, None])] = None
+    recency: Annotated[str | None, doc(f"Half-life in days (e.g. 30d, up to {MAX_HALF_LIFE_DAYS}) favouring "
+                                       "newer articles.")] = None
+    dates: Annotated[str | None, doc("auto: favour articles of a year or month named in q; off (default).",
+                                     enum=[*QUERY_DATE_MODES, None])] = None
+    collapse: Annotated[str | None, doc("story: fold near-duplicate articles into one passage.",
+                                        enum=[*COLLAPSES, None])] = None
+
+    @property
+    def ordering(self):
+        return make_ordering(self.sort, self.recency, self.dates, self.collapse)
 
     @property
     def passages(self) -> int:
@@ -101,6 +116,7 @@ def context_args(**values: Any) -> ContextArgs:
         validate_k(args.k)
     validate_mode(args.mode)
     make_filters(args.date_from, args.date_to, args.source)
+    args.ordering  # noqa: B018 - validates sort, recency, dates and collapse
     return args
 
 
@@ -130,7 +146,22 @@ def _search_properties() -> dict:
         "date_from": {**date, "description": "Only articles dated on or after this day (YYYY-MM-DD)."},
         "date_to": {**date, "description": "Only articles dated on or before this day (YYYY-MM-DD)."},
         "source": {"type": "string", "description": "Only articles from this source (exact name)."},
+        **_ORDERING_PROPERTIES,
     }
+
+
+_ORDERING_PROPERTIES = {
+    "sort": {"type": "string", "enum": list(SORTS), "default": "relevance",
+             "description": "relevance, or date: the relevant passages newest first (undated last)."},
+    "recency": {"type": "string", "pattern": r"^\d+(\.\d+)?d?$",
+                "description": "Half-life in days, e.g. \"30d\": favours articles newer in the archive "
+                               "(score × 0.5^(age/half-life), age from the archive's newest article)."},
+    "dates": {"type": "string", "enum": list(QUERY_DATE_MODES), "default": "off",
+              "description": "auto: favour articles of a year or month named in q (\"December 2025 blackouts\")."},
+    "collapse": {"type": "string", "enum": list(COLLAPSES),
+                 "description": "story: near-duplicate articles fold into one result; its citation lists them "
+                                "as `similar`."},
+}
 
 
 def tool_parameters(name: str) -> dict:
@@ -141,6 +172,8 @@ def tool_parameters(name: str) -> dict:
     if name == "answer_question":
         properties = _search_properties()
         properties["q"] = {**properties["q"], "description": "The question, in plain words."}
+        for key in _ORDERING_PROPERTIES:  # the answer is the best sentence, whatever the order
+            del properties[key]
         properties["k"] = {**properties["k"], "default": DEFAULT_PASSAGES,
                            "description": f"Passages the answer is chosen from (default {DEFAULT_PASSAGES})."}
         return {"type": "object", "properties": properties, "required": ["q"], "additionalProperties": False}
@@ -262,9 +295,25 @@ def context_body(packed: PackedContext) -> dict:
             "max_tokens": packed.max_tokens, "truncated": packed.truncated}
 
 
-def search_hits(searcher: Searcher, args: ContextArgs) -> list[Hit]:
+def search_result(searcher: Searcher, args: ContextArgs) -> SearchResult:
     filters = make_filters(args.date_from, args.date_to, args.source)
-    return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False).hits
+    return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False,
+                           ordering=args.ordering)
+
+
+def search_hits(searcher: Searcher, args: ContextArgs) -> list[Hit]:
+    return search_result(searcher, args).hits
+
+
+def with_similar(body: dict, hits: list[Hit], similar: dict) -> dict:
+    """`body` whose citations list the near-duplicate articles folded under their passage (collapse=story)."""
+    folded = {h.citation.article_id: similar[h.chunk_id] for h in hits if h.chunk_id in similar}
+    if not folded:
+        return body
+    citations = [{**c, "similar": [{"article_id": o.article_id, "title": o.title, "date": o.date}
+                                   for o in folded[c["article_id"]]]} if c["article_id"] in folded else c
+                 for c in body["citations"]]
+    return {**body, "citations": citations}
 
 
 def build_context(searcher: Searcher, args: ContextArgs) -> PackedContext:
@@ -310,11 +359,13 @@ def fit_result(make: Callable[[int], tuple[dict, int]], max_tokens: int, encodin
 def search_news(searcher: Searcher, arguments: dict) -> dict:
     """Tool `search_news`: `/v1/context` without the query echo, the whole JSON within max_tokens."""
     args = context_args(**arguments)
-    hits = search_hits(searcher, args)
+    result = search_result(searcher, args)
+    hits = result.hits
 
     def make(budget: int) -> tuple[dict, int]:
         packed = pack_context(hits, searcher.index, budget, args.encoding)
-        return {**context_body(packed), "max_tokens": args.max_tokens}, packed.tokens
+        body = with_similar(context_body(packed), hits, result.similar)
+        return {**body, "max_tokens": args.max_tokens}, packed.tokens
 
     return fit_result(make, args.max_tokens, args.encoding)
 
@@ -520,6 +571,10 @@ def context_get(
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,
+    sort: SortParam = None,
+    recency: RecencyParam = None,
+    dates: DatesParam = None,
+    collapse: CollapseParam = None,
 ) -> ContextOut:
     """The best passages for `q` as numbered blocks `[n] Title (date) — text` with their citations.
 
@@ -527,7 +582,8 @@ def context_get(
     adjacent passages of one article merged; `tokens` is the exact count of `context`.
     """
     return context_out(searcher, context_args(q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode,
-                                              date_from=date_from, date_to=date_to, source=source))
+                                              date_from=date_from, date_to=date_to, source=source, sort=sort,
+                                              recency=recency, dates=dates, collapse=collapse))
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",

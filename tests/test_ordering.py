@@ -241,3 +241,34 @@ def test_cli_sort_date(dated_index_dir, capsys):
     assert dated == sorted(dated, reverse=True)
     assert main(["search", "Kambarata dam", "--index", str(dated_index_dir), "--recency", "soon"]) == 2
     assert "recency='soon'" in capsys.readouterr().err
+
+
+# --- the tools ----------------------------------------------------------------------------------
+
+
+def test_tool_search_news_collapse_and_sort(dated_client):
+    args = {"q": "Osh canal rebuilt before spring planting", "k": 10}
+    plain = dated_client.post("/v1/tools/search_news", json=args)
+    assert plain.status_code == 200, plain.text
+    assert {"canal-a", "canal-b"} <= {c["article_id"] for c in plain.json()["citations"]}
+    folded = dated_client.post("/v1/tools/search_news", json={**args, "collapse": "story"}).json()
+    canal = [c for c in folded["citations"] if c["article_id"].startswith("canal")]
+    assert len({c["article_id"] for c in canal}) == 1
+    assert [s["article_id"] for s in canal[0]["similar"]] == [
+        ({"canal-a", "canal-b"} - {canal[0]["article_id"]}).pop()]
+    newest = dated_client.post("/v1/tools/search_news",
+                               json={"q": "Kambarata hydropower dam Naryn river", "sort": "date"}).json()
+    dates = [c["date"] for c in newest["citations"] if c["date"]]
+    assert dates and dates == sorted(dates, reverse=True)
+    bad = dated_client.post("/v1/tools/search_news", json={"q": "dam", "recency": "soon"})
+    assert bad.status_code == 400 and "recency='soon'" in bad.text
+    # The answer tool does not take an order (its answer is the best sentence).
+    tool = next(t for t in dated_client.get("/v1/tools").json() if t["function"]["name"] == "answer_question")
+    assert "sort" not in tool["function"]["parameters"]["properties"]
+
+
+def test_context_get_takes_sort(dated_client):
+    response = dated_client.get("/v1/context", params={"q": "Kambarata dam", "sort": "date"})
+    assert response.status_code == 200, response.text
+    dates = [c["date"] for c in response.json()["citations"] if c["date"]]
+    assert dates == sorted(dates, reverse=True)
