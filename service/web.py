@@ -26,6 +26,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
+from indexer.query.ordering import make_ordering
 from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
@@ -70,6 +71,8 @@ class SearchParams:
     date_to: str = ""
     source: str = ""
     k: str = ""
+    # "date" for newest first (the Relevance | Newest toggle); "" is relevance.
+    sort: str = ""
 
     @property
     def advanced(self) -> bool:
@@ -83,7 +86,7 @@ class SearchParams:
     def pairs(self, **override: str) -> list[tuple[str, str]]:
         """Non-empty, non-default parameters, in a stable order (for links back to this search)."""
         values = {"q": self.q or "", "mode": self.mode, "date_from": self.date_from, "date_to": self.date_to,
-                  "source": self.source, "k": self.k, **override}
+                  "source": self.source, "k": self.k, "sort": self.sort, **override}
         defaults = {"mode": "hybrid"}
         return [(name, value) for name, value in values.items() if value and value != defaults.get(name)]
 
@@ -114,6 +117,15 @@ class ArticleGroup:
     url: str | None
     href: str
     passages: tuple[Passage, ...]
+    # Near-duplicate articles (syndicated rewrites) folded under this one.
+    similar: tuple[SimilarLink, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarLink:
+    title: str
+    date: str | None
+    href: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +243,10 @@ def group_hits(result: SearchResult, params: SearchParams) -> list[ArticleGroup]
             )
             for hit in article_hits
         )
+        similar = tuple(SimilarLink(c.title, c.date, article_href(c.article_id, c.start, c.end, params))
+                        for c in getattr(result, "similar", {}).get(article_hits[0].chunk_id, ()))
         groups.append(ArticleGroup(article_id, first.title, first.date, first.source, first.url,
-                                   passages[0].href, passages))
+                                   passages[0].href, passages, similar))
     return groups
 
 
@@ -307,9 +321,11 @@ def _parse_k(value: str) -> int:
 
 def provide_params(
     q: str | None = None, mode: str = "hybrid", date_from: str = "", date_to: str = "", source: str = "", k: str = "",
+    sort: str = "",
 ) -> SearchParams:
     """The search form's query parameters, shared by the search page and the article page."""
-    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k)
+    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k,
+                        sort="" if sort == "relevance" else sort)
 
 
 _PARAMS = {"params": Provide(provide_params, sync_to_thread=False)}
@@ -329,7 +345,9 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
             return _render("search.html", 200, **{**context, "state": "empty"})
         filters = make_filters(params.date_from, params.date_to, params.source)
         k = _parse_k(params.k)
-        result = searcher.search(q, k=k, mode=params.mode, filters=filters, group="article")
+        # The page always folds near-duplicate stories: a reader wants one result per story.
+        order = make_ordering(sort=params.sort or None, collapse="story")
+        result = searcher.search(q, k=k, mode=params.mode, filters=filters, group="article", ordering=order)
         groups = group_hits(result, params)
         state = "results" if result.hits else "no_results"
         # "More results" shows the next articles on the same page (a longer list keeps the context).

@@ -272,3 +272,44 @@ def test_context_get_takes_sort(dated_client):
     assert response.status_code == 200, response.text
     dates = [c["date"] for c in response.json()["citations"] if c["date"]]
     assert dates == sorted(dates, reverse=True)
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+def _links(html: str, text: str) -> list[str]:
+    import re
+    from html import unescape
+
+    return [unescape(m) for m in re.findall(r'<a href="([^"]+)">' + re.escape(text) + "</a>", html)]
+
+
+def test_page_toggle_keeps_params_and_sorts(dated_client):
+    page = dated_client.get("/", params={"q": "Kambarata hydropower dam Naryn river", "date_from": "2020-01-01"})
+    assert page.status_code == 200
+    newest = _links(page.text, "Newest")
+    assert len(newest) == 1 and "sort=date" in newest[0] and "date_from=2020-01-01" in newest[0] and "q=Kambarata" in newest[0]
+    assert '<strong aria-current="true">Relevance</strong>' in page.text
+    import re
+
+    relevance_order = re.findall(r'data-article-id="([^"]+)"', page.text)
+    sorted_page = dated_client.get(newest[0])
+    assert '<strong aria-current="true">Newest</strong>' in sorted_page.text
+    back = _links(sorted_page.text, "Relevance")
+    assert len(back) == 1 and "sort=" not in back[0] and "date_from=2020-01-01" in back[0]
+    order = re.findall(r'data-article-id="([^"]+)"', sorted_page.text)
+    assert order[0] == "dam-new" and relevance_order[0] == "dam-old"
+    # A new query from the form keeps the order.
+    assert '<input type="hidden" name="sort" value="date">' in sorted_page.text
+
+
+def test_page_folds_rewrites_under_n_similar(dated_client):
+    import re
+
+    page = dated_client.get("/", params={"q": "Osh canal rebuilt before spring planting"})
+    shown = re.findall(r'data-article-id="([^"]+)"', page.text)
+    canal = [a for a in shown if a.startswith("canal")]
+    assert len(canal) == 1
+    assert "1 similar" in page.text
+    other = ({"canal-a", "canal-b"} - set(canal)).pop()
+    assert re.search(r'<a href="/articles/' + other + r'\?[^"]*">', page.text)

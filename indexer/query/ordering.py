@@ -53,6 +53,10 @@ QUERY_DATE_PENALTY = 0.5
 STORY_SIMILARITY = 0.5
 # Results ranked before a date sort or a collapse of article groups (the deepest rank served).
 ORDERING_DEPTH = 100
+# Results ranked before a collapse: COLLAPSE_DEPTH × k, at least COLLAPSE_MIN. A story's leader never
+# changes with the depth (it is the best ranked article of the story); only its `similar` list may grow.
+COLLAPSE_DEPTH = 3
+COLLAPSE_MIN = 30
 
 _HALF_LIFE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*d?\s*$", re.IGNORECASE)
 _MONTHS = {name: i + 1 for i, name in enumerate(
@@ -252,9 +256,13 @@ def rescore(index, query: str, ranked: list[tuple[int, float]], parts: tuple[dic
 
 
 def depth(k: int, group: str, ordering: Ordering) -> int:
-    """How many results to build before `arrange` cuts them to `k`."""
-    if ordering.collapse or (ordering.sort == "date" and group == "article"):
+    """How many results to build before `arrange` cuts them to `k`: every relevant article for a date
+    sort of articles; for a collapse, `COLLAPSE_DEPTH` times `k` (at least `COLLAPSE_MIN`), enough to
+    fill `k` after folding without building (and highlighting) a hundred groups for each page."""
+    if ordering.sort == "date" and group == "article":
         return max(k, ORDERING_DEPTH)
+    if ordering.collapse:
+        return max(k * COLLAPSE_DEPTH, COLLAPSE_MIN)
     return k
 
 
@@ -286,9 +294,9 @@ def arrange(index, hits: list, groups: list, total: int, k: int, ordering: Order
                     c.article_id != hit.citation.article_id for c in folded[seen[lead]]):
                 folded[seen[lead]].append(hit.citation)
         similar = {hits[i].chunk_id: tuple(folded[i]) for i in kept if folded[i]}
+        total -= len(hits) - len(kept)  # the folded ones among those built; deeper ones are not known
         hits = [hits[i] for i in kept]
         groups = [groups[i] for i in kept] if groups else groups
-        total = len(kept) if total > len(kept) else total
     hits, groups = hits[:k], groups[:k]
     hits = [replace(h, rank=r) for r, h in enumerate(hits, start=1)]
     groups = [replace(g, rank=r, hits=(hits[r - 1], *g.hits[1:])) for r, g in enumerate(groups, start=1)]
