@@ -88,7 +88,8 @@ def test_context_post_rejects_unknown_fields(client):
 EXAMPLES = {
     "search_news": [{"q": "Toktogul water levels"},
                     {"q": "locomotive deal", "max_tokens": 400, "encoding": "o200k_base", "k": 5, "mode": "dense",
-                     "date_from": "2025-12-01", "date_to": "2025-12-31", "source": "central-asia-news-2025-12-16"}],
+                     "date_from": "2025-12-01", "date_to": "2025-12-31", "source": "central-asia-news-2025-12-16",
+                     "sort": "date", "recency": "30d", "dates": "auto", "collapse": "story"}],
     "answer_question": [{"q": "How much is the locomotive deal worth?"},
                         {"q": "How much water had the Toktogul reservoir accumulated?", "max_tokens": 600,
                          "encoding": "cl100k_base", "k": 3, "mode": "hybrid"}],
