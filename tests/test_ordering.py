@@ -313,3 +313,37 @@ def test_page_folds_rewrites_under_n_similar(dated_client):
     assert "1 similar" in page.text
     other = ({"canal-a", "canal-b"} - set(canal)).pop()
     assert re.search(r'<a href="/articles/' + other + r'\?[^"]*">', page.text)
+
+
+def stories_of(result) -> dict[str, list[str]]:
+    """Article id of each result with folded articles -> the folded article ids."""
+    return {h.citation.article_id: [c.article_id for c in result.similar[h.chunk_id]]
+            for h in result.hits if h.chunk_id in result.similar}
+
+
+# --- PostgreSQL store -------------------------------------------------------------------------------
+
+
+def test_postgres_store_orders_and_collapses_like_the_embedded_one(pg_url, dated_index_dir, dated_searcher, embedder,
+                                                                   tmp_path):
+    from indexer.query.search import Searcher
+    from indexer.store.postgres import index_into_store, open_pg_index
+
+    data = tmp_path / "articles.jsonl"
+    data.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES), encoding="utf-8")
+    summary = index_into_store([data], pg_url, embedder=embedder, progress=False)
+    assert not summary.errors, summary.errors
+    index = open_pg_index(pg_url, model=embedder.name)
+    try:
+        pg = Searcher(index, embedder)
+        assert dict(index.signatures(["canal-a"]))["canal-a"].shape == (64,)
+        for query, order in [("Kambarata hydropower dam Naryn river", ordering.make_ordering(sort="date")),
+                             ("Kambarata hydropower dam Naryn river turbine", ordering.make_ordering(recency="30d")),
+                             ("Osh canal rebuilt before spring planting", ordering.make_ordering(collapse="story"))]:
+            want = dated_searcher.search(query, k=10, group="article", ordering=order)
+            got = pg.search(query, k=10, group="article", ordering=order)
+            assert ids(got.hits) == ids(want.hits), query
+            assert stories_of(got) == stories_of(want), query
+        assert stories_of(got) == {"canal-a": ["canal-b"]} or stories_of(got) == {"canal-b": ["canal-a"]}
+    finally:
+        index.close()
