@@ -111,6 +111,18 @@ def test_recency_factor_halves_per_half_life():
     assert ordering.recency_factor(90, 30) == pytest.approx(0.125)
 
 
+def test_newest_first_breaks_ties_by_score_and_puts_undated_last():
+    from datetime import date
+
+    items = [("a", date(2025, 1, 1), 0.9), ("b", None, 1.0), ("c", date(2025, 3, 1), 0.2), ("d", date(2025, 3, 1), 0.5)]
+    order = ordering.newest_first(items, lambda i: i[1], lambda i: i[2])
+    assert [i[0] for i in order] == ["d", "c", "a", "b"]
+
+
+def test_relevant_keeps_results_from_half_the_best_score():
+    assert ordering.relevant([1.0, 0.6, 0.5, 0.49], lambda s: s) == [1.0, 0.6, 0.5]
+
+
 @pytest.mark.parametrize("value, days", [("30d", 30.0), ("30", 30.0), (7.5, 7.5), (None, None), ("", None)])
 def test_half_life_parsing(value, days):
     assert ordering.parse_half_life(value) == days

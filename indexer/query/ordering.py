@@ -29,7 +29,6 @@ the same factor.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, replace
 from datetime import date
@@ -319,6 +318,3 @@ def candidate_dates(index, chunk_ids: list[int]) -> tuple[dict[int, str], dict[s
             days[article_id] = parse_day(day)
     return owner, days
 
-
-def half_life_text(days: float | None) -> str:
-    return "" if days is None else (f"{int(days)}d" if math.isclose(days, round(days)) else f"{days}d")

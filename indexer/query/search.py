@@ -332,7 +332,8 @@ class Searcher:
         signals = self.signals(hits, terms)
         conf = confidence_of(signals["dense"], signals["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
-                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals, total=total, similar=similar)
+                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals, total=total,
+                            similar=similar)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector; repeated queries (a page and its answer, paging, popular
