@@ -122,8 +122,10 @@ class Filters:
         """SQL conditions on an articles table aliased `a`, and their values; `mark` is the
         driver's placeholder (`?` for SQLite, `%s` for psycopg)."""
         clauses, values = [], []
-        for value, clause in ((self.date_from, "a.date >= "), (self.date_to, "a.date <= "), (self.source, "a.source = ")):
+        # Source names match whatever their case: users type "reuters" for "Reuters".
+        for value, clause in ((self.date_from, "a.date >= {}"), (self.date_to, "a.date <= {}"),
+                              (self.source, "LOWER(a.source) = LOWER({})")):
             if value:
-                clauses.append(clause + mark)
+                clauses.append(clause.format(mark))
                 values.append(value)
         return " AND ".join(clauses), values

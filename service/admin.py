@@ -15,18 +15,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from litestar import Response, get, post
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from litestar.params import Parameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from indexer.errors import IndexMissing
 from service.reload import ReloadResult
+from service.schemas import error_responses
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
@@ -162,7 +165,8 @@ class StatusOut(msgspec.Struct):
     retired_versions: list[str]
 
 
-@get("/ready", sync_to_thread=False, summary="Readiness: an index is loaded")
+@get("/ready", sync_to_thread=False, summary="Readiness: an index is loaded", security=[{}],
+     responses=error_responses(503, common=False))
 def ready(state: State) -> ReadyOut:
     """200 once an index version is loaded and served; 503 `index_missing` before that."""
     resources = getattr(state, "resources", None)
@@ -178,8 +182,11 @@ def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@post("/v1/admin/reload", sync_to_thread=True, status_code=200, summary="Serve the newest index version")
-def reload_index(state: State, force: bool = False) -> ReloadResult:
+@post("/v1/admin/reload", sync_to_thread=True, status_code=200, summary="Serve the newest index version",
+      responses=error_responses(400, 403, 413))
+def reload_index(state: State, force: Annotated[bool, Parameter(
+        description="Reload even when CURRENT names the version already served (re-open it).")] = False,
+                 ) -> ReloadResult:
     """Load the version `CURRENT` names beside the served one and swap; requests in flight finish on the old one.
 
     Needs the admin key. `changed` is false when that version is already served.
@@ -187,7 +194,8 @@ def reload_index(state: State, force: bool = False) -> ReloadResult:
     return state.reloader.reload(force=force)
 
 
-@get("/v1/admin/status", sync_to_thread=False, summary="Served index version and reload history")
+@get("/v1/admin/status", sync_to_thread=False, summary="Served index version and reload history",
+     responses=error_responses(400, 403))
 def admin_status(state: State) -> StatusOut:
     """The served version, versions waiting to be closed, reload counts and the last reload error (admin key)."""
     reloader = state.reloader

@@ -13,10 +13,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
@@ -72,6 +75,9 @@ class ServiceSettings:
     model_concurrency: int = field(default=0, metadata={
         "help": "query embeddings run at once, each on cores/N intra-op threads; more wait in a queue "
                 "(0: one per core)"})
+    cors_origin: tuple[str, ...] = field(default=(), metadata={
+        "help": "browser origin allowed to call the API (CORS), e.g. https://app.example.org; repeat for more "
+                "(none: CORS off)"})
 
 
 def settings_with_env(settings: ServiceSettings) -> ServiceSettings:
@@ -97,6 +103,33 @@ class Resources:
 
     def close(self) -> None:
         self.searcher.index.close()
+
+
+# Responses smaller than this are sent uncompressed: gzip would save nothing worth the CPU.
+COMPRESS_MIN_BYTES = 500
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The schema at /schema: the API key schemes of `service.limits` (either one is enough)."""
+    return OpenAPIConfig(
+        title="newsqa", version=package_version(), path="/schema",
+        description="Semantic search and cited answers over a news archive. Every error is "
+                    '`{"error": {"code", "message"}}`. With an API key configured (`--api-key`), every route but '
+                    "/health and /ready needs it, as a bearer token or in `X-API-Key`.",
+        components=Components(security_schemes={
+            "bearerAuth": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer KEY"),
+            "apiKeyHeader": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
+                                           description="X-API-Key: KEY"),
+        }),
+        security=[{"bearerAuth": []}, {"apiKeyHeader": []}],
+        render_plugins=docs_plugins(),
+    )
+
+
+async def check_request(request: Request) -> None:
+    """Before every route: unknown `/v1` query parameters and unreadable JSON bodies are 400s."""
+    api.reject_unknown_params(request)
+    await check_json_body(request)
 
 
 def provide_searcher(state: State) -> Iterator[Searcher]:
@@ -131,12 +164,13 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="newsqa", version=package_version(), path="/schema",
-                                     render_plugins=docs_plugins()),
+        openapi_config=openapi_config(),
+        before_request=check_request,
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origin)) if settings.cors_origin else None,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=COMPRESS_MIN_BYTES),
         template_config=web.template_config(),
         middleware=[admin.MetricsMiddleware(metrics), *limit_middleware(settings)],
         request_max_body_size=settings.max_body_bytes,
-        before_request=check_json_body,
         before_send=[security_headers],
     )
     app.state.metrics = metrics

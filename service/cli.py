@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--date-from")
     search.add_argument("--date-to")
     search.add_argument("--source")
+    search.add_argument("--sort", choices=["relevance", "date"], default="relevance",
+                        help="relevance, or date: the relevant results newest first (default: %(default)s)")
+    search.add_argument("--recency", metavar="DAYS",
+                        help="half-life in days (e.g. 30 or 30d) favouring articles newer in the index")
+    search.add_argument("--query-dates", action="store_true",
+                        help="favour articles of a year or month named in the query (e.g. 'December 2025')")
+    search.add_argument("--collapse", choices=["story"],
+                        help="story: fold near-duplicate articles into one result listing them as similar")
     search.add_argument("--json", action="store_true", help="print the API's JSON response")
     _add_store_option(search)
 
@@ -97,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API and search page")
     for f in fields(ServiceSettings):
         flag = "--index" if f.name == "index_dir" else "--" + f.name.replace("_", "-")
-        serve.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+        # A tuple setting (e.g. --cors-origin) is a flag given once per value.
+        repeat = ({"action": "append", "type": str, "default": None} if isinstance(f.default, tuple)
+                  else {"type": type(f.default), "default": f.default})
+        serve.add_argument(flag, dest=f.name, **repeat,
                            help=f"{f.metadata['help']}" + (f" (env {f.metadata['env']})" if "env" in f.metadata else "")
                            + ("" if f.metadata.get("secret") else " (default: %(default)s)"))
     serve.add_argument("--log-level", default="info")
@@ -158,14 +169,16 @@ def _cmd_delete(args) -> int:
 
 def _cmd_search(args) -> int:
     from indexer.embed import Embedder
+    from indexer.query.ordering import make_ordering
     from indexer.query.search import Searcher, make_filters
     from indexer.store.backends import open_store, store_target
     from service.schemas import search_out
 
+    ordering = make_ordering(args.sort, args.recency, "auto" if args.query_dates else None, args.collapse)
     embedder = Embedder()
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     result = searcher.search(args.query, k=args.k, mode=args.mode, group=args.group,
-                             filters=make_filters(args.date_from, args.date_to, args.source))
+                             filters=make_filters(args.date_from, args.date_to, args.source), ordering=ordering)
     if args.json:
         import msgspec
 
@@ -180,7 +193,10 @@ def _cmd_search(args) -> int:
         where = " · ".join(filter(None, [c.date, c.source, c.section]))
         print(f"{hit.rank}. {c.title}  [{where}]  score {hit.score:.3f}")
         print(f"   {hit.text}")
-        print(f"   cite: article {c.article_id}, paragraph {c.paragraph + 1}, chars {c.start}-{c.end}\n")
+        print(f"   cite: article {c.article_id}, paragraph {c.paragraph + 1}, chars {c.start}-{c.end}")
+        for other in result.similar.get(hit.chunk_id, ()):
+            print(f"   similar: {other.title} [{other.date or 'undated'}] article {other.article_id}")
+        print()
     return 0
 
 
@@ -267,7 +283,9 @@ def _cmd_serve(args) -> int:
     from service.app import ServiceSettings, create_app, settings_with_env
     from service.server import run_server
 
-    settings = settings_with_env(ServiceSettings(**{f.name: getattr(args, f.name) for f in fields(ServiceSettings)}))
+    settings = settings_with_env(ServiceSettings(**{
+        f.name: tuple(getattr(args, f.name) or ()) if isinstance(f.default, tuple) else getattr(args, f.name)
+        for f in fields(ServiceSettings)}))
     from indexer.store.embedded import current_version
 
     if not settings.store and current_version(Path(settings.index_dir)) is None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import msgspec
+from litestar.openapi import ResponseSpec
 
 from indexer.query.answer import AnswerResult
-from indexer.query.search import SearchResult
+from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS
+from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
 from indexer.types import Article, Citation, Hit
 
 
@@ -28,12 +32,18 @@ class SpanOut(msgspec.Struct):
 
 class HitOut(msgspec.Struct):
     rank: int
+    # The fused ranking score: it orders this query's hits (the top hit of any query scores 1.0).
     score: float
     text: str
     citation: CitationOut
     dense: float | None = None
     lexical: float | None = None
     highlights: list[SpanOut] = []
+    # Calibrated relevance (0..1) of this passage alone: comparable across queries, so a client can
+    # threshold it; a nonsense query's top hit scores low. Absent on answer passages.
+    relevance: float | None = None
+    # With collapse=story: the near-duplicate articles (syndicated rewrites) folded under this result.
+    similar: list[CitationOut] = []
 
 
 class GroupOut(msgspec.Struct):
@@ -44,6 +54,7 @@ class GroupOut(msgspec.Struct):
     article_id: str
     title: str
     hits: list[HitOut]
+    relevance: float | None = None
 
 
 class SearchOut(msgspec.Struct):
@@ -56,6 +67,13 @@ class SearchOut(msgspec.Struct):
     low_confidence: bool = False
     group: str = "passage"
     groups: list[GroupOut] = []
+    # Paging: `hits` are ranks offset+1..; `total` results are ranked for the query within the
+    # retrieval depth (at most MAX_K, the deepest rank served); `more` when a next page exists.
+    offset: int = 0
+    total: int = 0
+    more: bool = False
+    # Why `hits` is empty when a filter emptied it (which filter, and how to widen it); else null.
+    reason: str | None = None
 
 
 class AnswerTextOut(msgspec.Struct):
@@ -75,14 +93,40 @@ class AnswerOut(msgspec.Struct):
     took_ms: float = 0.0
 
 
+def doc(description: str, **schema: Any) -> msgspec.Meta:
+    """Documentation of a body field for the OpenAPI schema only (`schema`: e.g. enum=..., format=...).
+
+    The domain validators check the values, with messages that say how to fix them.
+    """
+    return msgspec.Meta(extra_json_schema={"description": description, "extra": schema or None})
+
+
+DATE = {"format": "date"}
+
+
 class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
-    q: str
-    k: int = 10
-    mode: str = "hybrid"
-    group: str | None = None
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
+    """The parameters of `GET /v1/search` as a JSON body (unknown fields are a 400)."""
+
+    q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
+                          max_length=MAX_QUERY_CHARS)]
+    k: Annotated[int, doc(f"Results per page, 1..{MAX_K}; offset + k <= {MAX_K}.", minimum=1, maximum=MAX_K)] = 10
+    offset: Annotated[int, doc("Results to skip (paging).", minimum=0, maximum=MAX_K - 1)] = 0
+    mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
+                             enum=list(MODES))] = "hybrid"
+    group: Annotated[str | None, doc("passage (default) or article: one result per article.",
+                                     enum=[*GROUPS, None])] = None
+    date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
+    date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
+    source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    sort: Annotated[str | None, doc("relevance (default) or date: the relevant results newest first.",
+                                    enum=[*SORTS, None])] = None
+    recency: Annotated[str | int | float | None, doc(
+        f"Half-life in days (e.g. 30 or \"30d\", up to {MAX_HALF_LIFE_DAYS}) favouring newer articles; "
+        "age counts from the index's newest article.")] = None
+    dates: Annotated[str | None, doc("auto: favour articles of a year or month named in the query; off (default).",
+                                     enum=[*QUERY_DATE_MODES, None])] = None
+    collapse: Annotated[str | None, doc("story: fold near-duplicate articles into one result with `similar`.",
+                                        enum=[*COLLAPSES, None])] = None
 
 
 class SectionOut(msgspec.Struct):
@@ -113,12 +157,56 @@ class HealthOut(msgspec.Struct):
     built_at: str
 
 
+class SourceOut(msgspec.Struct):
+    """One source of the index: its article count and date range (null when none is dated)."""
+
+    name: str
+    articles: int
+    # Articles without a date: a date filter excludes them.
+    undated: int
+    date_from: str | None
+    date_to: str | None
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ErrorOut(msgspec.Struct):
+    """Every error: a stable `code` to branch on and a `message` that says how to fix the request."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request: a parameter is missing, unknown, malformed or out of range",
+    401: "Missing or wrong API key (only when the server runs with an API key)",
+    403: "Admin routes need the admin key (refused when the server has none)",
+    404: "No such article, tool or route",
+    413: "Request body larger than the server's limit",
+    429: "Rate limited: retry after the Retry-After seconds",
+    503: "The request took longer than the server's time budget, or no index is loaded",
+}
+# Statuses any guarded route can answer, whatever it does: auth, rate limit, time budget.
+COMMON_ERRORS = (401, 429, 503)
+
+
+def error_responses(*statuses: int, common: bool = True) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for `statuses` (plus COMMON_ERRORS with `common`), all in the one error shape."""
+    return {status: ResponseSpec(data_container=ErrorOut, description=ERROR_DESCRIPTIONS[status],
+                                 generate_examples=False)
+            for status in sorted({*statuses, *(COMMON_ERRORS if common else ())})}
+
+
 def citation_out(citation: Citation) -> CitationOut:
     return CitationOut(**{f: getattr(citation, f) for f in CitationOut.__struct_fields__})
 
 
-def hit_out(hit: Hit) -> HitOut:
+def hit_out(hit: Hit, relevance: float | None = None, similar=()) -> HitOut:
     return HitOut(
+        similar=[citation_out(c) for c in similar],
+        relevance=None if relevance is None else round(relevance, 4),
         rank=hit.rank,
         score=round(hit.score, 6),
         text=hit.text,
@@ -129,12 +217,22 @@ def hit_out(hit: Hit) -> HitOut:
     )
 
 
-def search_out(result: SearchResult) -> SearchOut:
+def search_out(result: SearchResult, relevance: dict[int, float] | None = None, *, offset: int = 0,
+               total: int | None = None, more: bool = False, reason: str | None = None) -> SearchOut:
+    """The API body of `result`; `relevance` maps chunk ids to their calibrated relevance;
+    `total` defaults to the result's own."""
+    relevance = relevance or {}
+
+    def out(h: Hit) -> HitOut:
+        return hit_out(h, relevance.get(h.chunk_id), result.similar.get(h.chunk_id, ()))
+
     return SearchOut(
-        query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[hit_out(h) for h in result.hits],
+        query=result.query, took_ms=round(result.took_ms, 3), mode=result.mode, hits=[out(h) for h in result.hits],
         confidence=round(result.confidence, 4), low_confidence=result.low_confidence, group=result.group,
-        groups=[GroupOut(g.rank, round(g.score, 6), g.article_id, g.title, [hit_out(h) for h in g.hits])
+        groups=[GroupOut(g.rank, round(g.score, 6), g.article_id, g.title, [out(h) for h in g.hits],
+                         relevance=out(g.hits[0]).relevance if g.hits else None)
                 for g in result.groups],
+        offset=offset, total=result.total if total is None else total, more=more, reason=reason,
     )
 
 

@@ -4,8 +4,9 @@ HTTP routes:
 
 - `GET|POST /v1/context` — the best passages for `q` as numbered, cited blocks
   that fit `max_tokens` (see `indexer.query.context`).
-- `GET /v1/tools` — OpenAI function-calling definitions of `search_news`,
-  `answer_question` and `get_article`, ready to pass as `tools=`.
+- `GET /v1/tools?format=openai|anthropic` — function-calling definitions of
+  `search_news`, `answer_question`, `get_article` and `list_sources`, ready to
+  pass as `tools=` to OpenAI's or Anthropic's API (one declaration, two shapes).
 - `POST /v1/tools/{name}` — run one tool with the JSON arguments a model
   produced (`tool_call.function.arguments`); the same code serves the MCP
   server (`service/mcp_server.py`).
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Response, get, post
+from litestar.params import Parameter
 
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.context import (
@@ -41,6 +43,7 @@ from indexer.query.search import (
     MAX_QUERY_CHARS,
     MODES,
     Searcher,
+    SearchResult,
     make_filters,
     validate_k,
     validate_mode,
@@ -48,9 +51,13 @@ from indexer.query.search import (
 )
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
-from service.schemas import CitationOut
+from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
+from service.api import (CollapseParam, DateFromParam, DatesParam, DateToParam, ModeParam, QueryParam, RecencyParam,
+                         SortParam, SourceParam)
+from service.schemas import DATE, CitationOut, doc, error_responses
 
-TOOL_NAMES = ("search_news", "answer_question", "get_article")
+TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
+TOOL_FORMATS = ("openai", "anthropic")
 MAX_ARTICLE_ID_CHARS = 200
 # Passages considered when `k` is not given: enough to fill the budget with ~50-token
 # fragments after merging, never fewer than 10.
@@ -65,14 +72,31 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Parameters of `/v1/context` (query string or JSON body) and the `search_news` tool;
     `context_args` checks them."""
 
-    q: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    encoding: str = DEFAULT_ENCODING
-    k: int | None = None
-    mode: str = "hybrid"
-    date_from: str | None = None
-    date_to: str | None = None
-    source: str | None = None
+    q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
+                          max_length=MAX_QUERY_CHARS)]
+    max_tokens: Annotated[int, doc(f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}.",
+                                   minimum=MIN_MAX_TOKENS, maximum=MAX_MAX_TOKENS)] = DEFAULT_MAX_TOKENS
+    encoding: Annotated[str, doc("tiktoken encoding the budget is counted in.",
+                                 enum=list(ENCODINGS))] = DEFAULT_ENCODING
+    k: Annotated[int | None, doc(f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+                                 minimum=1, maximum=MAX_K)] = None
+    mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
+                             enum=list(MODES))] = "hybrid"
+    date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
+    date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
+    source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    sort: Annotated[str | None, doc("relevance (default) or date: the relevant passages newest first.",
+                                    enum=[*SORTS, None])] = None
+    recency: Annotated[str | None, doc(f"Half-life in days (e.g. 30d, up to {MAX_HALF_LIFE_DAYS}) favouring "
+                                       "newer articles.")] = None
+    dates: Annotated[str | None, doc("auto: favour articles of a year or month named in q; off (default).",
+                                     enum=[*QUERY_DATE_MODES, None])] = None
+    collapse: Annotated[str | None, doc("story: fold near-duplicate articles into one passage.",
+                                        enum=[*COLLAPSES, None])] = None
+
+    @property
+    def ordering(self):
+        return make_ordering(self.sort, self.recency, self.dates, self.collapse)
 
     @property
     def passages(self) -> int:
@@ -92,6 +116,7 @@ def context_args(**values: Any) -> ContextArgs:
         validate_k(args.k)
     validate_mode(args.mode)
     make_filters(args.date_from, args.date_to, args.source)
+    args.ordering  # noqa: B018 - validates sort, recency, dates and collapse
     return args
 
 
@@ -121,7 +146,22 @@ def _search_properties() -> dict:
         "date_from": {**date, "description": "Only articles dated on or after this day (YYYY-MM-DD)."},
         "date_to": {**date, "description": "Only articles dated on or before this day (YYYY-MM-DD)."},
         "source": {"type": "string", "description": "Only articles from this source (exact name)."},
+        **_ORDERING_PROPERTIES,
     }
+
+
+_ORDERING_PROPERTIES = {
+    "sort": {"type": "string", "enum": list(SORTS), "default": "relevance",
+             "description": "relevance, or date: the relevant passages newest first (undated last)."},
+    "recency": {"type": "string", "pattern": r"^\d+(\.\d+)?d?$",
+                "description": "Half-life in days, e.g. \"30d\": favours articles newer in the archive "
+                               "(score × 0.5^(age/half-life), age from the archive's newest article)."},
+    "dates": {"type": "string", "enum": list(QUERY_DATE_MODES), "default": "off",
+              "description": "auto: favour articles of a year or month named in q (\"December 2025 blackouts\")."},
+    "collapse": {"type": "string", "enum": list(COLLAPSES),
+                 "description": "story: near-duplicate articles fold into one result; its citation lists them "
+                                "as `similar`."},
+}
 
 
 def tool_parameters(name: str) -> dict:
@@ -132,6 +172,8 @@ def tool_parameters(name: str) -> dict:
     if name == "answer_question":
         properties = _search_properties()
         properties["q"] = {**properties["q"], "description": "The question, in plain words."}
+        for key in _ORDERING_PROPERTIES:  # the answer is the best sentence, whatever the order
+            del properties[key]
         properties["k"] = {**properties["k"], "default": DEFAULT_PASSAGES,
                            "description": f"Passages the answer is chosen from (default {DEFAULT_PASSAGES})."}
         return {"type": "object", "properties": properties, "required": ["q"], "additionalProperties": False}
@@ -149,6 +191,8 @@ def tool_parameters(name: str) -> dict:
             "required": ["article_id"],
             "additionalProperties": False,
         }
+    if name == "list_sources":
+        return {"type": "object", "properties": _budget_properties(), "required": [], "additionalProperties": False}
     raise NotFound(f"no tool named {name!r}: use one of {', '.join(TOOL_NAMES)}", code="unknown_tool")
 
 
@@ -160,8 +204,9 @@ _DESCRIPTIONS = {
     ),
     "answer_question": (
         "Answer a factual question from the news archive. Returns `answer` (a sentence quoted verbatim from an "
-        "article, or null with a `reason` when the archive does not answer it), its `citation`, `confidence`, "
-        "and the passages it was chosen from as `context` blocks with `citations`. HTTP: /v1/answer takes the "
+        "article, or null with a `reason` when the archive does not answer it), its `citation` (with `n`: the "
+        "context block [n] that holds the answer), `confidence`, and the passages it was chosen from as `context` "
+        "blocks with `citations`. HTTP: /v1/answer takes the "
         "same search parameters; POST /v1/tools/answer_question takes these exactly."
     ),
     "get_article": (
@@ -169,11 +214,28 @@ _DESCRIPTIONS = {
         "cut at a sentence end to fit max_tokens; continue with `next_start` when `truncated`. "
         "HTTP: GET /v1/articles/{article_id} (whole article) or POST /v1/tools/get_article."
     ),
+    "list_sources": (
+        "List the archive's sources: `sources` of {name, articles, undated, date_from, date_to}, to pick a "
+        "`source` filter (matched in any case) or date range for search_news; date filters exclude undated "
+        "articles. `truncated` when the list was cut to fit max_tokens. HTTP: GET /v1/sources."
+    ),
 }
 
 
-def tool_definitions() -> list[dict]:
-    """OpenAI function-calling definitions (`tools=` of a chat completion request)."""
+def tool_definitions(format: str = "openai") -> list[dict]:
+    """The tools as function-calling definitions (`tools=` of a request) in `format`:
+
+    - `openai`: `{"type": "function", "function": {name, description, parameters}}` (chat completions);
+    - `anthropic`: `{name, description, input_schema}` (Messages API).
+
+    Both carry the same name, description and JSON Schema.
+    """
+    if format not in TOOL_FORMATS:
+        raise InvalidParameter(f"format={format!r} is not known: use one of {', '.join(TOOL_FORMATS)} "
+                               "(default openai)", code="invalid_format")
+    if format == "anthropic":
+        return [{"name": name, "description": _DESCRIPTIONS[name], "input_schema": tool_parameters(name)}
+                for name in TOOL_NAMES]
     return [
         {"type": "function",
          "function": {"name": name, "description": _DESCRIPTIONS[name], "parameters": tool_parameters(name)}}
@@ -233,9 +295,25 @@ def context_body(packed: PackedContext) -> dict:
             "max_tokens": packed.max_tokens, "truncated": packed.truncated}
 
 
-def search_hits(searcher: Searcher, args: ContextArgs) -> list[Hit]:
+def search_result(searcher: Searcher, args: ContextArgs) -> SearchResult:
     filters = make_filters(args.date_from, args.date_to, args.source)
-    return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False).hits
+    return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False,
+                           ordering=args.ordering)
+
+
+def search_hits(searcher: Searcher, args: ContextArgs) -> list[Hit]:
+    return search_result(searcher, args).hits
+
+
+def with_similar(body: dict, hits: list[Hit], similar: dict) -> dict:
+    """`body` whose citations list the near-duplicate articles folded under their passage (collapse=story)."""
+    folded = {h.citation.article_id: similar[h.chunk_id] for h in hits if h.chunk_id in similar}
+    if not folded:
+        return body
+    citations = [{**c, "similar": [{"article_id": o.article_id, "title": o.title, "date": o.date}
+                                   for o in folded[c["article_id"]]]} if c["article_id"] in folded else c
+                 for c in body["citations"]]
+    return {**body, "citations": citations}
 
 
 def build_context(searcher: Searcher, args: ContextArgs) -> PackedContext:
@@ -281,32 +359,46 @@ def fit_result(make: Callable[[int], tuple[dict, int]], max_tokens: int, encodin
 def search_news(searcher: Searcher, arguments: dict) -> dict:
     """Tool `search_news`: `/v1/context` without the query echo, the whole JSON within max_tokens."""
     args = context_args(**arguments)
-    hits = search_hits(searcher, args)
+    result = search_result(searcher, args)
+    hits = result.hits
 
     def make(budget: int) -> tuple[dict, int]:
         packed = pack_context(hits, searcher.index, budget, args.encoding)
-        return {**context_body(packed), "max_tokens": args.max_tokens}, packed.tokens
+        body = with_similar(context_body(packed), hits, result.similar)
+        return {**body, "max_tokens": args.max_tokens}, packed.tokens
 
     return fit_result(make, args.max_tokens, args.encoding)
 
 
 def answer_question(searcher: Searcher, arguments: dict) -> dict:
     """Tool `answer_question`: `indexer.query.answer.Answerer`'s verbatim answer sentence and its citation (or
-    null and the reason), plus the passages it was chosen from as budgeted context."""
+    null and the reason), plus the passages it was chosen from as budgeted context.
+
+    The answer always lies inside the context: its sentences are packed first, whatever the budget, and
+    its citation carries `n`, the number of the block that holds it, so the model can cite it as [n].
+    """
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
     filters = make_filters(args.date_from, args.date_to, args.source)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
     head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
+    hits, floor = list(found.passages), 0
     if found.answer is not None:
         c = found.answer.citation
         head["answer"] = found.answer.text
-        head["citation"] = {"article_id": c.article_id, "title": c.title, "date": c.date, "source": c.source,
-                            "url": c.url, "section": c.section, "start": c.start, "end": c.end,
+        head["citation"] = {"n": None, "article_id": c.article_id, "title": c.title, "date": c.date,
+                            "source": c.source, "url": c.url, "section": c.section, "start": c.start, "end": c.end,
                             "paragraph": c.paragraph}
+        answer_hit = Hit(rank=0, score=1.0, text=found.answer.text, citation=c, chunk_id=-1)
+        hits.insert(0, answer_hit)
+        # The smallest context that holds the answer: its own block.
+        floor = pack_context([answer_hit], searcher.index, MAX_MAX_TOKENS, args.encoding).tokens
 
     def make(budget: int) -> tuple[dict, int]:
-        packed = pack_context(found.passages, searcher.index, budget, args.encoding)
-        return {**head, **context_body(packed), "max_tokens": args.max_tokens}, packed.tokens
+        packed = pack_context(hits, searcher.index, max(budget, floor), args.encoding)
+        result = {**head, **context_body(packed), "max_tokens": args.max_tokens}
+        if found.answer is not None:
+            result["citation"] = {**head["citation"], "n": block_holding(packed, found.answer.citation)}
+        return result, packed.tokens
 
     try:
         return fit_result(make, args.max_tokens, args.encoding)
@@ -314,6 +406,15 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
         needed = result_tokens(make(0)[0], args.encoding)
         raise InvalidParameter(f"the answer with its citation needs {needed} tokens, max_tokens={args.max_tokens}: "
                                f"raise max_tokens to at least {needed}", code="invalid_max_tokens") from None
+
+
+def block_holding(packed: PackedContext, citation) -> int | None:
+    """The number `n` of the context block that contains the cited span, or None."""
+    for block in packed.blocks:
+        c = block.citation
+        if c.article_id == citation.article_id and c.start <= citation.start and citation.end <= c.end:
+            return block.n
+    return None
 
 
 def get_article(searcher: Searcher, arguments: dict) -> dict:
@@ -382,10 +483,30 @@ def article_window(article: Article, start: int, end: int, max_tokens: int, *, t
             "max_tokens": max_tokens}
 
 
+def list_sources(searcher: Searcher, arguments: dict) -> dict:
+    """Tool `list_sources`: `GET /v1/sources` as a tool result, the most articles first when cut to fit."""
+    max_tokens = validate_max_tokens(_given(arguments, "max_tokens", DEFAULT_MAX_TOKENS))
+    encoding = validate_encoding(_given(arguments, "encoding", DEFAULT_ENCODING))
+    stats = sorted(searcher.index.source_stats(), key=lambda s: (-s["articles"], s["name"]))
+
+    def body(m: int) -> dict:
+        return {"sources": stats[:m], "truncated": m < len(stats), "max_tokens": max_tokens}
+
+    lo, hi = 0, len(stats)  # the most sources that fit; zero always does (MIN_MAX_TOKENS > its size)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if result_tokens(body(mid), encoding) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return body(lo)
+
+
 _TOOLS: dict[str, Callable[[Searcher, dict], dict]] = {
     "search_news": search_news,
     "answer_question": answer_question,
     "get_article": get_article,
+    "list_sources": list_sources,
 }
 
 
@@ -432,17 +553,28 @@ def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
                       max_tokens=packed.max_tokens, encoding=packed.encoding, truncated=packed.truncated)
 
 
-@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM")
+@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM",
+     responses=error_responses(400))
 def context_get(
     searcher: Searcher,
-    q: str = "",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    encoding: str = DEFAULT_ENCODING,
-    k: int | None = None,
-    mode: str = "hybrid",
-    date_from: str | None = None,
-    date_to: str | None = None,
-    source: str | None = None,
+    q: QueryParam = "",
+    max_tokens: Annotated[int, Parameter(
+        description=f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}, counted with `encoding`.",
+        schema_extra={"minimum": MIN_MAX_TOKENS, "maximum": MAX_MAX_TOKENS})] = DEFAULT_MAX_TOKENS,
+    encoding: Annotated[str, Parameter(
+        description="tiktoken encoding the budget is counted in (o200k_base for GPT-4o-class models).",
+        schema_extra={"enum": list(ENCODINGS)})] = DEFAULT_ENCODING,
+    k: Annotated[int | None, Parameter(
+        description=f"Passages to consider, 1..{MAX_K} (default: enough to fill max_tokens).",
+        schema_extra={"minimum": 1, "maximum": MAX_K})] = None,
+    mode: ModeParam = "hybrid",
+    date_from: DateFromParam = None,
+    date_to: DateToParam = None,
+    source: SourceParam = None,
+    sort: SortParam = None,
+    recency: RecencyParam = None,
+    dates: DatesParam = None,
+    collapse: CollapseParam = None,
 ) -> ContextOut:
     """The best passages for `q` as numbered blocks `[n] Title (date) — text` with their citations.
 
@@ -450,23 +582,35 @@ def context_get(
     adjacent passages of one article merged; `tokens` is the exact count of `context`.
     """
     return context_out(searcher, context_args(q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode,
-                                              date_from=date_from, date_to=date_to, source=source))
+                                              date_from=date_from, date_to=date_to, source=source, sort=sort,
+                                              recency=recency, dates=dates, collapse=collapse))
 
 
-@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)")
+@post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",
+      responses=error_responses(400, 413))
 def context_post(searcher: Searcher, data: ContextArgs) -> ContextOut:
     """The same as `GET /v1/context`, with the parameters in a JSON body."""
     return context_out(searcher, context_args(**msgspec.structs.asdict(data)))
 
 
-@get("/v1/tools", sync_to_thread=False, summary="OpenAI tool definitions")
-def tools_list() -> list[dict]:
-    """Function-calling definitions of search_news, answer_question and get_article (pass as `tools=`)."""
-    return tool_definitions()
+@get("/v1/tools", sync_to_thread=False, summary="Tool definitions for OpenAI or Anthropic function calling",
+     responses=error_responses(400))
+def tools_list(
+    format: Annotated[str, Parameter(
+        description="openai (default): `{type: function, function: {name, description, parameters}}`; "
+                    "anthropic: `{name, description, input_schema}`.",
+        schema_extra={"enum": list(TOOL_FORMATS)})] = "openai",
+) -> list[dict]:
+    """Function-calling definitions of search_news, answer_question, get_article and list_sources
+    (pass as `tools=`), from one declaration in either API's shape."""
+    return tool_definitions(format)
 
 
-@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call")
-def tools_call(searcher: Searcher, name: str, data: dict[str, Any] | None = None) -> Response:
+@post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call",
+      responses=error_responses(400, 404, 413))
+def tools_call(searcher: Searcher, name: Annotated[str, Parameter(
+        description="The tool to run: " + ", ".join(TOOL_NAMES) + ".", schema_extra={"enum": list(TOOL_NAMES)})],
+               data: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     """Run tool `name` with the model's arguments (the JSON object in `tool_call.function.arguments`).
 
     The body is the tool result: its compact JSON is at most `max_tokens` tokens. No body means no arguments.

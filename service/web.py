@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlencode
 
 from litestar import Request, get
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -25,8 +26,11 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
-from indexer.query.search import MODES, Searcher, SearchResult, make_filters
+from indexer.query.ordering import make_ordering
+from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
+from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
+from service.api import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
 
 log = logging.getLogger("newsqa.web")
 
@@ -67,6 +71,8 @@ class SearchParams:
     date_to: str = ""
     source: str = ""
     k: str = ""
+    # "date" for newest first (the Relevance | Newest toggle); "" is relevance.
+    sort: str = ""
 
     @property
     def advanced(self) -> bool:
@@ -80,7 +86,7 @@ class SearchParams:
     def pairs(self, **override: str) -> list[tuple[str, str]]:
         """Non-empty, non-default parameters, in a stable order (for links back to this search)."""
         values = {"q": self.q or "", "mode": self.mode, "date_from": self.date_from, "date_to": self.date_to,
-                  "source": self.source, "k": self.k, **override}
+                  "source": self.source, "k": self.k, "sort": self.sort, **override}
         defaults = {"mode": "hybrid"}
         return [(name, value) for name, value in values.items() if value and value != defaults.get(name)]
 
@@ -111,6 +117,15 @@ class ArticleGroup:
     url: str | None
     href: str
     passages: tuple[Passage, ...]
+    # Near-duplicate articles (syndicated rewrites) folded under this one.
+    similar: tuple[SimilarLink, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarLink:
+    title: str
+    date: str | None
+    href: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,25 +215,6 @@ def article_href(article_id: str, start: int, end: int, params: SearchParams) ->
     return f"/articles/{quote(article_id, safe='')}?{query}#{start}-{end}"
 
 
-def path_article_id(request: Request, matched: str, prefix: str) -> str:
-    """The article id a `{article_id:path}` route was called with, exactly as the client encoded it.
-
-    Ids may hold any character, "/" included; links encode them whole
-    (`quote(id, safe="")`). The router's `matched` value has lost what path
-    normalisation drops (a leading, trailing or doubled "/"), so the id is
-    decoded from the raw path when there is one.
-    """
-    raw = request.scope.get("raw_path")
-    if raw:
-        path = raw.decode("latin-1").partition("?")[0]  # some servers leave the query string on
-        root = request.scope.get("root_path") or ""
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if path.startswith(prefix):
-            return unquote(path[len(prefix):], encoding="utf-8", errors="replace")
-    return matched.lstrip("/")
-
-
 def group_hits(result: SearchResult, params: SearchParams) -> list[ArticleGroup]:
     """The result's passages grouped by article, groups in rank order.
 
@@ -247,8 +243,10 @@ def group_hits(result: SearchResult, params: SearchParams) -> list[ArticleGroup]
             )
             for hit in article_hits
         )
+        similar = tuple(SimilarLink(c.title, c.date, article_href(c.article_id, c.start, c.end, params))
+                        for c in getattr(result, "similar", {}).get(article_hits[0].chunk_id, ()))
         groups.append(ArticleGroup(article_id, first.title, first.date, first.source, first.url,
-                                   passages[0].href, passages))
+                                   passages[0].href, passages, similar))
     return groups
 
 
@@ -323,9 +321,11 @@ def _parse_k(value: str) -> int:
 
 def provide_params(
     q: str | None = None, mode: str = "hybrid", date_from: str = "", date_to: str = "", source: str = "", k: str = "",
+    sort: str = "",
 ) -> SearchParams:
     """The search form's query parameters, shared by the search page and the article page."""
-    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k)
+    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k,
+                        sort="" if sort == "relevance" else sort)
 
 
 _PARAMS = {"params": Provide(provide_params, sync_to_thread=False)}
@@ -344,14 +344,21 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
         if not q.strip():
             return _render("search.html", 200, **{**context, "state": "empty"})
         filters = make_filters(params.date_from, params.date_to, params.source)
-        result = searcher.search(q, k=_parse_k(params.k), mode=params.mode, filters=filters, group="article")
+        k = _parse_k(params.k)
+        # The page always folds near-duplicate stories: a reader wants one result per story.
+        order = make_ordering(sort=params.sort or None, collapse="story")
+        result = searcher.search(q, k=k, mode=params.mode, filters=filters, group="article", ordering=order)
         groups = group_hits(result, params)
         state = "results" if result.hits else "no_results"
+        # "More results" shows the next articles on the same page (a longer list keeps the context).
+        more_url = params.url(k=str(min(k + DEFAULT_K, MAX_K))) if k < MAX_K and result.total > len(groups) else None
+        reason = None if result.hits else empty_reason(searcher, filters)
         low_confidence = bool(getattr(result, "low_confidence", False)) and bool(result.hits)
         answer = None if low_confidence else find_answer(searcher, result, params)
         return _render("search.html", 200, **{**context, "state": state, "result": result, "groups": groups,
                                                "passages": sum(len(g.passages) for g in groups),
-                                               "low_confidence": low_confidence, "answer": answer})
+                                               "low_confidence": low_confidence, "answer": answer,
+                                               "more_url": more_url, "reason": reason})
     except NewsqaError as exc:
         return _render("search.html", exc.http_status,
                        **{**context, "sources": context.get("sources", []), "state": "error", "error": exc.message})
@@ -361,7 +368,8 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
                                                "error": SERVER_ERROR, "fault": True})
 
 
-@get("/articles/{article_id:path}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS)
+@get("/articles/{article_id:path}", sync_to_thread=True, include_in_schema=False, dependencies=_PARAMS,
+     middleware=[ConditionalGet()])
 def article_page(request: Request, searcher: Searcher, article_id: str, params: SearchParams,
                  hl: str | None = None) -> Template:
     """The whole article; `hl=start-end` marks that passage (and `#start-end` scrolls to it)."""
@@ -372,9 +380,13 @@ def article_page(request: Request, searcher: Searcher, article_id: str, params: 
         context["sources"] = _sources(searcher, params)
         article = searcher.index.article(article_id)
         highlight = parse_range(hl, len(article.text))
-        return _render("article.html", 200, **context, article=article, blocks=article_blocks(article, highlight),
+        page = _render("article.html", 200, **context, article=article, blocks=article_blocks(article, highlight),
                        highlight=highlight, bad_highlight=bool(hl) and highlight is None,
                        paragraph=article.paragraph_at(highlight.start) + 1 if highlight else None)
+        # The page depends on the article (index version), its query string and the templates (package).
+        key = f"{package_version()}\0{article_id}\0{params.url()}\0{hl or ''}"
+        page.headers.update({"ETag": article_etag(searcher.index.version, key), "Cache-Control": REVALIDATE})
+        return page
     except NewsqaError as exc:
         return _render("article.html", exc.http_status, **{**context, "sources": context.get("sources", [])},
                        article=None, error=exc.message, not_found=exc.http_status == 404)
@@ -387,5 +399,8 @@ def article_page(request: Request, searcher: Searcher, article_id: str, params: 
 ROUTES = [
     search_page,
     article_page,
-    create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+    # Static files carry an ETag of their size and mtime; clients revalidate after an hour.
+    create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False,
+                               cache_control=CacheControlHeader(public=True, max_age=3600),
+                               middleware=[ConditionalGet()]),
 ]

@@ -314,3 +314,24 @@ def test_pages_and_api_docs_work_under_the_content_security_policy(browser, serv
         assert violations == [], violations
     finally:
         csp.context.close()
+
+
+def test_newest_toggle_reorders_and_keeps_the_query(tab):
+    from datetime import datetime
+
+    page = tab.goto("/?q=Bishkek+snow+removal+budget&mode=lexical")
+    toggle = page.locator("nav.sort-toggle")
+    assert toggle.is_visible() and toggle.locator("[aria-current]").inner_text() == "Relevance"
+    with page.expect_navigation():
+        toggle.get_by_role("link", name="Newest").click()
+    assert "sort=date" in page.url and "q=Bishkek" in page.url and "mode=lexical" in page.url
+    assert page.locator("nav.sort-toggle [aria-current]").inner_text() == "Newest"
+    metas = [m.inner_text().split("·")[0].strip() for m in page.locator("li.result p.meta").all()]
+    days = [datetime.strptime(m, "%d %B %Y").date() for m in metas if m]
+    assert days and days == sorted(days, reverse=True)
+    tab.shot("search-newest.png")
+    # A new query from the box keeps the order.
+    page.locator("#q").fill("Toktogul water levels")
+    with page.expect_navigation():
+        page.locator("#q").press("Enter")
+    assert "sort=date" in page.url

@@ -49,6 +49,12 @@ def sentence_bounds(article) -> tuple[set[int], set[int]]:
     return starts, ends
 
 
+def paragraph_starts(article) -> set[int]:
+    """Offsets where the first sentence of each paragraph starts."""
+    paragraphs = article.paragraphs or ((0, len(article.text)),)
+    return {split_sentences(article.text, *p)[0][0] for p in paragraphs if split_sentences(article.text, *p)}
+
+
 def check_packed(packed, articles: dict, encoding: str, budget: int) -> None:
     """Every property the context promises, checked from the outside."""
     # Never over budget; `tokens` is tiktoken's exact count of the text.
@@ -63,8 +69,11 @@ def check_packed(packed, articles: dict, encoding: str, budget: int) -> None:
     for text, block in zip(blocks, packed.blocks):
         c = block.citation
         article = articles[c.article_id]
-        header = block_header(block.n, article.title, article.date)
+        header = block_header(block.n, article.title, article.date, block.gap)
         assert text.startswith(header) and text == header + block.text
+        # A block that starts inside a paragraph says so ("…"); one that opens a paragraph does not.
+        assert block.gap == (c.start not in paragraph_starts(article)), (c.start, block.gap)
+        assert block.gap == text.startswith(block_header(block.n, article.title, article.date) + "… ")
         assert (c.title, c.date, c.url, c.source) == (article.title, article.date, article.url, article.source)
         # No sentence is cut: the block is a run of whole sentences of the article.
         starts, ends = sentence_bounds(article)

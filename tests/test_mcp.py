@@ -61,6 +61,7 @@ async def session(index_dir) -> dict:
             result = await client.call_tool("answer_question", {"q": "How many locomotives will Wabtec supply?"})
             assert not result.is_error, text_of(result)
             seen["answer"] = within(result, 2000)
+            seen["sources"] = within(await client.call_tool("list_sources", {}), 2000)
 
             article_id = seen["search_default"]["citations"][0]["article_id"]
             result = await client.call_tool("get_article", {"article_id": article_id})
@@ -104,8 +105,8 @@ def test_mcp_server_over_stdio(news_index_dir, tmp_path):
     # A copy: the test deletes an article from it while the server runs.
     seen = anyio.run(session, copy_tree(news_index_dir, tmp_path / "index"))
 
-    # Tools: the three names, with exactly the input schemas of GET /v1/tools.
-    assert [t.name for t in seen["tools"]] == ["search_news", "answer_question", "get_article"]
+    # Tools: the four names, with exactly the input schemas of GET /v1/tools.
+    assert [t.name for t in seen["tools"]] == ["search_news", "answer_question", "get_article", "list_sources"]
     for tool in seen["tools"]:
         assert tool.input_schema == tool_parameters(tool.name)
         Draft202012Validator.check_schema(tool.input_schema)
@@ -120,6 +121,10 @@ def test_mcp_server_over_stdio(news_index_dir, tmp_path):
     small = seen["search_small"]
     assert small["max_tokens"] == 150 and small["tokens"] == count_tokens(small["context"], "o200k_base")
     assert small["citations"] and small["truncated"]
+
+    # list_sources: the sources with counts and dates.
+    assert seen["sources"]["sources"][0]["name"] == "central-asia-news-2025-12-16"
+    assert seen["sources"]["sources"][0]["articles"] >= 6
 
     # answer_question: a verbatim sentence with its citation.
     answer = seen["answer"]

@@ -88,18 +88,21 @@ def test_context_post_rejects_unknown_fields(client):
 EXAMPLES = {
     "search_news": [{"q": "Toktogul water levels"},
                     {"q": "locomotive deal", "max_tokens": 400, "encoding": "o200k_base", "k": 5, "mode": "dense",
-                     "date_from": "2025-12-01", "date_to": "2025-12-31", "source": "central-asia-news-2025-12-16"}],
+                     "date_from": "2025-12-01", "date_to": "2025-12-31", "source": "central-asia-news-2025-12-16",
+                     "sort": "date", "recency": "30d", "dates": "auto", "collapse": "story"}],
     "answer_question": [{"q": "How much is the locomotive deal worth?"},
                         {"q": "How much water had the Toktogul reservoir accumulated?", "max_tokens": 600,
                          "encoding": "cl100k_base", "k": 3, "mode": "hybrid"}],
     "get_article": [{"article_id": "ARTICLE"}, {"article_id": "ARTICLE", "start": 500, "max_tokens": 300,
                                                  "encoding": "o200k_base"}],
+    "list_sources": [{}, {"max_tokens": 100, "encoding": "o200k_base"}],
 }
 BAD_EXAMPLES = {
     "search_news": [{}, {"q": "x", "max_tokens": 10}, {"q": "x", "encoding": "gpt2"}, {"q": "x", "extra": 1},
                     {"q": "x", "k": "5"}, {"q": "x", "date_from": "16/12/2025"}],
     "answer_question": [{"q": ""}, {"q": "x", "k": 0}],
     "get_article": [{}, {"article_id": "a", "start": -1}, {"article_id": "a", "max_tokens": 9000}],
+    "list_sources": [{"source": "x"}, {"max_tokens": 10}],
 }
 
 
@@ -114,7 +117,7 @@ def examples(name: str, article_id: str) -> list[dict]:
 
 def test_tools_are_openai_function_definitions_and_valid_json_schema(client, article_id):
     tools = client.get("/v1/tools").json()
-    assert [t["function"]["name"] for t in tools] == ["search_news", "answer_question", "get_article"]
+    assert [t["function"]["name"] for t in tools] == ["search_news", "answer_question", "get_article", "list_sources"]
     for tool in tools:
         assert set(tool) == {"type", "function"} and tool["type"] == "function"
         function = tool["function"]
@@ -224,4 +227,52 @@ def test_answer_question_parameters_are_the_answer_endpoint_parameters(client):
     tool = client.post("/v1/tools/answer_question", json=args).json()
     assert set(args) <= set(schema["properties"])
     assert http.json()["answer"]["text"] == tool["answer"]
-    assert http.json()["answer"]["citation"] == tool["citation"]
+    assert http.json()["answer"]["citation"] == {k: v for k, v in tool["citation"].items() if k != "n"}
+
+
+@pytest.mark.parametrize("max_tokens", [400, 600, 2000])
+@pytest.mark.parametrize("q", ["How many locomotives will Wabtec supply?",
+                               "How much water had the Toktogul reservoir accumulated?",
+                               "What did Power China sign with Kazakhstan?"])
+def test_the_answer_lies_inside_its_context_and_carries_its_block_number(client, q, max_tokens):
+    result = client.post("/v1/tools/answer_question", json={"q": q, "max_tokens": max_tokens}).json()
+    assert "error" not in result, result
+    assert count_tokens(json.dumps(result, ensure_ascii=False, separators=(",", ":"))) <= max_tokens
+    if result["answer"] is None:
+        pytest.skip(f"no confident answer to {q!r}")
+    citation = result["citation"]
+    n = citation["n"]
+    block = next(c for c in result["citations"] if c["n"] == n)
+    assert block["article_id"] == citation["article_id"]
+    assert block["start"] <= citation["start"] and citation["end"] <= block["end"]
+    text = result["context"].split("\n\n")[n - 1]
+    assert text.startswith(f"[{n}] ") and " ".join(result["answer"].split()) in text
+
+
+def test_an_answer_too_big_for_the_budget_is_a_clear_400(client):
+    error = assert_error(client.post("/v1/tools/answer_question", json={
+        "q": "How many locomotives will Wabtec supply?", "max_tokens": 50}), 400, "invalid_max_tokens")
+    assert "needs" in error["message"] and "max_tokens=50" in error["message"]
+
+
+def test_anthropic_tool_definitions_are_the_openai_ones_in_the_other_shape(client):
+    openai = client.get("/v1/tools", params={"format": "openai"}).json()
+    assert openai == client.get("/v1/tools").json()
+    anthropic = client.get("/v1/tools", params={"format": "anthropic"}).json()
+    assert [set(t) for t in anthropic] == [{"name", "description", "input_schema"}] * len(openai)
+    for a, o in zip(anthropic, openai):
+        assert a == {"name": o["function"]["name"], "description": o["function"]["description"],
+                     "input_schema": o["function"]["parameters"]}
+        Draft202012Validator.check_schema(a["input_schema"])
+        assert a["input_schema"]["type"] == "object"  # Anthropic requires an object schema
+    error = assert_error(client.get("/v1/tools", params={"format": "gemini"}), 400, "invalid_format")
+    assert "openai, anthropic" in error["message"]
+
+
+def test_list_sources_tool_is_the_sources_route_within_its_budget(client):
+    sources = client.get("/v1/sources").json()
+    body = client.post("/v1/tools/list_sources", json={}).json()
+    assert sorted(body["sources"], key=lambda s: s["name"]) == sources and body["truncated"] is False
+    small = client.post("/v1/tools/list_sources", json={"max_tokens": 50}).json()
+    assert count_tokens(json.dumps(small, ensure_ascii=False, separators=(",", ":"))) <= 50
+    assert small["truncated"] is True and len(small["sources"]) < len(sources)

@@ -44,6 +44,11 @@ def signature(text: str) -> np.ndarray:
     return ((hashes[:, None] * a[None, :] + b[None, :]) % _PRIME).min(axis=0)
 
 
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Estimated Jaccard similarity of the shingle sets behind two signatures (0..1)."""
+    return float(np.mean(a == b))
+
+
 class DuplicateFinder:
     """Remembers signatures and answers which known article a new one duplicates."""
 
@@ -72,7 +77,7 @@ class DuplicateFinder:
         candidates.discard(exclude)
         best, best_score = None, 0.0
         for candidate in candidates:
-            score = float(np.mean(self._signatures[candidate] == sig))
+            score = similarity(self._signatures[candidate], sig)
             if score >= self.threshold and score > best_score:
                 best, best_score = candidate, score
         return best

@@ -19,6 +19,10 @@ and the citation of each block. The contract:
 - A block covers one contiguous span `citation.start:citation.end` of the
   article text; its text is that span with white-space runs collapsed to one
   space (blocks are one line each).
+- A block reads on its own: the article title first, then the passage. A
+  passage that starts inside a paragraph (its first sentence may lean on the
+  one before: "He added...") is marked as such with `…` after the header
+  (`ContextBlock.gap`), so a model never mistakes it for the start.
 - The result is never over `max_tokens`, and `tokens` is the exact tiktoken
   count of `text` in `encoding`.
 """
@@ -54,11 +58,14 @@ class ArticleSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ContextBlock:
-    """One numbered block: `text` is `article.text[citation.start:citation.end]`, white space collapsed."""
+    """One numbered block: `text` is `article.text[citation.start:citation.end]`, white space collapsed.
+
+    `gap` is True when the block starts inside a paragraph (rendered as `…` before `text`)."""
 
     n: int
     citation: Citation
     text: str
+    gap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +113,31 @@ def sentence_spans(article: Article) -> list[tuple[int, int]]:
 
     Sentences are split within each paragraph, so a paragraph end always ends a sentence.
     """
+    return _sentences(article)[0]
+
+
+def _sentences(article: Article) -> tuple[list[tuple[int, int]], frozenset[int]]:
+    """`sentence_spans(article)` and the indexes of the sentences that open a paragraph."""
     paragraphs = article.paragraphs or ((0, len(article.text)),)
     spans: list[tuple[int, int]] = []
+    openers = set()
     for start, end in paragraphs:
-        spans.extend(split_sentences(article.text, start, end))
-    return spans
+        found = split_sentences(article.text, start, end)
+        if found:
+            openers.add(len(spans))
+        spans.extend(found)
+    return spans, frozenset(openers)
 
 
-def block_header(n: int, title: str, date: str | None) -> str:
-    """`[n] Title (date) — ` (without the date part when the article has none)."""
+# Marks a block that starts inside a paragraph.
+GAP = "… "
+
+
+def block_header(n: int, title: str, date: str | None, gap: bool = False) -> str:
+    """`[n] Title (date) — ` (without the date part when the article has none), then `… ` when the
+    passage starts inside a paragraph."""
     title = collapse_space(title)
-    return f"[{n}] {title} ({date}) — " if date else f"[{n}] {title} — "
+    return (f"[{n}] {title} ({date}) — " if date else f"[{n}] {title} — ") + (GAP if gap else "")
 
 
 # A packing state: blocks in display order, each (article_id, first sentence, last sentence).
@@ -144,12 +165,13 @@ def pack_context(
     ids = list(dict.fromkeys(h.citation.article_id for h in hits))
     articles = {i: index[i] for i in ids if i in index} if isinstance(index, Mapping) else index.articles(ids)
     sentences: dict[str, list[tuple[int, int]]] = {}  # filled as hits reach an article
+    openers: dict[str, frozenset[int]] = {}
 
     def render(state: _State) -> str:
         parts = []
         for n, (aid, first, last) in enumerate(state, start=1):
             article, spans = articles[aid], sentences[aid]
-            parts.append(block_header(n, article.title, article.date)
+            parts.append(block_header(n, article.title, article.date, first not in openers[aid])
                          + collapse_space(article.text[spans[first][0]:spans[last][1]]))
         return BLOCK_SEPARATOR.join(parts)
 
@@ -163,7 +185,7 @@ def pack_context(
         if aid not in articles:
             continue  # deleted since the search ran
         if aid not in sentences:
-            sentences[aid] = sentence_spans(articles[aid])
+            sentences[aid], openers[aid] = _sentences(articles[aid])
         spans, text = sentences[aid], articles[aid].text
         wanted = [i for i, (s, e) in enumerate(spans) if s < hit.citation.end and e > hit.citation.start]
         while True:
@@ -176,8 +198,8 @@ def pack_context(
             candidate = _add_sentence(state, aid, i)
             sentence = collapse_space(text[spans[i][0]:spans[i][1]])
             if len(candidate) > len(state):  # a new block: separator, header and sentence
-                delta = count((BLOCK_SEPARATOR if state else "") + block_header(len(candidate), articles[aid].title,
-                                                                                 articles[aid].date) + sentence)
+                delta = count((BLOCK_SEPARATOR if state else "") + block_header(
+                    len(candidate), articles[aid].title, articles[aid].date, i not in openers[aid]) + sentence)
             else:
                 delta = count(" " + sentence)
             guess = estimate + delta
@@ -208,7 +230,7 @@ def pack_context(
         article, spans = articles[aid], sentences[aid]
         start, end = spans[first][0], spans[last][1]
         blocks.append(ContextBlock(n=n, citation=span_citation(article, start, end),
-                                   text=collapse_space(article.text[start:end])))
+                                   text=collapse_space(article.text[start:end]), gap=first not in openers[aid]))
     return PackedContext(text=context, blocks=tuple(blocks), tokens=tokens, max_tokens=max_tokens,
                          encoding=encoding, truncated=truncated)
 

@@ -43,6 +43,7 @@ from datetime import date
 import numpy as np
 
 from indexer.embed import Embedder
+from indexer.query import ordering as ordering_
 from indexer.errors import InvalidParameter, InvalidQuery
 from indexer.store.bm25 import tokenize
 from indexer.sentences import split_sentences
@@ -175,6 +176,10 @@ class SearchResult:
     confidence: float = 0.0
     low_confidence: bool = True
     signals: dict[str, float] = field(default_factory=dict)
+    # Results (passages, or articles with group="article") ranked within the retrieval depth.
+    total: int = 0
+    # With collapse="story": chunk id of a hit -> citations of the near-duplicate articles folded under it.
+    similar: dict[int, tuple[Citation, ...]] = field(default_factory=dict)
 
 
 def citation(article: Article, chunk: Chunk) -> Citation:
@@ -267,8 +272,10 @@ class Searcher:
         group: str | None = None,
         fusion: str = "score",
         highlights: bool = True,
+        ordering: ordering_.Ordering = ordering_.Ordering(),
     ) -> SearchResult:
-        """The top `k` passages (or articles with `group="article"`) for `query`."""
+        """The top `k` passages (or articles with `group="article"`) for `query`; `ordering` (default:
+        relevance) sorts by date, favours recent articles or collapses stories (`indexer.query.ordering`)."""
         started = time.perf_counter()
         query = validate_query(query)
         validate_k(k)
@@ -306,22 +313,27 @@ class Searcher:
         lexical_scores.update(self.index.lexical.scores_for(missing, bm25))
         parts = self._parts(mode, fusion, candidates, dense_scores, lexical_scores)
         ranked = sorted(((c, parts[0][c] + parts[1][c]) for c in candidates), key=lambda item: (-item[1], item[0]))
+        ranked, parts = ordering_.rescore(self.index, query, ranked, parts, ordering, group)
         timings["fuse_ms"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
         terms = self.query_terms(query)
+        wanted = ordering_.depth(k, group, ordering)
         if group == "article":
-            hits, groups = self._grouped(ranked, parts, k, dense_scores, lexical_scores)
+            hits, groups, total = self._grouped(ranked, parts, wanted, dense_scores, lexical_scores)
         else:
-            hits, groups = self._hits(ranked[:k], dense_scores, lexical_scores, terms, highlights, vector), []
+            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, vector), []
+            total = len(ranked)
         if group == "article" and highlights:
             self._highlight_groups(groups, terms, vector)
             hits = [g.hits[0] for g in groups]
+        hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
         timings["build_ms"] = (time.perf_counter() - t0) * 1000
         signals = self.signals(hits, terms)
         conf = confidence_of(signals["dense"], signals["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
-                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals)
+                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=signals, total=total,
+                            similar=similar)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector; repeated queries (a page and its answer, paging, popular
@@ -369,9 +381,17 @@ class Searcher:
         if not hits:
             return {"dense": 0.0, "coverage": 0.0}
         top = hits[:CONFIDENCE_TOP]
-        texts = [f"{h.citation.title} {h.citation.section or ''} {h.text}" for h in top]
-        return {"dense": max(h.dense or 0.0 for h in top),
-                "coverage": max(terms.overlap(tokens) for tokens in tokenize(texts))}
+        return {"dense": max(h.dense or 0.0 for h in top), "coverage": max(self.coverage(top, terms))}
+
+    def coverage(self, hits: list[Hit], terms: QueryTerms) -> list[float]:
+        """Each hit's IDF-weighted share of the query terms in its title, section and text (0..1)."""
+        texts = [f"{h.citation.title} {h.citation.section or ''} {h.text}" for h in hits]
+        return [terms.overlap(tokens) for tokens in tokenize(texts)] if texts else []
+
+    def relevance(self, hits: list[Hit], terms: QueryTerms) -> list[float]:
+        """Each hit's calibrated relevance (0..1): the confidence model applied to the hit alone, so
+        it means the same for every query, unlike the fused `score` (1.0 for every query's top hit)."""
+        return [confidence_of(h.dense or 0.0, c) for h, c in zip(hits, self.coverage(hits, terms))]
 
     # --- hits, groups and highlights -----------------------------------------------------
 
@@ -400,8 +420,9 @@ class Searcher:
         hits, _, _ = self._make_hits(ranked, dense_scores, lexical_scores)
         return self.highlight(hits, terms, vector) if highlights else hits
 
-    def _grouped(self, ranked, parts, k, dense_scores, lexical_scores) -> tuple[list[Hit], list[ArticleGroup]]:
-        """One result per article, scored by each leg's best passage of the article, then fused.
+    def _grouped(self, ranked, parts, k, dense_scores, lexical_scores) -> tuple[list[Hit], list[ArticleGroup], int]:
+        """One result per article, scored by each leg's best passage of the article, then fused;
+        and the number of articles among the candidates.
 
         Fusing the legs' per-article best (rather than taking the best fused
         passage) lets a document whose dense and lexical evidence sit in
@@ -442,7 +463,7 @@ class Searcher:
         # The flat hits of a grouped result are each article's best passage, ranked by article.
         groups = [ArticleGroup(g.rank, g.score, g.article_id, g.title, (best[i], *g.hits[1:]))
                   for i, g in enumerate(groups)]
-        return best, groups
+        return best, groups, len(members_of)
 
     def _highlight_groups(self, groups: list[ArticleGroup], terms: QueryTerms, vector: np.ndarray) -> None:
         flat = [h for g in groups for h in g.hits]

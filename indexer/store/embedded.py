@@ -79,6 +79,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 """
 
 
+# Articles, undated articles and date range of each named source (SQLite and PostgreSQL alike).
+SOURCE_STATS_FIELDS = ("name", "articles", "undated", "date_from", "date_to")
+SOURCE_STATS_SQL = ("SELECT source, COUNT(*), COUNT(*) - COUNT(date), MIN(date), MAX(date) FROM articles "
+                    "WHERE source IS NOT NULL GROUP BY source ORDER BY source")
+
+
 def package_version() -> str:
     try:
         from importlib.metadata import version
@@ -226,6 +232,11 @@ class Index:
         rows = self.db().execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL ORDER BY source")
         return [row[0] for row in rows]
 
+    def source_stats(self) -> list[dict]:
+        """Per source: `name`, `articles`, `undated` (articles without a date), `date_from`, `date_to`."""
+        rows = self.db().execute(SOURCE_STATS_SQL).fetchall()
+        return [dict(zip(SOURCE_STATS_FIELDS, row)) for row in rows]
+
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         ids = [int(c) for c in chunk_ids]
         if not ids:
@@ -293,9 +304,17 @@ class Index:
     def article_hashes(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
 
-    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
-        """(article id, MinHash signature) of every article, for near-duplicate checks."""
-        for article_id, blob in self.db().execute("SELECT article_id, minhash FROM articles"):
+    def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of every article (or of `article_ids`), for near-duplicate
+        checks at ingest and story collapse at query time."""
+        if article_ids is None:
+            rows = self.db().execute("SELECT article_id, minhash FROM articles")
+        else:
+            ids = list(dict.fromkeys(article_ids))
+            marks = ",".join("?" * len(ids))
+            rows = self.db().execute(f"SELECT article_id, minhash FROM articles WHERE article_id IN ({marks})",
+                                     ids).fetchall() if ids else []
+        for article_id, blob in rows:
             yield article_id, np.frombuffer(blob, dtype=np.int64)
 
     def known_files(self) -> dict[str, int]:

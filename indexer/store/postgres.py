@@ -43,7 +43,7 @@ import numpy as np
 
 from indexer.errors import IndexMismatch, IndexMissing, InvalidParameter, NotFound, ResourceMissing
 from indexer.store.bm25 import B, K1, tokenize
-from indexer.store.embedded import FORMAT_VERSION, package_version
+from indexer.store.embedded import FORMAT_VERSION, SOURCE_STATS_FIELDS, SOURCE_STATS_SQL, package_version
 from indexer.types import Article, Chunk, Filters, Section
 
 if TYPE_CHECKING:
@@ -506,6 +506,11 @@ class PgIndex:
             rows = conn.execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL ORDER BY source")
             return [row[0] for row in rows.fetchall()]
 
+    def source_stats(self) -> list[dict]:
+        """Per source: `name`, `articles`, `undated`, `date_from`, `date_to` (see `Index.source_stats`)."""
+        with self._pool.connection() as conn:
+            return [dict(zip(SOURCE_STATS_FIELDS, row)) for row in conn.execute(SOURCE_STATS_SQL).fetchall()]
+
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         ids = [int(c) for c in chunk_ids]
         if not ids:
@@ -533,6 +538,17 @@ class PgIndex:
     def article_hashes(self) -> dict[str, str]:
         with self._pool.connection() as conn:
             return dict(conn.execute("SELECT article_id, content_hash FROM articles").fetchall())
+
+    def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of every article (or of `article_ids`), as `Index.signatures`."""
+        with self._pool.connection() as conn:
+            if article_ids is None:
+                rows = conn.execute("SELECT article_id, minhash FROM articles").fetchall()
+            else:
+                rows = conn.execute("SELECT article_id, minhash FROM articles WHERE article_id = ANY(%s)",
+                                    [list(dict.fromkeys(article_ids))]).fetchall()
+        for article_id, blob in rows:
+            yield article_id, np.frombuffer(blob, dtype=np.int64)
 
     # --- search ---------------------------------------------------------------------
 
