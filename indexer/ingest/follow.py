@@ -341,6 +341,14 @@ class RoundReport:
                 "seconds": round(self.seconds, 3), "build": self.build.as_dict() if self.build is not None else None}
 
 
+def write_records(records: Sequence[WebRecord], path: Path) -> Path:
+    """`records` as a JSON-lines file the normal readers index (indexer/ingest/read.py)."""
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record.record(), ensure_ascii=False) + "\n")
+    return path
+
+
 def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_options: dict | None = None):
     """Index `records` through `build_index` (one new version; near duplicates dropped). Returns the
     BuildSummary and the ids now in the index."""
@@ -348,10 +356,7 @@ def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_op
     from indexer.store.embedded import open_index
 
     with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp:
-        path = Path(tmp) / "web-articles.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record.record(), ensure_ascii=False) + "\n")
+        path = write_records(records, Path(tmp) / "web-articles.jsonl")
         summary = build_index([path], index_dir, embedder=embedder, progress=False, **(build_options or {}))
     for error in summary.errors:  # say which page a bad record came from, not the temporary file
         if error.line is not None and error.line <= len(records):
@@ -362,6 +367,21 @@ def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_op
     finally:
         index.close()
     return summary, present
+
+
+def parse_every(value: str) -> float:
+    """Seconds in a round interval like `15m`, `90s`, `1h` or `300`; InvalidParameter otherwise."""
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise InvalidParameter(f"--every {value!r} is not a duration: write it like 15m, 90s or 1h") from None
+    if seconds < 1:
+        raise InvalidParameter(f"--every {value!r} is below the 1 s minimum: write it like 15m, 90s or 1h")
+    return seconds
 
 
 def follow_round(sources: Sequence[Source], index_dir: str | os.PathLike, *, embedder,

@@ -1,0 +1,202 @@
+"""Following sources (issue 16): feeds, news sitemaps and article pages from a made-up site on loopback.
+
+Every request goes to `service.feeds_demo.FixtureSite` on 127.0.0.1; nothing reaches the internet.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from service.feeds_demo import BOILERPLATE_MARKERS, STORIES, FixtureSite
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture()
+def site():
+    with FixtureSite(slow_seconds=4 * TIMEOUT) as site:
+        yield site
+
+
+def fetch_settings():
+    from indexer.ingest.web import FetchSettings
+
+    return FetchSettings(timeout=TIMEOUT, max_bytes=1_000_000, host_delay=0.0)
+
+
+def sources(site, tmp_path, *, broken=True):
+    from indexer.ingest.follow import read_source_list
+
+    path = tmp_path / "sources.txt"
+    path.write_text(site.sources_text(broken=broken))
+    return read_source_list(path)
+
+
+def run_round(site, tmp_path, index_dir, embedder, *, broken=True):
+    from indexer.ingest.follow import follow_round
+
+    return follow_round(sources(site, tmp_path, broken=broken), index_dir, embedder=embedder, fetch=fetch_settings())
+
+
+def indexed(index_dir):
+    """Articles in the live index version by title, and the follow state's record of each."""
+    from indexer.ingest.follow import load_state
+    from indexer.store.embedded import open_index
+
+    state = load_state(index_dir)
+    index = open_index(index_dir)
+    try:
+        articles = index.articles([u["article_id"] for u in state["urls"].values() if "article_id" in u])
+    finally:
+        index.close()
+    notes = {u["article_id"]: u for u in state["urls"].values() if u.get("status") == "indexed"}
+    return {a.title: (a, notes[a.article_id]) for a in articles.values()}, state
+
+
+def test_first_round_indexes_every_allowed_article_and_reports_each_failing_source(tmp_path, site, embedder):
+    index_dir = tmp_path / "index"
+    started = time.monotonic()
+    report = run_round(site, tmp_path, index_dir, embedder)
+    elapsed = time.monotonic() - started
+    by_name = {s.name: s for s in report.sources}
+
+    # Each broken source is reported by name with its reason; the good ones have no error.
+    assert {name: s.error is None for name, s in by_name.items()} == {
+        "harbour-gazette": True, "steppe-courier": True, "metro-weekly": True, "slow-source": False,
+        "broken-source": False, "looping-source": False, "huge-source": False, "html-source": False}
+    assert "timed out" in by_name["slow-source"].error and "1 s" in by_name["slow-source"].error
+    assert "HTTP 500" in by_name["broken-source"].error
+    assert "more than 5 redirects" in by_name["looping-source"].error
+    assert "1000000-byte limit" in by_name["huge-source"].error
+    assert "HTML page" in by_name["html-source"].error and "not a feed" in by_name["html-source"].error
+    # The slow source cost its timeout, not the time it would have taken.
+    assert by_name["slow-source"].seconds < 2 * TIMEOUT
+    assert elapsed < 4 * TIMEOUT + 60  # embedding 4 articles on a busy machine included
+
+    articles, state = indexed(index_dir)
+    expected = {
+        STORIES["quokka-census"][0]: ("harbour-gazette", "2026-03-04", "page"),
+        STORIES["glacier-retreat"][0]: ("harbour-gazette", "2026-03-05", "page"),
+        STORIES["falcon-festival"][0]: ("steppe-courier", "2026-03-06", "page"),
+        STORIES["river-cleanup"][0]: ("metro-weekly", "2026-03-07", "feed"),  # no date on the page
+    }
+    assert {title: (a.source, a.date, note["date_source"]) for title, (a, note) in articles.items()} == expected
+    for title, (article, note) in articles.items():
+        slug = next(s for s, story in STORIES.items() if story[0] == title)
+        for paragraph in STORIES[slug][3]:
+            assert paragraph in article.text
+        for marker in BOILERPLATE_MARKERS + ["Mayor opens the new bicycle bridge", "All rights reserved",
+                                             "We use cookies"]:
+            assert marker not in article.text, (title, marker)
+        assert note["lang"] == "en" and note["author"] == STORIES[slug][1]
+        assert article.url.startswith(site.url) and "utm_" not in article.url
+
+    # robots.txt forbids /private/: never requested, remembered as such.
+    assert site.requests["/private/leaked-memo.html"] == 0
+    assert by_name["harbour-gazette"].disallowed == [f"{site.url}/private/leaked-memo.html"]
+    # The quokka story, linked again by the Atom feed with utm_/fbclid parameters, was fetched once.
+    assert site.requests["/news/quokka-census.html"] == 1
+    # The syndicated copy of the glacier story (another URL, same text) is dropped as a near duplicate.
+    assert site.requests["/syndicated/glacier-copy.html"] == 1
+    assert state["urls"][f"{site.url}/syndicated/glacier-copy.html"]["status"] == "duplicate"
+    assert report.build.added == 4 and report.build.duplicates == 1
+
+    from indexer.ingest.follow import follow_status
+
+    status = follow_status(index_dir)
+    assert status["harbour-gazette"]["articles"] == 2 and status["harbour-gazette"]["last_error"] is None
+    assert status["metro-weekly"]["articles"] == 1 and status["steppe-courier"]["articles"] == 1
+    assert status["broken-source"]["articles"] == 0 and "HTTP 500" in status["broken-source"]["last_error"]
+    assert all(s["last_fetched"] for s in status.values())
+
+
+def test_second_round_fetches_nothing_and_a_new_entry_is_fetched_alone(tmp_path, site, embedder):
+    from indexer.store.embedded import current_version
+
+    index_dir = tmp_path / "index"
+    run_round(site, tmp_path, index_dir, embedder, broken=False)
+    version = current_version(index_dir)
+    fetched_before = site.article_fetches()
+    feed_requests = site.requests["/feeds/rss.xml"]
+
+    report = run_round(site, tmp_path, index_dir, embedder, broken=False)
+    assert site.article_fetches() == fetched_before  # 0 article fetches
+    by_name = {s.name: s for s in report.sources}
+    assert by_name["harbour-gazette"].status == "not_modified"  # the ETag matched: a 304
+    assert site.requests["/feeds/rss.xml"] == feed_requests + 1
+    assert report.build is None and current_version(index_dir) == version
+
+    site.publish("tram-line")
+    report = run_round(site, tmp_path, index_dir, embedder, broken=False)
+    assert site.article_fetches() == fetched_before + 1
+    assert site.requests["/news/tram-line.html"] == 1
+    assert report.build.added == 1 and current_version(index_dir) != version
+    articles, _ = indexed(index_dir)
+    tram, note = articles[STORIES["tram-line"][0]]
+    # Neither the page nor the feed entry dates the story: the fetch time does, and says so.
+    assert note["date_source"] == "fetched"
+    assert tram.date == datetime.now(timezone.utc).date().isoformat()
+
+
+def test_a_new_entry_becomes_searchable_in_a_running_service_without_a_failed_request(tmp_path, site, embedder):
+    from test_updates import LiveServer, QueryLoad, free_port, wait_for
+
+    from service.app import ServiceSettings
+
+    index_dir = tmp_path / "index"
+    run_round(site, tmp_path, index_dir, embedder, broken=False)
+    settings = ServiceSettings(index_dir=index_dir, port=free_port(), reload_interval=0.2)
+    tram_title = STORIES["tram-line"][0]
+
+    def tram_found() -> bool:
+        hits = httpx.get(f"{server.url}/v1/search", params={"q": "tram line to the airport terminals", "k": 3},
+                         timeout=30).json()["hits"]
+        return any(h["citation"]["title"] == tram_title for h in hits)
+
+    with LiveServer(settings, embedder) as server:
+        server.app.state.reloader.grace = 0.2
+        with QueryLoad(server.url, clients=3) as load:
+            wait_for(lambda: load.ok >= 10, 60, "queries did not get going")
+            assert not tram_found()
+            site.publish("tram-line")
+            report = run_round(site, tmp_path, index_dir, embedder, broken=False)
+            assert report.build.added == 1
+            wait_for(tram_found, 20, "the new entry never became searchable")
+            count = load.ok
+            wait_for(lambda: load.ok >= count + 10, 60, "queries stalled after the swap")
+        assert load.failures == [], f"{len(load.failures)} failed requests of {load.ok}: {load.failures[:5]}"
+
+
+def test_tracking_parameters_are_stripped_and_source_lists_are_checked(tmp_path):
+    from indexer.errors import InvalidParameter
+    from indexer.ingest.follow import parse_every, read_source_list
+    from indexer.ingest.web import normalize_url
+
+    assert normalize_url("HTTP://Example.org:80/a/b.html?id=7&utm_source=x&utm_medium=y&fbclid=1&gclid=2#top") \
+        == "http://example.org/a/b.html?id=7"
+    listing = tmp_path / "sources.txt"
+    listing.write_text("# news\nhttps://a.example/feed.xml\nhttps://b.example/rss  B Daily\n")
+    assert [(s.name, s.url) for s in read_source_list(listing)] == [
+        ("a.example", "https://a.example/feed.xml"), ("B Daily", "https://b.example/rss")]
+    listing.write_text("https://a.example/feed.xml\nnot-a-url\n")
+    with pytest.raises(InvalidParameter, match=r"sources.txt:2: 'not-a-url' is not an http\(s\) URL"):
+        read_source_list(listing)
+    listing.write_text("https://a.example/feed.xml x\nhttps://a.example/other.xml x\n")
+    with pytest.raises(InvalidParameter, match="'x' is already used on line 1"):
+        read_source_list(listing)
+    assert parse_every("15m") == 900 and parse_every("90s") == 90 and parse_every("1h") == 3600
+    with pytest.raises(InvalidParameter, match="not a duration"):
+        parse_every("soon")
+
+
+def test_xml_bombs_are_refused():
+    from indexer.ingest.feeds import FeedError, classify
+
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+            b"<rss><channel><title>&lol2;</title></channel></rss>")
+    with pytest.raises(FeedError, match="unsafe XML"):
+        classify(bomb, "application/rss+xml")
