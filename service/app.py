@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -22,7 +23,7 @@ from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
 from indexer.store.backends import open_store
-from service import admin, api, tools, web
+from service import admin, api, sources, tools, web
 from service.errors import EXCEPTION_HANDLERS
 from service.limits import limit_middleware
 from service.reload import Reloader
@@ -112,7 +113,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
             resources.close()
 
     app = Litestar(
-        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES],
+        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES, *sources.ROUTES],
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -122,6 +123,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.metrics = metrics
+    app.state.ingest_lock = threading.Lock()  # one writer at a time for POST /v1/articles
     metrics.watch(app.state)
     return app
 

@@ -351,7 +351,15 @@ def _cmd_follow(args) -> int:
     embedder = Embedder(purpose="passages")
     while True:
         started = time.monotonic()
-        report = follow_round(sources, args.index, embedder=embedder, fetch=fetch, settings=settings)
+        try:
+            report = follow_round(sources, args.index, embedder=embedder, fetch=fetch, settings=settings)
+        except NewsqaError as exc:
+            if args.once:
+                raise
+            # A round that cannot write (disk full, index rebuilt with other settings) is retried next time.
+            print(f"newsqa: error: round failed: {exc.message}; retrying in {every:g} s", file=sys.stderr, flush=True)
+            time.sleep(every)
+            continue
         if args.json:
             print(json.dumps(report.as_dict(), indent=2), flush=True)
         else:
