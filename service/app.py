@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -123,7 +122,6 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.metrics = metrics
-    app.state.ingest_lock = threading.Lock()  # one writer at a time for POST /v1/articles
     metrics.watch(app.state)
     return app
 

@@ -127,8 +127,13 @@ def _cmd_index(args) -> int:
     from indexer.store.backends import build_store, store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
-    with _web_sources(args) as (sources, web_errors):
-        summary = build_store(sources, store_target(args.store, args.index), embedder=Embedder(purpose="passages"),
+    from indexer.ingest.follow import writer_lock
+
+    target = store_target(args.store, args.index)
+    # An index directory takes the writer lock that follow rounds and POST /v1/articles take.
+    lock = writer_lock(target) if isinstance(target, Path) else contextlib.nullcontext()
+    with _web_sources(args) as (sources, web_errors), lock:
+        summary = build_store(sources, target, embedder=Embedder(purpose="passages"),
                               shard=parse_shard(args.shard), settings=settings, rebuild=args.rebuild,
                               progress=False if args.no_progress else None)
     summary.errors = web_errors + summary.errors

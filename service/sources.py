@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ from litestar.response import Template
 
 from indexer.errors import InvalidParameter
 from indexer.ingest.documents import stable_id
-from indexer.ingest.follow import follow_status
+from indexer.ingest.follow import follow_status, writer_lock
 from service.limits import key_matches, presented_key
 
 MAX_PUSHED_ARTICLES = 1000
@@ -156,7 +157,9 @@ def push_articles(state: State, body: bytes) -> PushOut:
     resources = state.resources
     settings = resources.settings
     if lines:
-        with state.ingest_lock, tempfile.TemporaryDirectory(prefix="newsqa-push-") as tmp:
+        # The follow state's writer lock: a follow round writing the same index at the same time must wait.
+        lock = writer_lock(settings.index_dir) if not settings.store else contextlib.nullcontext()
+        with lock, tempfile.TemporaryDirectory(prefix="newsqa-push-") as tmp:
             path = Path(tmp) / "pushed.jsonl"
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in lines), encoding="utf-8")
             summary = build_store([path], store_target(settings.store or None, settings.index_dir),

@@ -301,3 +301,38 @@ def test_cli_follow_once_and_index_url(tmp_path, site, capsys):
                  *flags]) == 0
     out, err = capsys.readouterr()
     assert "1 added" in out and "index holds 5 articles" in out
+
+
+def test_concurrent_writers_lose_no_article_and_one_follower_per_index(tmp_path, site, embedder):
+    import fcntl
+    import threading
+
+    from indexer.errors import InvalidParameter
+    from indexer.ingest.follow import FOLLOW_LOCK, WebRecord, follow_round, index_records
+    from indexer.store.embedded import open_index
+
+    index_dir = tmp_path / "index"
+
+    def record(n: int) -> WebRecord:
+        return WebRecord(key=f"k{n}", article_id=f"pushed-{n}", title=f"Harbour report number {n}",
+                         paragraphs=(f"Story {n}: " + " ".join(f"word{n}x{i}" for i in range(40)),),
+                         date="2026-03-01", date_source="page", source="s", url=f"https://x.example/{n}",
+                         author=None, lang="en")
+
+    # Two builds at once both start from the live version: without the writer lock one's articles vanish.
+    threads = [threading.Thread(target=index_records, args=([record(n)], index_dir), kwargs={"embedder": embedder})
+               for n in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    index = open_index(index_dir)
+    try:
+        assert sorted(index.articles(["pushed-1", "pushed-2", "pushed-3"])) == ["pushed-1", "pushed-2", "pushed-3"]
+    finally:
+        index.close()
+
+    with open(index_dir / FOLLOW_LOCK, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(InvalidParameter, match="another `newsqa follow` is running"):
+            follow_round(sources(site, tmp_path, broken=False), index_dir, embedder=embedder, fetch=fetch_settings())

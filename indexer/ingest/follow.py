@@ -23,12 +23,14 @@ entry, else the fetch time; which one is kept as `date_source`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +42,8 @@ from indexer.ingest.feeds import FEED, HTML, SITEMAP, SITEMAP_INDEX, Entry, Feed
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
 
 STATE_FILE = "follow-state.json"
+WRITE_LOCK = ".write.lock"
+FOLLOW_LOCK = ".follow.lock"
 STATE_FORMAT = 1
 # An article page that failed this many rounds is not tried again.
 MAX_ARTICLE_ATTEMPTS = 3
@@ -93,6 +97,28 @@ def read_source_list(path: str | os.PathLike) -> list[Source]:
 
 
 # ------------------------------------------------------------------------------------------------ state
+
+@contextmanager
+def _file_lock(path: Path, *, busy: str | None = None) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (created), released when the block ends or the process dies.
+    With `busy`, raise InvalidParameter(busy) instead of waiting when another holder has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy else 0))
+        except BlockingIOError:
+            raise InvalidParameter(busy) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def writer_lock(index_dir: str | os.PathLike):
+    """Held while a follow round or a push (POST /v1/articles) writes a version of `index_dir`: each build
+    starts from the live version, so two at once would lose one's articles. Waits for the other writer."""
+    return _file_lock(Path(index_dir) / WRITE_LOCK)
+
 
 def state_path(index_dir: str | os.PathLike) -> Path:
     return Path(index_dir) / STATE_FILE
@@ -355,7 +381,7 @@ def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_op
     from indexer.ingest.build import build_index
     from indexer.store.embedded import open_index
 
-    with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp, writer_lock(index_dir):
         path = write_records(records, Path(tmp) / "web-articles.jsonl")
         summary = build_index([path], index_dir, embedder=embedder, progress=False, **(build_options or {}))
     for error in summary.errors:  # say which page a bad record came from, not the temporary file
@@ -388,9 +414,16 @@ def follow_round(sources: Sequence[Source], index_dir: str | os.PathLike, *, emb
                  fetch: FetchSettings = FetchSettings(), settings: FollowSettings = FollowSettings(),
                  fetcher: Fetcher | None = None) -> RoundReport:
     """One round over `sources` into the index at `index_dir` (see the module docstring)."""
-    started = time.monotonic()
     index_dir = Path(index_dir)
-    fetcher = fetcher or Fetcher(fetch)
+    with _file_lock(index_dir / FOLLOW_LOCK, busy=f"another `newsqa follow` is running on {index_dir}: "
+                    "stop it first (one follower per index keeps the follow state consistent)"):
+        return _follow_round(sources, index_dir, embedder=embedder, settings=settings,
+                             fetcher=fetcher or Fetcher(fetch))
+
+
+def _follow_round(sources: Sequence[Source], index_dir: Path, *, embedder, settings: FollowSettings,
+                  fetcher: Fetcher) -> RoundReport:
+    started = time.monotonic()
     state = load_state(index_dir)
     now = _now()
     reports = collect(fetcher, sources, state=state, settings=settings, now=now)
