@@ -3,7 +3,8 @@
 `FixtureSite` serves (all invented, written for this project):
 
 - `/feeds/rss.xml` (RSS 2.0, with ETag and Last-Modified: a repeat request gets a 304),
-  `/feeds/atom.xml` (Atom), `/sitemaps/news.xml` (a Google News sitemap);
+  `/feeds/atom.xml` (Atom), `/feeds/rdf.xml` (RSS 1.0), `/sitemaps/news.xml` (a Google News sitemap)
+  and `/sitemaps/index.xml` (a sitemap index naming it);
 - article pages wrapped in boilerplate: a menu, a cookie banner, related links, a footer;
 - `/robots.txt`, which forbids `/private/`;
 - broken sources: `/slow/feed.xml` (answers after `slow_seconds`), `/broken/feed.xml` (500),
@@ -147,6 +148,24 @@ def news_sitemap(base: str) -> str:
             + "</urlset>")
 
 
+def sitemap_index(base: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<sitemap><loc>{base}/sitemaps/news.xml</loc><lastmod>2026-03-07</lastmod></sitemap></sitemapindex>")
+
+
+def rdf_feed(base: str) -> str:
+    """RSS 1.0 (RDF) with the falcon story, dated by dc:date."""
+    link = f"{base}{PATHS['falcon-festival']}"
+    return f"""<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+ xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel rdf:about="{base}/feeds/rdf.xml"><title>Steppe Courier (RDF)</title><link>{base}/</link>
+<description>RSS 1.0</description><items><rdf:Seq><rdf:li rdf:resource="{link}"/></rdf:Seq></items></channel>
+<item rdf:about="{link}"><title>{STORIES['falcon-festival'][0]}</title><link>{link}</link>
+<dc:date>2026-03-06T10:00:00Z</dc:date><dc:creator>Aigerim Sadyk</dc:creator></item>
+</rdf:RDF>"""
+
+
 class FixtureSite:
     """The made-up site in a `ThreadingHTTPServer` on 127.0.0.1 (a free port), in a thread.
 
@@ -241,6 +260,10 @@ class FixtureSite:
             return self._send(handler, 200, atom_feed(self.url), "application/atom+xml")
         if path == "/sitemaps/news.xml":
             return self._send(handler, 200, news_sitemap(self.url), "application/xml")
+        if path == "/sitemaps/index.xml":
+            return self._send(handler, 200, sitemap_index(self.url), "application/xml")
+        if path == "/feeds/rdf.xml":
+            return self._send(handler, 200, rdf_feed(self.url), "application/rdf+xml")
         for slug, article_path in PATHS.items():
             if path == article_path:
                 page = (article_html(slug, canonical=False, outlet="Metro Weekly") if slug == "glacier-copy"

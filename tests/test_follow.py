@@ -336,3 +336,27 @@ def test_concurrent_writers_lose_no_article_and_one_follower_per_index(tmp_path,
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(InvalidParameter, match="another `newsqa follow` is running"):
             follow_round(sources(site, tmp_path, broken=False), index_dir, embedder=embedder, fetch=fetch_settings())
+
+
+def test_rss_1_0_feeds_and_sitemap_indexes_list_their_articles(site):
+    from indexer.ingest.feeds import FEED, SITEMAP_INDEX, classify
+    from indexer.ingest.follow import FollowSettings, Source, list_source
+    from indexer.ingest.web import Fetcher
+
+    fetcher = Fetcher(fetch_settings())
+    rdf = fetcher.get(f"{site.url}/feeds/rdf.xml")
+    assert classify(rdf.body, rdf.content_type)[0] == FEED
+    report, entries = list_source(fetcher, Source("rdf", f"{site.url}/feeds/rdf.xml"), previous={},
+                                  settings=FollowSettings())
+    assert report.error is None
+    assert [(e.url, e.date, e.author) for e in entries] == [
+        (f"{site.url}/world/falcon-festival.html", "2026-03-06", "Aigerim Sadyk")]
+
+    index = fetcher.get(f"{site.url}/sitemaps/index.xml")
+    assert classify(index.body, index.content_type)[0] == SITEMAP_INDEX
+    report, entries = list_source(fetcher, Source("map", f"{site.url}/sitemaps/index.xml"), previous={},
+                                  settings=FollowSettings())
+    assert report.error is None and site.requests["/sitemaps/news.xml"] == 1
+    assert [(e.url.rsplit("/", 1)[-1], e.date, e.title) for e in entries] == [
+        ("river-cleanup.html", "2026-03-07", STORIES["river-cleanup"][0]),
+        ("glacier-copy.html", "2026-03-05", STORIES["glacier-retreat"][0])]
