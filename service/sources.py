@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -22,6 +23,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.response import Template
 
 from indexer.errors import InvalidParameter
@@ -128,6 +130,10 @@ def _prepare(record: object) -> dict:
     unknown = sorted(set(record) - set(ARTICLE_FIELDS))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(unknown)}: an article has {', '.join(ARTICLE_FIELDS)}")
+    for name in ("title", "text"):
+        value = record.get(name)
+        if isinstance(value, str) and value and not value.strip():
+            raise ValueError(f"`{name}` is blank: send the article's {'headline' if name == 'title' else 'body'}")
     record = dict(record)
     if record.get("id") in (None, ""):
         parts = [record.get(name) for name in ("source", "date", "title")]
@@ -136,7 +142,27 @@ def _prepare(record: object) -> dict:
     return record
 
 
-@post("/v1/articles", sync_to_thread=True, status_code=200, guards=[require_admin],
+_TEXT = Schema(type=OpenAPIType.STRING)
+_ARTICLE_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT, required=["title", "text"],
+    properties={"id": Schema(one_of=[_TEXT, Schema(type=OpenAPIType.INTEGER)]), "title": _TEXT, "text": _TEXT,
+                "date": Schema(type=OpenAPIType.STRING, description="ISO 8601, e.g. 2026-03-08"),
+                "source": _TEXT, "url": _TEXT, "section": _TEXT})
+
+
+@dataclass
+class _PushOperation(Operation):
+    """The OpenAPI operation of POST /v1/articles: the handler reads the raw body (to report each record's
+    problems), so the body's shape is declared here."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(required=True, description="one article, or a list of them", content={
+            "application/json": OpenAPIMediaType(schema=Schema(one_of=[
+                _ARTICLE_SCHEMA, Schema(type=OpenAPIType.ARRAY, items=_ARTICLE_SCHEMA,
+                                        max_items=MAX_PUSHED_ARTICLES)]))})
+
+
+@post("/v1/articles", sync_to_thread=True, status_code=200, guards=[require_admin], operation_class=_PushOperation,
       summary="Index articles pushed by HTTP (admin key)")
 def push_articles(state: State, body: bytes) -> PushOut:
     """Index one article object or a list of them (`id` optional, `title`, `text`, `date` ISO 8601, `source`,

@@ -242,13 +242,13 @@ def test_pushed_articles_are_indexed_and_searchable_at_once_with_per_record_erro
                  401, "unauthorized")
     response = followed_app.post("/v1/articles", headers=admin, json=[
         article, {"title": "No body"}, {"title": "Bad date", "text": "Some text here.", "date": "March 8th"},
-        {"title": "Extra", "text": "Body.", "colour": "blue"}, "not an object"])
+        {"title": "Extra", "text": "Body.", "colour": "blue"}, "not an object", {"title": "Blank", "text": " \n "}])
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["received"], body["accepted"], body["added"]) == (5, 1, 1) and body["version"]
+    assert (body["received"], body["accepted"], body["added"]) == (6, 1, 1) and body["version"]
     assert [(e["index"], e["message"].split(":")[0].split(" (")[0]) for e in body["errors"]] == [
         (1, "missing required field(s)"), (2, "`date` 'March 8th' is not ISO 8601"),
-        (3, "unknown field(s) colour"), (4, "expected a JSON object, got str")]
+        (3, "unknown field(s) colour"), (4, "expected a JSON object, got str"), (5, "`text` is blank")]
     hits = followed_app.get("/v1/search", params={"q": "lighthouse keeper retires", "k": 3}).json()["hits"]
     assert hits[0]["citation"]["title"] == article["title"] and hits[0]["citation"]["source"] == "Coast Post"
     # The same article again changes nothing; nothing usable at all is a 400 in the common shape.
