@@ -178,6 +178,7 @@ class FixtureSite:
         self.requests: Counter[str] = Counter()
         self.rss_slugs = ["quokka-census", "glacier-retreat", "leaked-memo"]
         self.rss_version = 1
+        self.failing: set[str] = set()  # paths that answer 503 for now (a page that fails, then recovers)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         site = self
@@ -244,6 +245,8 @@ class FixtureSite:
         handler.wfile.write(data)
 
     def _respond(self, handler, path: str, slugs: list[str], version: int) -> None:
+        if path in self.failing:
+            return self._send(handler, 503, "Service Unavailable", "text/plain")
         if path == "/robots.txt":
             return self._send(handler, 200, "User-agent: *\nDisallow: /private/\n", "text/plain")
         if path == "/feeds/rss.xml":

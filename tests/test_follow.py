@@ -360,3 +360,28 @@ def test_rss_1_0_feeds_and_sitemap_indexes_list_their_articles(site):
     assert [(e.url.rsplit("/", 1)[-1], e.date, e.title) for e in entries] == [
         ("river-cleanup.html", "2026-03-07", STORIES["river-cleanup"][0]),
         ("glacier-copy.html", "2026-03-05", STORIES["glacier-retreat"][0])]
+
+
+def test_an_article_page_that_failed_is_retried_next_round(tmp_path, site, embedder):
+    from indexer.ingest.follow import load_state
+
+    index_dir = tmp_path / "index"
+    run_round(site, tmp_path, index_dir, embedder, broken=False)
+    fetched = site.article_fetches()
+    site.failing.add("/news/tram-line.html")
+    site.publish("tram-line")
+    report = run_round(site, tmp_path, index_dir, embedder, broken=False)
+    gazette = next(s for s in report.sources if s.name == "harbour-gazette")
+    assert gazette.error is None and [(u.rsplit("/", 1)[-1], "HTTP 503" in r) for u, r in gazette.failed] == [
+        ("tram-line.html", True)]
+    assert load_state(index_dir)["urls"][f"{site.url}/news/tram-line.html"]["attempts"] == 1
+    assert report.build is None
+
+    # The feed's validators were not saved, so the next round reads it again and retries only that page.
+    site.failing.clear()
+    report = run_round(site, tmp_path, index_dir, embedder, broken=False)
+    assert next(s for s in report.sources if s.name == "harbour-gazette").status == "ok"
+    assert report.build.added == 1
+    assert site.article_fetches() == fetched + 2  # the failed try and the retry; nothing else again
+    articles, _ = indexed(index_dir)
+    assert STORIES["tram-line"][0] in articles
