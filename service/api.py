@@ -20,7 +20,7 @@ from service.schemas import (
 
 
 def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
-    filters = make_filters(body.date_from, body.date_to, body.source)
+    filters = make_filters(body.date_from, body.date_to, body.source, body.lang)
     return search_out(searcher.search(body.q, k=body.k, mode=body.mode, filters=filters, group=body.group))
 
 
@@ -34,12 +34,13 @@ def search_get(
     date_from: str | None = None,
     date_to: str | None = None,
     source: str | None = None,
+    lang: str | None = None,
 ) -> SearchOut:
     """Ranked passages for `q`, each with a citation (article, date, section, character offsets), its
     per-leg scores (`dense`, `lexical`) and highlights; `mode=dense|lexical|hybrid`; `group=article` for
     one result per article; `low_confidence` when the index does not seem to answer `q`."""
     return run_search(searcher, SearchIn(q=q, k=k, mode=mode, group=group, date_from=date_from, date_to=date_to,
-                                         source=source))
+                                         source=source, lang=lang))
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)")
@@ -57,11 +58,12 @@ def answer_get(
     date_from: str | None = None,
     date_to: str | None = None,
     source: str | None = None,
+    lang: str | None = None,
 ) -> AnswerOut:
     """The sentence of the top passages that best answers `q`, verbatim, with its citation (exact
     character span in the article), the confidence and the passages; `answer` is null with a `reason`
     when the confidence is below the calibrated threshold."""
-    filters = make_filters(date_from, date_to, source)
+    filters = make_filters(date_from, date_to, source, lang)
     return answer_out(Answerer(searcher).answer(q, k=k, mode=mode, filters=filters))
 
 

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--date-from")
     search.add_argument("--date-to")
     search.add_argument("--source")
+    search.add_argument("--lang", help="only articles in this language (en, de, ...)")
     search.add_argument("--json", action="store_true", help="print the API's JSON response")
     _add_store_option(search)
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--date-from")
     ask.add_argument("--date-to")
     ask.add_argument("--source")
+    ask.add_argument("--lang", help="only articles in this language (en, de, ...)")
     ask.add_argument("--json", action="store_true", help="print the API's JSON response (GET /v1/answer)")
     _add_store_option(ask)
 
@@ -172,7 +174,7 @@ def _cmd_search(args) -> int:
     embedder = Embedder()
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     result = searcher.search(args.query, k=args.k, mode=args.mode, group=args.group,
-                             filters=make_filters(args.date_from, args.date_to, args.source))
+                             filters=make_filters(args.date_from, args.date_to, args.source, args.lang))
     if args.json:
         import msgspec
 
@@ -201,7 +203,7 @@ def _cmd_ask(args) -> int:
     embedder = Embedder()
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     result = Answerer(searcher).answer(args.question, k=args.k, mode=args.mode,
-                                       filters=make_filters(args.date_from, args.date_to, args.source))
+                                       filters=make_filters(args.date_from, args.date_to, args.source, args.lang))
     if args.json:
         import msgspec
 

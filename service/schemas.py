@@ -83,6 +83,7 @@ class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
     date_from: str | None = None
     date_to: str | None = None
     source: str | None = None
+    lang: str | None = None
 
 
 class SectionOut(msgspec.Struct):
@@ -101,6 +102,7 @@ class ArticleOut(msgspec.Struct):
     sections: list[SectionOut]
     paragraphs: list[tuple[int, int]]
     text: str
+    lang: str | None = None
 
 
 class HealthOut(msgspec.Struct):
@@ -158,4 +160,5 @@ def article_out(article: Article) -> ArticleOut:
         sections=[SectionOut(s.title, s.start, s.end) for s in article.sections],
         paragraphs=[tuple(p) for p in article.paragraphs],
         text=article.text,
+        lang=article.lang,
     )

@@ -4,7 +4,7 @@
   successful fetch, how many articles it has in the index and its last error (from the follow
   state `newsqa follow` keeps in the index directory).
 - `GET /sources`: the same as a page.
-- `POST /v1/articles` (admin key): index one article or a list, `{id?, title, text, date?, source?, url?}`,
+- `POST /v1/articles` (admin key): index one article or a list, `{id?, title, text, date?, source?, url?, lang?}`,
   through the same build path as `newsqa index` (incremental, near duplicates dropped), then serve the
   new version at once. Each bad record is reported by its position; the others are indexed.
 """
@@ -32,7 +32,7 @@ from indexer.ingest.follow import follow_status, writer_lock
 from service.limits import key_matches, presented_key
 
 MAX_PUSHED_ARTICLES = 1000
-ARTICLE_FIELDS = ("id", "title", "text", "date", "source", "url", "section")
+ARTICLE_FIELDS = ("id", "title", "text", "date", "source", "url", "section", "lang")
 
 
 class SourceStatusOut(msgspec.Struct):
@@ -134,6 +134,9 @@ def _prepare(record: object) -> dict:
         value = record.get(name)
         if isinstance(value, str) and value and not value.strip():
             raise ValueError(f"`{name}` is blank: send the article's {'headline' if name == 'title' else 'body'}")
+    lang = record.get("lang")
+    if isinstance(lang, str) and lang and not (lang.isascii() and lang.isalpha() and 2 <= len(lang) <= 3):
+        raise ValueError(f"`lang` {lang!r} is not a language code: write it like en, de or fr")
     record = dict(record)
     if record.get("id") in (None, ""):
         parts = [record.get(name) for name in ("source", "date", "title")]
@@ -147,7 +150,8 @@ _ARTICLE_SCHEMA = Schema(
     type=OpenAPIType.OBJECT, required=["title", "text"],
     properties={"id": Schema(one_of=[_TEXT, Schema(type=OpenAPIType.INTEGER)]), "title": _TEXT, "text": _TEXT,
                 "date": Schema(type=OpenAPIType.STRING, description="ISO 8601, e.g. 2026-03-08"),
-                "source": _TEXT, "url": _TEXT, "section": _TEXT})
+                "source": _TEXT, "url": _TEXT, "section": _TEXT,
+                "lang": Schema(type=OpenAPIType.STRING, description="language code, e.g. en or de")})
 
 
 @dataclass
@@ -166,7 +170,7 @@ class _PushOperation(Operation):
       summary="Index articles pushed by HTTP (admin key)")
 def push_articles(state: State, body: bytes) -> PushOut:
     """Index one article object or a list of them (`id` optional, `title`, `text`, `date` ISO 8601, `source`,
-    `url`, `section`) like `newsqa index` does, then serve the new version. Bad records are listed in
+    `url`, `section`, `lang`) like `newsqa index` does, then serve the new version. Bad records are listed in
     `errors` by position and the others are indexed; a 400 `invalid_input` when none is usable."""
     from indexer.ingest.build import BuildSummary
     from indexer.store.backends import build_store, store_target

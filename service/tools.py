@@ -73,6 +73,7 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     date_from: str | None = None
     date_to: str | None = None
     source: str | None = None
+    lang: str | None = None
 
     @property
     def passages(self) -> int:
@@ -91,7 +92,7 @@ def context_args(**values: Any) -> ContextArgs:
     if args.k is not None:
         validate_k(args.k)
     validate_mode(args.mode)
-    make_filters(args.date_from, args.date_to, args.source)
+    make_filters(args.date_from, args.date_to, args.source, args.lang)
     return args
 
 
@@ -121,6 +122,9 @@ def _search_properties() -> dict:
         "date_from": {**date, "description": "Only articles dated on or after this day (YYYY-MM-DD)."},
         "date_to": {**date, "description": "Only articles dated on or before this day (YYYY-MM-DD)."},
         "source": {"type": "string", "description": "Only articles from this source (exact name)."},
+        "lang": {"type": "string", "pattern": "^[A-Za-z]{2,3}$",
+                 "description": "Only articles in this language (ISO 639-1 code, e.g. en, de); the model is "
+                                "English-only, so other languages match by exact words."},
     }
 
 
@@ -234,7 +238,7 @@ def context_body(packed: PackedContext) -> dict:
 
 
 def search_hits(searcher: Searcher, args: ContextArgs) -> list[Hit]:
-    filters = make_filters(args.date_from, args.date_to, args.source)
+    filters = make_filters(args.date_from, args.date_to, args.source, args.lang)
     return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False).hits
 
 
@@ -294,7 +298,7 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
     """Tool `answer_question`: `indexer.query.answer.Answerer`'s verbatim answer sentence and its citation (or
     null and the reason), plus the passages it was chosen from as budgeted context."""
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
-    filters = make_filters(args.date_from, args.date_to, args.source)
+    filters = make_filters(args.date_from, args.date_to, args.source, args.lang)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
     head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
     if found.answer is not None:
@@ -443,6 +447,7 @@ def context_get(
     date_from: str | None = None,
     date_to: str | None = None,
     source: str | None = None,
+    lang: str | None = None,
 ) -> ContextOut:
     """The best passages for `q` as numbered blocks `[n] Title (date) — text` with their citations.
 
@@ -450,7 +455,7 @@ def context_get(
     adjacent passages of one article merged; `tokens` is the exact count of `context`.
     """
     return context_out(searcher, context_args(q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode,
-                                              date_from=date_from, date_to=date_to, source=source))
+                                              date_from=date_from, date_to=date_to, source=source, lang=lang))
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)")

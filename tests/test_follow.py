@@ -92,7 +92,7 @@ def test_first_round_indexes_every_allowed_article_and_reports_each_failing_sour
         for marker in BOILERPLATE_MARKERS + ["Mayor opens the new bicycle bridge", "All rights reserved",
                                              "We use cookies"]:
             assert marker not in article.text, (title, marker)
-        assert note["lang"] == "en" and note["author"] == STORIES[slug][1]
+        assert note["lang"] == article.lang == "en" and note["author"] == STORIES[slug][1]
         assert article.url.startswith(site.url) and "utm_" not in article.url
 
     # robots.txt forbids /private/: never requested, remembered as such.
@@ -385,3 +385,87 @@ def test_an_article_page_that_failed_is_retried_next_round(tmp_path, site, embed
     assert site.article_fetches() == fetched + 2  # the failed try and the retry; nothing else again
     articles, _ = indexed(index_dir)
     assert STORIES["tram-line"][0] in articles
+
+
+def test_search_filters_by_language_on_the_api_the_page_and_the_tools(followed_app):
+    from conftest import assert_error
+
+    admin = {"Authorization": "Bearer adm"}
+    german = {"id": "de-1", "title": "Neue Straßenbahn zum Flughafen eröffnet", "lang": "de", "source": "Anzeiger",
+              "date": "2026-03-09",
+              "text": "Die erste Straßenbahn der neuen Linie fuhr am Morgen vom Hauptbahnhof zum Flughafen ab.\n\n"
+                      "Die Fahrt zu den Terminals dauert nun zwanzig Minuten, sagte die Verkehrsbehörde."}
+    assert followed_app.post("/v1/articles", headers=admin, json=german).json()["added"] == 1
+    assert followed_app.get("/v1/articles/de-1").json()["lang"] == "de"
+
+    def titles(**params):
+        response = followed_app.get("/v1/search", params={"k": 10, "mode": "lexical", **params})
+        assert response.status_code == 200, response.text
+        return {h["citation"]["title"] for h in response.json()["hits"]}
+
+    assert titles(q="Straßenbahn Flughafen", lang="de") == {german["title"]}
+    assert titles(q="Straßenbahn Flughafen", lang="en") == set()
+    english = titles(q="quokka census rangers", lang="EN")
+    assert STORIES["quokka-census"][0] in english and german["title"] not in english
+    assert_error(followed_app.get("/v1/search", params={"q": "tram", "lang": "english"}), 400, "invalid_lang")
+    # The page and the tools take the same filter.
+    page = followed_app.get("/", params={"q": "Straßenbahn Flughafen", "lang": "de", "mode": "lexical"})
+    assert page.status_code == 200 and german["title"] in page.text
+    page = followed_app.get("/", params={"q": "Straßenbahn Flughafen", "lang": "en", "mode": "lexical"})
+    assert german["title"] not in page.text
+    context = followed_app.get("/v1/context", params={"q": "Straßenbahn Flughafen", "lang": "de", "mode": "lexical"})
+    assert context.status_code == 200 and [c["title"] for c in context.json()["citations"]] == [german["title"]]
+    assert_error(followed_app.post("/v1/articles", headers=admin, json={**german, "id": "de-2", "lang": "deutsch"}),
+                 400, "invalid_input")
+
+
+def test_versions_from_before_languages_still_load_filter_and_grow(tmp_path, embedder):
+    import json
+    import sqlite3
+
+    from indexer.ingest.build import build_index
+    from indexer.query.search import Searcher, make_filters
+    from indexer.store.embedded import current_version, open_index
+
+    feed = tmp_path / "a.jsonl"
+    feed.write_text(json.dumps({"id": "old-1", "title": "Harbour crane toppled by storm",
+                                "text": "A gantry crane at the container harbour toppled in the storm overnight."}) + "\n")
+    index_dir = tmp_path / "index"
+    build_index([feed], index_dir, embedder=embedder, progress=False)
+    db = sqlite3.connect(current_version(index_dir) / "newsqa.sqlite")
+    db.execute("ALTER TABLE articles DROP COLUMN lang")  # as written before languages were recorded
+    db.commit()
+    db.close()
+    index = open_index(index_dir)
+    try:
+        assert index.article("old-1").lang is None
+        searcher = Searcher(index, embedder)
+        assert searcher.search("crane storm", k=3, mode="lexical", filters=make_filters(lang="en")).hits == []
+        assert searcher.search("crane storm", k=3, mode="lexical").hits
+    finally:
+        index.close()
+    feed.write_text(json.dumps({"id": "new-1", "title": "Ferry resumes service", "lang": "en",
+                                "text": "The island ferry resumed its service after the storm passed."}) + "\n")
+    summary = build_index([feed], index_dir, embedder=embedder, progress=False)
+    assert summary.added == 1 and not summary.errors
+    index = open_index(index_dir)
+    try:
+        assert index.article("new-1").lang == "en" and index.article("old-1").lang is None
+    finally:
+        index.close()
+
+
+def test_language_is_declared_by_the_page_or_guessed_from_the_text(news_index):
+    from indexer.ingest.lang import guess_language, page_language
+
+    assert guess_language("The council said on Monday that the bridge will be closed for repairs in the spring.") == "en"
+    assert guess_language("Die Stadt hat am Montag mitgeteilt, dass die Brücke im Frühjahr nicht mit dem Auto "
+                          "befahren werden kann.") == "de"
+    assert guess_language("Le conseil a annoncé que le pont sera fermé pour des travaux dans les semaines qui "
+                          "viennent.") == "fr"
+    assert guess_language("Toktogul 10.8") is None
+    assert page_language('<html lang="pt-BR"><body>the and of</body></html>', "the and of to in is") == "pt"
+    # Articles read from a plain-text dump carry the guessed language into the index.
+    rows = news_index.list_articles(limit=20)
+    langs = {news_index.article(r["article_id"]).lang for r in rows if r["kind"] == "news"}
+    assert langs == {"en"}

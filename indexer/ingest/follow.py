@@ -182,7 +182,7 @@ class WebRecord:
 
     def record(self) -> dict:
         return {"id": self.article_id, "title": self.title, "text": "\n\n".join(self.paragraphs),
-                "date": self.date, "source": self.source, "url": self.url}
+                "date": self.date, "source": self.source, "url": self.url, "lang": self.lang}
 
 
 @dataclass
