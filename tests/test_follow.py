@@ -469,3 +469,13 @@ def test_language_is_declared_by_the_page_or_guessed_from_the_text(news_index):
     rows = news_index.list_articles(limit=20)
     langs = {news_index.article(r["article_id"]).lang for r in rows if r["kind"] == "news"}
     assert langs == {"en"}
+
+
+def test_the_postgresql_store_refuses_a_language_filter_clearly(pg_news_index, embedder):
+    from indexer.errors import InvalidParameter
+    from indexer.query.search import Searcher, make_filters
+
+    searcher = Searcher(pg_news_index, embedder)
+    with pytest.raises(InvalidParameter, match="PostgreSQL store does not record languages") as caught:
+        searcher.search("water", k=3, filters=make_filters(lang="en"))
+    assert caught.value.code == "invalid_lang"
