@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from service.feeds_demo import BOILERPLATE_MARKERS, STORIES, FixtureSite
+from service.feeds_demo import BOILERPLATE_MARKERS, PATHS, STORIES, FixtureSite
 
 TIMEOUT = 1.0
 
@@ -286,8 +286,19 @@ def test_index_urls_reads_a_feed_a_sitemap_and_a_single_page(site):
     assert site.requests["/private/leaked-memo.html"] == 0
 
 
+@pytest.fixture()
+def restore_logging():
+    """`main()` configures logging onto the captured stderr: put the handlers back so nothing logs to it later."""
+    import logging
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    yield
+    root.handlers[:] = handlers
+
+
 @pytest.mark.slow
-def test_cli_follow_once_and_index_url(tmp_path, site, capsys):
+def test_cli_follow_once_and_index_url(tmp_path, site, capsys, restore_logging):
     from service.cli import main
 
     listing = tmp_path / "sources.txt"
@@ -479,3 +490,25 @@ def test_the_postgresql_store_refuses_a_language_filter_clearly(pg_news_index, e
     with pytest.raises(InvalidParameter, match="PostgreSQL store does not record languages") as caught:
         searcher.search("water", k=3, filters=make_filters(lang="en"))
     assert caught.value.code == "invalid_lang"
+
+
+def test_requests_to_one_host_are_spaced_by_the_host_delay_and_carry_the_user_agent(site):
+    from dataclasses import replace
+
+    from indexer.ingest.web import Fetcher
+
+    seen = []
+    original = site._respond
+
+    def recording(handler, path, slugs, version):
+        seen.append((time.monotonic(), handler.headers.get("User-Agent")))
+        return original(handler, path, slugs, version)
+
+    site._respond = recording
+    fetcher = Fetcher(replace(fetch_settings(), host_delay=0.3, user_agent="test-crawler/1"))
+    for slug in ("quokka-census", "glacier-retreat", "falcon-festival"):
+        fetcher.get(site.url + PATHS[slug])
+    assert len(seen) == 4  # robots.txt, then the three pages
+    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
+    assert all(gap >= 0.25 for gap in gaps), gaps
+    assert {agent for _, agent in seen} == {"test-crawler/1"}
