@@ -20,7 +20,6 @@ round's report (this is `make follow-demo`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -173,7 +172,7 @@ class FixtureSite:
     `/slow/feed.xml` waits before answering.
     """
 
-    def __init__(self, *, slow_seconds: float = 5.0) -> None:
+    def __init__(self, *, slow_seconds: float = 5.0, port: int = 0) -> None:
         self.slow_seconds = slow_seconds
         self.requests: Counter[str] = Counter()
         self.rss_slugs = ["quokka-census", "glacier-retreat", "leaked-memo"]
@@ -190,7 +189,7 @@ class FixtureSite:
             def do_GET(self) -> None:
                 site._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -304,13 +303,15 @@ class FixtureSite:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a made-up news site on loopback and follow it once.")
     parser.add_argument("--index", type=Path, default=Path("demo-index"), help="index to follow into")
+    parser.add_argument("--port", type=int, default=8931,
+                        help="port of the made-up site (fixed, so a second run finds nothing new; 0: any free one)")
     parser.add_argument("--keep-serving", action="store_true", help="keep the site up after the round (Ctrl-C)")
     args = parser.parse_args(argv)
     from indexer.embed import Embedder
     from indexer.ingest.follow import follow_round, read_source_list
     from indexer.ingest.web import FetchSettings
 
-    with FixtureSite(slow_seconds=3.0) as site:
+    with FixtureSite(slow_seconds=3.0, port=args.port) as site:
         args.index.mkdir(parents=True, exist_ok=True)
         sources_file = args.index.parent / f"{args.index.name}-sources.txt"
         sources_file.write_text(site.sources_text())
@@ -326,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
             b = report.build
             print(f"indexed {b.added} new articles ({b.duplicates} near duplicates dropped) into {args.index}, "
                   f"version {b.version}; index holds {b.total_articles} articles")
-        print(f"follow state: {json.dumps(sorted(s.name for s in report.sources))} in {args.index}/follow-state.json")
+        else:
+            print("nothing new since the last round (the RSS feed answered 304, every other page was seen)")
+        print(f"follow state (per source: last fetch, articles, last error): {args.index}/follow-state.json")
         print(f"try: newsqa search 'quokka census' --index {args.index}   or   newsqa serve --index {args.index}")
         if args.keep_serving:
             print("serving the made-up site until Ctrl-C")
