@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export NEWSQA_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: install chromium index serve test test-slow test-all bench clean
+.PHONY: install chromium index serve test test-slow test-all bench clean follow-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ index: install
 serve: index
 	$(BIN)/newsqa serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
+# Serves a made-up news site on loopback and follows it once into demo-index/ (no internet needed).
+follow-demo: install
+	$(BIN)/python -m service.feeds_demo --index demo-index
+
 test: install chromium
 	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
 
@@ -62,4 +66,4 @@ bench: install
 	$(BIN)/python bench/million.py --json .cache/million/report.json
 
 clean:
-	rm -rf $(INDEX) .cache .pytest_cache artifacts
+	rm -rf $(INDEX) demo-index demo-index-sources.txt .cache .pytest_cache artifacts

@@ -40,6 +40,7 @@ class Article:
     sections: tuple[Section, ...] = ()
     paragraphs: tuple[tuple[int, int], ...] = ()
     origin: str | None = None  # file (and line) it was read from, for error reports
+    lang: str | None = None  # ISO 639-1 code when known (from the page or the record), else None
 
     def section_at(self, offset: int) -> str | None:
         """The title of the section that contains `offset`, or None."""
@@ -113,10 +114,11 @@ class Filters:
     date_from: str | None = None
     date_to: str | None = None
     source: str | None = None
+    lang: str | None = None
 
     @property
     def empty(self) -> bool:
-        return self.date_from is None and self.date_to is None and self.source is None
+        return self.date_from is None and self.date_to is None and self.source is None and self.lang is None
 
     def sql_where(self, mark: str) -> tuple[str, list[str]]:
         """SQL conditions on an articles table aliased `a`, and their values; `mark` is the
@@ -124,7 +126,7 @@ class Filters:
         clauses, values = [], []
         # Source names match whatever their case: users type "reuters" for "Reuters".
         for value, clause in ((self.date_from, "a.date >= {}"), (self.date_to, "a.date <= {}"),
-                              (self.source, "LOWER(a.source) = LOWER({})")):
+                              (self.source, "LOWER(a.source) = LOWER({})"), (self.lang, "a.lang = {}")):
             if value:
                 clauses.append(clause.format(mark))
                 values.append(value)

@@ -63,6 +63,8 @@ DateToParam = Annotated[str | None, Parameter(
     schema_extra={"format": "date"})]
 SourceParam = Annotated[str | None, Parameter(
     description="Only articles from this source (any case); GET /v1/sources lists them.")]
+LangParam = Annotated[str | None, Parameter(
+    description="Only articles in this language (ISO 639-1 code, e.g. en; recorded at ingest).")]
 SortParam = Annotated[str | None, Parameter(
     description="relevance (default) or date: the relevant results newest first (same day by relevance, "
                 "undated last).", schema_extra={"enum": list(SORTS)})]
@@ -144,7 +146,7 @@ def empty_reason(searcher: Searcher, filters: Filters) -> str | None:
 def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
     """One page of the search: ranks offset+1..offset+k, with totals, relevance and an empty reason."""
     validate_page(body.k, body.offset)
-    filters = make_filters(body.date_from, body.date_to, body.source)
+    filters = make_filters(body.date_from, body.date_to, body.source, body.lang)
     order = make_ordering(body.sort, body.recency, body.dates, body.collapse)
     result = searcher.search(body.q, k=body.offset + body.k, mode=body.mode, filters=filters, group=body.group,
                              ordering=order)
@@ -172,6 +174,7 @@ def search_get(
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,
+    lang: LangParam = None,
     sort: SortParam = None,
     recency: RecencyParam = None,
     dates: DatesParam = None,
@@ -185,8 +188,8 @@ def search_get(
     first, `recency` to favour newer articles, `dates=auto` for dates named in `q`, `collapse=story` to
     fold near-duplicate articles."""
     return run_search(searcher, SearchIn(q=q, k=k, offset=offset, mode=mode, group=group, date_from=date_from,
-                                         date_to=date_to, source=source, sort=sort, recency=recency, dates=dates,
-                                         collapse=collapse))
+                                         date_to=date_to, source=source, lang=lang, sort=sort, recency=recency,
+                                         dates=dates, collapse=collapse))
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)",
@@ -207,11 +210,12 @@ def answer_get(
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,
+    lang: LangParam = None,
 ) -> AnswerOut:
     """The sentence of the top passages that best answers `q`, verbatim, with its citation (exact
     character span in the article), the confidence and the passages; `answer` is null with a `reason`
     when the confidence is below the calibrated threshold, or when the filters exclude every article."""
-    filters = make_filters(date_from, date_to, source)
+    filters = make_filters(date_from, date_to, source, lang)
     out = answer_out(Answerer(searcher).answer(q, k=k, mode=mode, filters=filters))
     if out.answer is None and not out.passages:
         out.reason = empty_reason(searcher, filters) or out.reason

@@ -25,7 +25,7 @@ from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
 from indexer.store.backends import open_store
-from service import admin, api, tools, web
+from service import admin, api, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
 from service.limits import limit_middleware, security_headers
@@ -160,7 +160,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
             resources.close()
 
     app = Litestar(
-        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES],
+        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES, *sources.ROUTES],
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,

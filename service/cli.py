@@ -7,6 +7,7 @@ nothing prints a traceback for bad input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     index = sub.add_parser("index", help="index articles (incremental: only new or changed articles are embedded)")
-    index.add_argument("sources", nargs="+", help="files or folders: .txt/.md news dumps, .jsonl, .html")
+    index.add_argument("sources", nargs="+", help="files or folders: .txt/.md news dumps, .jsonl, .html; or URLs "
+                       "of RSS/Atom feeds, (news) sitemaps or article pages")
     _add_index_option(index)
     index.add_argument("--max-tokens", type=int, default=200, help="passage size limit in tokens (default: %(default)s)")
     index.add_argument("--overlap", type=int, default=1, help="sentences shared by consecutive passages (default: %(default)s)")
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="favour articles of a year or month named in the query (e.g. 'December 2025')")
     search.add_argument("--collapse", choices=["story"],
                         help="story: fold near-duplicate articles into one result listing them as similar")
+    search.add_argument("--lang", help="only articles in this language (en, de, ...)")
     search.add_argument("--json", action="store_true", help="print the API's JSON response")
     _add_store_option(search)
 
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--date-from")
     ask.add_argument("--date-to")
     ask.add_argument("--source")
+    ask.add_argument("--lang", help="only articles in this language (en, de, ...)")
     ask.add_argument("--json", action="store_true", help="print the API's JSON response (GET /v1/answer)")
     _add_store_option(ask)
 
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser("mcp", help="serve the index to LLM clients over MCP (stdio transport)")
     _add_index_option(mcp)
+    _add_follow_parser(sub)
+    _add_fetch_options(index)
     return parser
 
 
@@ -138,9 +144,16 @@ def _cmd_index(args) -> int:
     from indexer.store.backends import build_store, store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
-    summary = build_store(args.sources, store_target(args.store, args.index), embedder=Embedder(purpose="passages"),
-                          shard=parse_shard(args.shard), settings=settings, rebuild=args.rebuild,
-                          progress=False if args.no_progress else None)
+    from indexer.ingest.follow import writer_lock
+
+    target = store_target(args.store, args.index)
+    # An index directory takes the writer lock that follow rounds and POST /v1/articles take.
+    lock = writer_lock(target) if isinstance(target, Path) else contextlib.nullcontext()
+    with _web_sources(args) as (sources, web_errors), lock:
+        summary = build_store(sources, target, embedder=Embedder(purpose="passages"),
+                              shard=parse_shard(args.shard), settings=settings, rebuild=args.rebuild,
+                              progress=False if args.no_progress else None)
+    summary.errors = web_errors + summary.errors
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -178,7 +191,8 @@ def _cmd_search(args) -> int:
     embedder = Embedder()
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     result = searcher.search(args.query, k=args.k, mode=args.mode, group=args.group,
-                             filters=make_filters(args.date_from, args.date_to, args.source), ordering=ordering)
+                             filters=make_filters(args.date_from, args.date_to, args.source, args.lang),
+                             ordering=ordering)
     if args.json:
         import msgspec
 
@@ -210,7 +224,7 @@ def _cmd_ask(args) -> int:
     embedder = Embedder()
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     result = Answerer(searcher).answer(args.question, k=args.k, mode=args.mode,
-                                       filters=make_filters(args.date_from, args.date_to, args.source))
+                                       filters=make_filters(args.date_from, args.date_to, args.source, args.lang))
     if args.json:
         import msgspec
 
@@ -304,7 +318,106 @@ def _cmd_mcp(args) -> int:
     return 0
 
 
-COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp}
+def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
+    from indexer.ingest.web import FetchSettings
+
+    for f in fields(FetchSettings):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"do not {f.metadata['help']}")
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+                                help=f"{f.metadata['help']} (default: %(default)s)")
+
+
+def _fetch_settings(args):
+    from indexer.ingest.web import FetchSettings
+
+    return FetchSettings(**{f.name: getattr(args, f.name) for f in fields(FetchSettings)}).validate()
+
+
+def _add_follow_parser(sub) -> None:
+    from indexer.ingest.follow import FollowSettings
+
+    follow = sub.add_parser("follow", help="follow RSS/Atom feeds and news sitemaps: each round indexes what is new")
+    follow.add_argument("sources_file", metavar="SOURCES", type=Path,
+                        help="plain file, one `URL [NAME]` a line (# comments)")
+    follow.add_argument("--index", default=DEFAULT_INDEX, type=Path,
+                        help="index directory; the follow state is kept in it (default: %(default)s)")
+    follow.add_argument("--every", default="15m", help="time between rounds, e.g. 15m, 90s, 1h (default: %(default)s)")
+    follow.add_argument("--once", action="store_true", help="run one round and exit")
+    follow.add_argument("--json", action="store_true", help="print each round's report as JSON")
+    for f in fields(FollowSettings):
+        follow.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
+                            help=f"{f.metadata['help']} (default: %(default)s)")
+    _add_fetch_options(follow)
+
+
+@contextlib.contextmanager
+def _web_sources(args):
+    """`args.sources` with the URLs among them fetched into a temporary JSON-lines file, and the fetch errors."""
+    from indexer.ingest.web import is_url
+
+    urls = [s for s in args.sources if is_url(s)]
+    if not urls:
+        yield args.sources, []
+        return
+    import tempfile
+
+    from indexer.ingest.follow import fetch_url_records, write_records
+
+    records, errors = fetch_url_records(urls, _fetch_settings(args))
+    with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp:
+        paths = [s for s in args.sources if not is_url(s)]
+        if records:
+            paths.append(str(write_records(records, Path(tmp) / "web-articles.jsonl")))
+        yield paths, errors
+
+
+def _cmd_follow(args) -> int:
+    import time
+
+    from indexer.embed import Embedder
+    from indexer.ingest.follow import FollowSettings, follow_round, parse_every, read_source_list
+
+    every = parse_every(args.every)
+    sources = read_source_list(args.sources_file)
+    fetch = _fetch_settings(args)
+    settings = FollowSettings(**{f.name: getattr(args, f.name) for f in fields(FollowSettings)})
+    embedder = Embedder(purpose="passages")
+    while True:
+        started = time.monotonic()
+        try:
+            report = follow_round(sources, args.index, embedder=embedder, fetch=fetch, settings=settings)
+        except NewsqaError as exc:
+            if args.once:
+                raise
+            # A round that cannot write (disk full, index rebuilt with other settings) is retried next time.
+            print(f"newsqa: error: round failed: {exc.message}; retrying in {every:g} s", file=sys.stderr, flush=True)
+            time.sleep(every)
+            continue
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=2), flush=True)
+        else:
+            for source in report.sources:
+                if source.error:
+                    print(f"source {source.name}: error: {source.error}", file=sys.stderr)
+                for page, reason in source.failed:
+                    print(f"source {source.name}: {page}: {reason}", file=sys.stderr)
+            build = report.build
+            print(f"round: {len(sources)} sources ({sum(s.error is not None for s in report.sources)} failed), "
+                  f"{sum(s.fetched for s in report.sources)} pages fetched, "
+                  + (f"{build.added} articles added, {build.duplicates} duplicates dropped, new version {build.version}"
+                     if build is not None and build.version else "nothing new")
+                  + f"; {report.requests} requests in {report.seconds:.1f} s", flush=True)
+        if args.once:
+            return 0 if any(s.error is None for s in report.sources) else 1
+        time.sleep(max(0.0, every - (time.monotonic() - started)))
+
+
+COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp,
+            "follow": _cmd_follow}
 
 
 if __name__ == "__main__":

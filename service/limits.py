@@ -89,7 +89,8 @@ class ApiKeyAuth(ASGIMiddleware):
             if not key_matches(key, self.admin_key):
                 await _unauthorized(send, "admin", key)
                 return
-        elif self.api_key and not key_matches(key, self.api_key):
+        # The admin key opens every route: POST /v1/articles needs it and sits outside /v1/admin/.
+        elif self.api_key and not (key_matches(key, self.api_key) or key_matches(key, self.admin_key)):
             await _unauthorized(send, "API", key)
             return
         await next_app(scope, receive, send)

@@ -118,6 +118,7 @@ class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
     date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
     date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
     source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    lang: Annotated[str | None, doc("Only articles in this language (ISO 639-1 code, e.g. en).")] = None
     sort: Annotated[str | None, doc("relevance (default) or date: the relevant results newest first.",
                                     enum=[*SORTS, None])] = None
     recency: Annotated[str | int | float | None, doc(
@@ -145,6 +146,7 @@ class ArticleOut(msgspec.Struct):
     sections: list[SectionOut]
     paragraphs: list[tuple[int, int]]
     text: str
+    lang: str | None = None
 
 
 class HealthOut(msgspec.Struct):
@@ -256,4 +258,5 @@ def article_out(article: Article) -> ArticleOut:
         sections=[SectionOut(s.title, s.start, s.end) for s in article.sections],
         paragraphs=[tuple(p) for p in article.paragraphs],
         text=article.text,
+        lang=article.lang,
     )

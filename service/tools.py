@@ -52,8 +52,8 @@ from indexer.query.search import (
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS, count_tokens
 from indexer.types import Article, Hit
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
-from service.api import (CollapseParam, DateFromParam, DatesParam, DateToParam, ModeParam, QueryParam, RecencyParam,
-                         SortParam, SourceParam)
+from service.api import (CollapseParam, DateFromParam, DatesParam, DateToParam, LangParam, ModeParam, QueryParam,
+                         RecencyParam, SortParam, SourceParam)
 from service.schemas import DATE, CitationOut, doc, error_responses
 
 TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
@@ -85,6 +85,7 @@ class ContextArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None
     date_to: Annotated[str | None, doc("Only articles dated on or before this day (YYYY-MM-DD).", **DATE)] = None
     source: Annotated[str | None, doc("Only articles from this source (any case); see GET /v1/sources.")] = None
+    lang: Annotated[str | None, doc("Only articles in this language (ISO 639-1 code, e.g. en).")] = None
     sort: Annotated[str | None, doc("relevance (default) or date: the relevant passages newest first.",
                                     enum=[*SORTS, None])] = None
     recency: Annotated[str | None, doc(f"Half-life in days (e.g. 30d, up to {MAX_HALF_LIFE_DAYS}) favouring "
@@ -115,7 +116,7 @@ def context_args(**values: Any) -> ContextArgs:
     if args.k is not None:
         validate_k(args.k)
     validate_mode(args.mode)
-    make_filters(args.date_from, args.date_to, args.source)
+    make_filters(args.date_from, args.date_to, args.source, args.lang)
     args.ordering  # noqa: B018 - validates sort, recency, dates and collapse
     return args
 
@@ -147,6 +148,9 @@ def _search_properties() -> dict:
         "date_to": {**date, "description": "Only articles dated on or before this day (YYYY-MM-DD)."},
         "source": {"type": "string", "description": "Only articles from this source (exact name)."},
         **_ORDERING_PROPERTIES,
+        "lang": {"type": "string", "pattern": "^[A-Za-z]{2,3}$",
+                 "description": "Only articles in this language (ISO 639-1 code, e.g. en, de); the model is "
+                                "English-only, so other languages match by exact words."},
     }
 
 
@@ -296,7 +300,7 @@ def context_body(packed: PackedContext) -> dict:
 
 
 def search_result(searcher: Searcher, args: ContextArgs) -> SearchResult:
-    filters = make_filters(args.date_from, args.date_to, args.source)
+    filters = make_filters(args.date_from, args.date_to, args.source, args.lang)
     return searcher.search(args.q, k=args.passages, mode=args.mode, filters=filters, highlights=False,
                            ordering=args.ordering)
 
@@ -378,7 +382,7 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
     its citation carries `n`, the number of the block that holds it, so the model can cite it as [n].
     """
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
-    filters = make_filters(args.date_from, args.date_to, args.source)
+    filters = make_filters(args.date_from, args.date_to, args.source, args.lang)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
     head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
     hits, floor = list(found.passages), 0
@@ -571,6 +575,7 @@ def context_get(
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,
+    lang: LangParam = None,
     sort: SortParam = None,
     recency: RecencyParam = None,
     dates: DatesParam = None,
@@ -582,8 +587,8 @@ def context_get(
     adjacent passages of one article merged; `tokens` is the exact count of `context`.
     """
     return context_out(searcher, context_args(q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode,
-                                              date_from=date_from, date_to=date_to, source=source, sort=sort,
-                                              recency=recency, dates=dates, collapse=collapse))
+                                              date_from=date_from, date_to=date_to, source=source, lang=lang,
+                                              sort=sort, recency=recency, dates=dates, collapse=collapse))
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",

@@ -73,20 +73,21 @@ class SearchParams:
     k: str = ""
     # "date" for newest first (the Relevance | Newest toggle); "" is relevance.
     sort: str = ""
+    lang: str = ""
 
     @property
     def advanced(self) -> bool:
         """True when any filter or a non-default mode is set (the advanced corner opens)."""
-        return bool(self.date_from or self.date_to or self.source or self.mode != "hybrid")
+        return bool(self.date_from or self.date_to or self.source or self.lang or self.mode != "hybrid")
 
     @property
     def filtered(self) -> bool:
-        return bool(self.date_from or self.date_to or self.source)
+        return bool(self.date_from or self.date_to or self.source or self.lang)
 
     def pairs(self, **override: str) -> list[tuple[str, str]]:
         """Non-empty, non-default parameters, in a stable order (for links back to this search)."""
         values = {"q": self.q or "", "mode": self.mode, "date_from": self.date_from, "date_to": self.date_to,
-                  "source": self.source, "k": self.k, "sort": self.sort, **override}
+                  "source": self.source, "k": self.k, "sort": self.sort, "lang": self.lang, **override}
         defaults = {"mode": "hybrid"}
         return [(name, value) for name, value in values.items() if value and value != defaults.get(name)]
 
@@ -261,7 +262,7 @@ def find_answer(searcher: Searcher, result: SearchResult, params: SearchParams) 
     except ImportError:
         return None
     try:
-        filters = make_filters(params.date_from, params.date_to, params.source)
+        filters = make_filters(params.date_from, params.date_to, params.source, params.lang)
         found = Answerer(searcher).answer(result.query, mode=result.mode, filters=filters).answer
     except NewsqaError:
         return None
@@ -322,10 +323,11 @@ def _parse_k(value: str) -> int:
 def provide_params(
     q: str | None = None, mode: str = "hybrid", date_from: str = "", date_to: str = "", source: str = "", k: str = "",
     sort: str = "",
+    lang: str = "",
 ) -> SearchParams:
     """The search form's query parameters, shared by the search page and the article page."""
     return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k,
-                        sort="" if sort == "relevance" else sort)
+                        sort="" if sort == "relevance" else sort, lang=lang)
 
 
 _PARAMS = {"params": Provide(provide_params, sync_to_thread=False)}
@@ -343,7 +345,7 @@ def search_page(searcher: Searcher, params: SearchParams) -> Template:
             return _render("search.html", 200, **context)
         if not q.strip():
             return _render("search.html", 200, **{**context, "state": "empty"})
-        filters = make_filters(params.date_from, params.date_to, params.source)
+        filters = make_filters(params.date_from, params.date_to, params.source, params.lang)
         k = _parse_k(params.k)
         # The page always folds near-duplicate stories: a reader wants one result per story.
         order = make_ordering(sort=params.sort or None, collapse="story")

@@ -22,17 +22,20 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from conftest import copy_tree
 from test_updates import LiveServer, free_port
 
 KEYS = {"Authorization": "Bearer fuzz-admin"}
 
 
 @pytest.fixture(scope="module")
-def live_url(news_index_dir, embedder):
+def live_url(news_index_dir, embedder, tmp_path_factory):
     from service.app import ServiceSettings
 
+    # A copy: POST /v1/articles writes to the index, and the session's index is shared read-only.
+    index_dir = copy_tree(news_index_dir, tmp_path_factory.mktemp("fuzz") / "index")
     # The admin key is also the API key here, so every route (reload included) is reachable.
-    service = ServiceSettings(index_dir=news_index_dir, port=free_port(), api_key="fuzz-admin",
+    service = ServiceSettings(index_dir=index_dir, port=free_port(), api_key="fuzz-admin",
                               reload_interval=0)
     with LiveServer(service, embedder) as server:
         yield server.url

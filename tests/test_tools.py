@@ -89,7 +89,7 @@ EXAMPLES = {
     "search_news": [{"q": "Toktogul water levels"},
                     {"q": "locomotive deal", "max_tokens": 400, "encoding": "o200k_base", "k": 5, "mode": "dense",
                      "date_from": "2025-12-01", "date_to": "2025-12-31", "source": "central-asia-news-2025-12-16",
-                     "sort": "date", "recency": "30d", "dates": "auto", "collapse": "story"}],
+                     "sort": "date", "recency": "30d", "dates": "auto", "collapse": "story", "lang": "en"}],
     "answer_question": [{"q": "How much is the locomotive deal worth?"},
                         {"q": "How much water had the Toktogul reservoir accumulated?", "max_tokens": 600,
                          "encoding": "cl100k_base", "k": 3, "mode": "hybrid"}],
@@ -99,7 +99,8 @@ EXAMPLES = {
 }
 BAD_EXAMPLES = {
     "search_news": [{}, {"q": "x", "max_tokens": 10}, {"q": "x", "encoding": "gpt2"}, {"q": "x", "extra": 1},
-                    {"q": "x", "k": "5"}, {"q": "x", "date_from": "16/12/2025"}],
+                    {"q": "x", "k": "5"}, {"q": "x", "date_from": "16/12/2025"},
+                    {"q": "x", "lang": "english"}],
     "answer_question": [{"q": ""}, {"q": "x", "k": 0}],
     "get_article": [{}, {"article_id": "a", "start": -1}, {"article_id": "a", "max_tokens": 9000}],
     "list_sources": [{"source": "x"}, {"max_tokens": 10}],
@@ -209,7 +210,7 @@ def test_bad_tool_arguments_are_400s(client, name):
         response = client.post(f"/v1/tools/{name}", json=args)
         error = assert_error(response, 400, response.json()["error"]["code"])
         assert error["code"] in {"invalid_arguments", "invalid_max_tokens", "invalid_encoding", "invalid_k",
-                                 "empty_query", "invalid_date", "invalid_start"}, error
+                                 "empty_query", "invalid_date", "invalid_start", "invalid_lang"}, error
 
 
 def test_unknown_tool_and_article(client):

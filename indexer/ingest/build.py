@@ -20,6 +20,7 @@ import numpy as np
 
 from indexer.ingest.chunk import ChunkSettings, chunk_article
 from indexer.ingest.dedupe import DuplicateFinder, signature
+from indexer.ingest.lang import guess_language
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
 from indexer.ingest.read import ReadReport, read_sources
@@ -137,6 +138,10 @@ class IngestLoop:
     def offer(self, article: Article) -> None:
         summary = self.summary
         summary.articles_read += 1
+        if article.lang is None:
+            # The language is not part of the content hash: indexes built before languages were recorded
+            # are not embedded again; `--rebuild` records the languages of their articles.
+            article = replace(article, lang=guess_language(article.title + "\n" + article.text))
         digest = content_hash(article)
         if article.article_id in self._seen:
             summary.duplicates += 1

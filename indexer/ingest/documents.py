@@ -44,6 +44,7 @@ def make_article(
     url: str | None = None,
     kind: str = NEWS,
     origin: str | None = None,
+    lang: str | None = None,
 ) -> tuple[Article, int]:
     """Build an article from `(section_title, paragraph)` blocks in reading order.
 
@@ -93,5 +94,6 @@ def make_article(
         sections=tuple(sections),
         paragraphs=tuple(paragraphs),
         origin=origin,
+        lang=lang,
     )
     return article, dropped

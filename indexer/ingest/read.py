@@ -166,7 +166,7 @@ def _article_from_record(record: object, origin: str) -> tuple[Article, int]:
     article_id = record["id"]
     if not isinstance(article_id, (str, int)) or isinstance(article_id, bool):
         raise ValueError(f"`id` must be a string or an integer, got {article_id!r}")
-    for name in ("title", "text", "url", "source", "section"):
+    for name in ("title", "text", "url", "source", "section", "lang"):
         value = record.get(name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"`{name}` must be a string, got {type(value).__name__}")
@@ -180,6 +180,7 @@ def _article_from_record(record: object, origin: str) -> tuple[Article, int]:
         source=record.get("source") or None,
         url=record.get("url") or None,
         origin=origin,
+        lang=(record.get("lang") or "").strip().lower() or None,
     )
 
 

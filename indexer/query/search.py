@@ -131,8 +131,9 @@ def validate_fusion(fusion: str) -> str:
     return fusion
 
 
-def make_filters(date_from: str | None = None, date_to: str | None = None, source: str | None = None) -> Filters:
-    """Validated filters: dates must be ISO `YYYY-MM-DD` and in order."""
+def make_filters(date_from: str | None = None, date_to: str | None = None, source: str | None = None,
+                 lang: str | None = None) -> Filters:
+    """Validated filters: dates must be ISO `YYYY-MM-DD` and in order; `lang` a 2- or 3-letter code (en, de)."""
     dates = []
     for name, value in (("date_from", date_from), ("date_to", date_to)):
         if value in (None, ""):
@@ -148,7 +149,11 @@ def make_filters(date_from: str | None = None, date_to: str | None = None, sourc
         raise InvalidParameter(
             f"date_from={dates[0]} is after date_to={dates[1]}: swap them", code="invalid_date_range"
         )
-    return Filters(date_from=dates[0], date_to=dates[1], source=(source or None))
+    lang = (lang or "").strip().lower() or None
+    if lang is not None and not (lang.isascii() and lang.isalpha() and 2 <= len(lang) <= 3):
+        raise InvalidParameter(f"lang={lang!r} is not a language code: write it like en, de or fr",
+                               code="invalid_lang")
+    return Filters(date_from=dates[0], date_to=dates[1], source=(source or None), lang=lang)
 
 
 @dataclass(frozen=True)

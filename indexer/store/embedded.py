@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS articles (
     paragraphs TEXT NOT NULL,
     origin TEXT,
     content_hash TEXT NOT NULL,
-    minhash BLOB NOT NULL
+    minhash BLOB NOT NULL,
+    lang TEXT
 );
 CREATE INDEX IF NOT EXISTS articles_date ON articles(date);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
@@ -139,6 +140,7 @@ def _article_from_row(row: sqlite3.Row) -> Article:
         sections=tuple(Section(*s) for s in json.loads(row["sections"])),
         paragraphs=tuple(tuple(p) for p in json.loads(row["paragraphs"])),
         origin=row["origin"],
+        lang=row["lang"] if "lang" in row.keys() else None,  # versions written before languages were kept
     )
 
 
@@ -270,10 +272,15 @@ class Index:
         if filters.empty:
             return None
         where, params = filters.sql_where("?")
-        rows = self.db().execute(
-            "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + where,
-            params,
-        ).fetchall()
+        try:
+            rows = self.db().execute(
+                "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + where,
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError:
+            if filters.lang and "lang" not in {r[1] for r in self.db().execute("PRAGMA table_info(articles)")}:
+                return np.empty(0, dtype=np.int64)  # a version from before languages were kept: none is known
+            raise
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     # --- search ---------------------------------------------------------------------
@@ -361,6 +368,8 @@ class IndexDraft:
             source.backup(self.db)
             source.close()
             self.db.executescript(_SCHEMA)  # adds tables that newer versions of the schema have
+            if "lang" not in {r[1] for r in self.db.execute("PRAGMA table_info(articles)")}:
+                self.db.execute("ALTER TABLE articles ADD COLUMN lang TEXT")  # a version from before languages
             self.vectors = faiss.read_index(str(base.path / "vectors.faiss"))
             if not isinstance(self.vectors, faiss.IndexIDMap2):
                 # Graph indexes cannot delete; start from their vectors in an exact index.
@@ -390,12 +399,12 @@ class IndexDraft:
     ) -> None:
         """Insert an article with its chunks (ids already assigned) and their vectors."""
         self.db.execute(
-            "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 article.article_id, article.title, article.date, article.source, article.url, article.kind,
                 article.text, json.dumps([list(asdict(s).values()) for s in article.sections]),
                 json.dumps(article.paragraphs), article.origin, content_hash,
-                minhash.astype(np.int64).tobytes(),
+                minhash.astype(np.int64).tobytes(), article.lang,
             ),
         )
         self.db.executemany(

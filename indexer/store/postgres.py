@@ -529,6 +529,11 @@ class PgIndex:
         """Chunk ids that pass `filters` (selected in SQL), or None when there are no filters."""
         if filters.empty:
             return None
+        if filters.lang:
+            from indexer.errors import InvalidParameter
+
+            raise InvalidParameter(f"lang={filters.lang!r}: the PostgreSQL store does not record languages yet; "
+                                   "filter by language on an embedded index (--index)", code="invalid_lang")
         where, params = filters.sql_where("%s")
         with self._pool.connection() as conn:
             rows = conn.execute("SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE "
