@@ -22,7 +22,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.errors import InvalidParameter
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
-from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters, validate_k
+from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters, validate_k, \
+    validate_query
 from indexer.types import Filters
 from service.schemas import (
     AnswerOut,
@@ -41,7 +42,7 @@ DEFAULT_K = 10
 # Validators with good messages do the checking; `schema_extra` only documents the contract.
 QueryParam = Annotated[str, Parameter(
     description="What to look for, in plain words (a question or keywords); required, 1..1000 characters.",
-    required=True, schema_extra={"min_length": 1, "max_length": MAX_QUERY_CHARS, "default": None})]
+    required=True, schema_extra={"min_length": 1, "max_length": MAX_QUERY_CHARS})]
 KParam = Annotated[int, Parameter(description=f"Results per page, 1..{MAX_K}; offset + k must be at most {MAX_K}.",
                                   schema_extra={"minimum": 1, "maximum": MAX_K})]
 OffsetParam = Annotated[int, Parameter(
@@ -66,7 +67,8 @@ _NOT_QUERY = frozenset({"request", "state", "data", "scope", "headers", "cookies
 
 
 def reject_unknown_params(request: Request) -> None:
-    """Before every `/v1` route: a query parameter the route does not take is a 400 that names it.
+    """Before every `/v1` route: a query parameter the route does not take is a 400 that names it,
+    and a missing `q` the usual `empty_query` 400 (not the framework's generic message).
 
     A typo (`dat_from=`) would otherwise be ignored silently and look like a bug in
     the results. Pages (`/`, `/articles/...`) ignore unknown parameters instead:
@@ -83,6 +85,8 @@ def reject_unknown_params(request: Request) -> None:
         raise InvalidParameter(
             f"unknown query parameter {', '.join(repr(u) for u in unknown)} for {request.url.path}: "
             f"it takes {takes}", code="unknown_parameter")
+    if "q" in known and "q" not in request.query_params:
+        validate_query(None)  # the required query, missing: the domain error says how to write one
 
 
 def validate_page(k: int, offset: int) -> None:
@@ -144,10 +148,11 @@ def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
 _SEARCH_ERRORS = error_responses(400)
 
 
-@get("/v1/search", sync_to_thread=True, summary="Search passages", responses=_SEARCH_ERRORS)
+@get("/v1/search", sync_to_thread=True, summary="Search passages", operation_id="search",
+     responses=_SEARCH_ERRORS)
 def search_get(
     searcher: Searcher,
-    q: QueryParam = "",
+    q: QueryParam,
     k: KParam = DEFAULT_K,
     offset: OffsetParam = 0,
     mode: ModeParam = "hybrid",
@@ -166,16 +171,17 @@ def search_get(
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)",
-      responses=error_responses(400, 413))
+      operation_id="searchPost", responses=error_responses(400, 413))
 def search_post(searcher: Searcher, data: SearchIn) -> SearchOut:
     """The same search as `GET /v1/search`, with the parameters in a JSON body."""
     return run_search(searcher, data)
 
 
-@get("/v1/answer", sync_to_thread=True, summary="Answer a question with a cited sentence", responses=_SEARCH_ERRORS)
+@get("/v1/answer", sync_to_thread=True, summary="Answer a question with a cited sentence", operation_id="answer",
+     responses=_SEARCH_ERRORS)
 def answer_get(
     searcher: Searcher,
-    q: QueryParam = "",
+    q: QueryParam,
     k: Annotated[int, Parameter(description=f"Passages the answer is chosen from, 1..{MAX_K} "
                                             f"(default {DEFAULT_PASSAGES}).",
                                 schema_extra={"minimum": 1, "maximum": MAX_K})] = DEFAULT_PASSAGES,
@@ -195,8 +201,9 @@ def answer_get(
 
 
 def article_etag(version: str, key: str) -> str:
-    """A strong ETag for a response about `key` in index `version` (a new version changes it)."""
-    return '"' + hashlib.sha256(f"{version}\0{key}".encode()).hexdigest()[:32] + '"'
+    """A weak ETag for a response about `key` in index `version` (a new version changes it); weak
+    because gzip and identity encodings of the response share it."""
+    return 'W/"' + hashlib.sha256(f"{version}\0{key}".encode()).hexdigest()[:32] + '"'
 
 
 NOT_MODIFIED = ResponseSpec(data_container=None, description="Not modified: the If-None-Match ETag is current",
@@ -215,7 +222,7 @@ class ConditionalGet(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        wanted = {t.strip() for name, value in scope.get("headers", ()) if name == b"if-none-match"
+        wanted = {_opaque(t) for name, value in scope.get("headers", ()) if name == b"if-none-match"
                   for t in value.decode("latin-1").split(",")}
         if not wanted or scope["method"] not in ("GET", "HEAD"):
             await next_app(scope, receive, send)
@@ -226,8 +233,8 @@ class ConditionalGet(ASGIMiddleware):
             nonlocal swallowing
             if message["type"] == "http.response.start" and message["status"] == 200:
                 headers = dict(message.get("headers", ()))
-                etag = headers.get(b"etag", b"").decode("latin-1")
-                if etag and (etag in wanted or f"W/{etag}" in wanted or "*" in wanted):
+                etag = _opaque(headers.get(b"etag", b"").decode("latin-1"))
+                if etag and (etag in wanted or "*" in wanted):
                     swallowing = True
                     kept = [(k, v) for k, v in message.get("headers", ()) if k in _KEPT_ON_304]
                     await send({"type": "http.response.start", "status": 304, "headers": kept})
@@ -243,8 +250,15 @@ class ConditionalGet(ASGIMiddleware):
 _KEPT_ON_304 = frozenset({b"etag", b"cache-control", b"vary", b"last-modified"})
 
 
+def _opaque(tag: str) -> str:
+    """The opaque part of an entity tag: If-None-Match compares weakly (RFC 9110, 13.1.2)."""
+    tag = tag.strip()
+    return tag[2:] if tag.startswith("W/") else tag
+
+
 @get("/v1/articles/{article_id:str}", sync_to_thread=True, summary="One article",
-     responses={**error_responses(400, 404), 304: NOT_MODIFIED}, middleware=[ConditionalGet()])
+     operation_id="getArticle", responses={**error_responses(400, 404), 304: NOT_MODIFIED},
+     middleware=[ConditionalGet()])
 def get_article(searcher: Searcher,
                 article_id: Annotated[str, Parameter(description="The article id, from a citation.")]
                 ) -> Response[ArticleOut]:
@@ -256,7 +270,7 @@ def get_article(searcher: Searcher,
 
 
 @get("/v1/sources", sync_to_thread=True, summary="Sources with article counts and date ranges",
-     responses=error_responses(400))
+     operation_id="listSources", responses=error_responses(400))
 def list_sources(searcher: Searcher) -> list[SourceOut]:
     """Every source in the index with its article count, undated articles and first and last date,
     for a `source=` filter (matched in any case)."""
@@ -268,7 +282,7 @@ def source_list(searcher: Searcher) -> list[SourceOut]:
 
 
 @get("/health", sync_to_thread=False, summary="Liveness and index facts", security=[{}],
-     responses=error_responses(503, common=False))
+     operation_id="health", responses=error_responses(503, common=False))
 def health(state: State) -> HealthOut:
     index = state.resources.index
     manifest = index.manifest
