@@ -25,7 +25,7 @@ from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
 from indexer.store.backends import open_store
-from service import admin, api, tools, web
+from service import admin, api, conventions, tools, web
 from service.errors import EXCEPTION_HANDLERS
 from service.limits import limit_middleware
 from service.reload import Reloader
@@ -143,7 +143,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
-        before_request=api.reject_unknown_params,
+        before_request=conventions.reject_unknown_params,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origin)) if settings.cors_origin else None,
         compression_config=CompressionConfig(backend="gzip", minimum_size=COMPRESS_MIN_BYTES),
         template_config=web.template_config(),

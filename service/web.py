@@ -29,7 +29,7 @@ from indexer.errors import InvalidParameter, NewsqaError
 from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
-from service.api import REVALIDATE, ConditionalGet, article_etag, empty_reason
+from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason
 
 log = logging.getLogger("newsqa.web")
 

@@ -158,7 +158,7 @@ def test_etag_revalidates_with_a_304(client, kind):
 
 
 def test_article_etag_is_keyed_by_index_version():
-    from service.api import article_etag
+    from service.conventions import article_etag
 
     assert article_etag("v1", "a") != article_etag("v2", "a") != article_etag("v2", "b")
 
