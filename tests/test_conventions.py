@@ -110,15 +110,21 @@ def test_cors_origins_from_settings(news_index_dir, embedder):
 
     from service.app import ServiceSettings, create_app
 
-    settings = ServiceSettings(index_dir=news_index_dir, cors_origin=("https://app.example.org",))
+    settings = ServiceSettings(index_dir=news_index_dir, cors_origin=("https://app.example.org",), api_key="k")
+    key = {"X-API-Key": "k"}
     with TestClient(app=create_app(settings, embedder=embedder)) as cors_client:
-        allowed = cors_client.get("/v1/sources", headers={"Origin": "https://app.example.org"})
+        allowed = cors_client.get("/v1/sources", headers={"Origin": "https://app.example.org", **key})
+        assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.org"
-        other = cors_client.get("/v1/sources", headers={"Origin": "https://evil.example"})
+        other = cors_client.get("/v1/sources", headers={"Origin": "https://evil.example", **key})
         assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+        # The browser's preflight carries no key: it is answered before the key check.
         preflight = cors_client.options("/v1/search", headers={
-            "Origin": "https://app.example.org", "Access-Control-Request-Method": "POST"})
-        assert preflight.status_code in (200, 204)
+            "Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key, content-type"})
+        assert preflight.status_code in (200, 204), preflight.text
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.org"
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
 
 
 def test_cors_origin_flag_repeats():
