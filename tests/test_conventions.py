@@ -203,3 +203,30 @@ def test_both_stores_list_sources_and_match_them_in_any_case(both_searchers):
         exact = searcher.index.allowed_chunks(Filters(source=stats[0]["name"]))
         shouted = searcher.index.allowed_chunks(Filters(source=stats[0]["name"].upper()))
         assert len(exact) > 0 and sorted(exact) == sorted(shouted)
+
+
+def test_the_served_schema_documents_parameters_errors_and_keys(client):
+    schema = client.get("/schema/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyHeader"}
+    assert schema["components"]["securitySchemes"]["apiKeyHeader"]["name"] == "X-API-Key"
+    error_ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert parameter.get("description"), (method, path, parameter["name"])
+            errors = {s: r for s, r in operation["responses"].items() if s >= "400"}
+            assert "503" in errors, (method, path)
+            for status, response in errors.items():
+                assert response["content"]["application/json"]["schema"] == error_ref, (method, path, status)
+            if path not in ("/health", "/ready"):
+                assert {"400", "401", "429", "503"} <= set(errors), (method, path)
+            if method == "post":
+                assert "413" in errors, (method, path)
+    search = {p["name"]: p for p in schema["paths"]["/v1/search"]["get"]["parameters"]}
+    assert search["q"]["required"] is True
+    assert search["mode"]["schema"]["enum"] == ["hybrid", "dense", "lexical"]
+    assert search["group"]["schema"]["enum"] == ["passage", "article"]
+    assert search["date_from"]["schema"]["format"] == "date"
+    assert "404" in schema["paths"]["/v1/articles/{article_id}"]["get"]["responses"]
+    assert "403" in schema["paths"]["/v1/admin/reload"]["post"]["responses"]
+    assert schema["paths"]["/health"]["get"]["security"] == [{}]
