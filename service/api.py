@@ -8,24 +8,19 @@ Every route documents its errors in the one error shape (`error_responses`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from typing import Annotated
-from urllib.parse import unquote
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import State
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.errors import InvalidParameter
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
 from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters, validate_k
-from indexer.types import Filters
+from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
 from service.schemas import (
     AnswerOut,
     ArticleOut,
@@ -43,7 +38,7 @@ DEFAULT_K = 10
 # Validators with good messages do the checking; `schema_extra` only documents the contract.
 QueryParam = Annotated[str, Parameter(
     description="What to look for, in plain words (a question or keywords); required, 1..1000 characters.",
-    required=True, schema_extra={"min_length": 1, "max_length": MAX_QUERY_CHARS, "default": None})]
+    required=True, schema_extra={"min_length": 1, "max_length": MAX_QUERY_CHARS})]
 KParam = Annotated[int, Parameter(description=f"Results per page, 1..{MAX_K}; offset + k must be at most {MAX_K}.",
                                   schema_extra={"minimum": 1, "maximum": MAX_K})]
 OffsetParam = Annotated[int, Parameter(
@@ -78,30 +73,6 @@ DatesParam = Annotated[str | None, Parameter(
 CollapseParam = Annotated[str | None, Parameter(
     description="story: near-duplicate articles (syndicated rewrites) fold into one result that lists them "
                 "as `similar`.", schema_extra={"enum": list(COLLAPSES)})]
-# Keyword arguments a handler receives that are not query parameters.
-_NOT_QUERY = frozenset({"request", "state", "data", "scope", "headers", "cookies", "body", "query"})
-
-
-def reject_unknown_params(request: Request) -> None:
-    """Before every `/v1` route: a query parameter the route does not take is a 400 that names it.
-
-    A typo (`dat_from=`) would otherwise be ignored silently and look like a bug in
-    the results. Pages (`/`, `/articles/...`) ignore unknown parameters instead:
-    shared links often carry tracking parameters.
-    """
-    if not request.url.path.startswith("/v1/"):
-        return
-    handler = request.scope["route_handler"]
-    known = set(handler.parsed_fn_signature.parameters) - set(handler.resolve_dependencies()) - _NOT_QUERY
-    known -= set(request.path_params)
-    unknown = [name for name in request.query_params if name not in known]
-    if unknown:
-        takes = ", ".join(sorted(known)) or "no query parameters"
-        raise InvalidParameter(
-            f"unknown query parameter {', '.join(repr(u) for u in unknown)} for {request.url.path}: "
-            f"it takes {takes}", code="unknown_parameter")
-
-
 def validate_page(k: int, offset: int) -> None:
     validate_k(k)
     if offset < 0 or offset + k > MAX_K:
@@ -109,38 +80,6 @@ def validate_page(k: int, offset: int) -> None:
             f"offset={offset} with k={k} is out of range: use offset >= 0 and offset + k <= {MAX_K} "
             f"(results deeper than rank {MAX_K} are not served; narrow the query or add filters)",
             code="invalid_offset")
-
-
-def empty_reason(searcher: Searcher, filters: Filters) -> str | None:
-    """Why a search with `filters` found nothing when the filters caused it, else None.
-
-    Each filter is tried alone: the ones that match no article are named, with
-    what the index holds instead (its sources, its date range, undated articles).
-    """
-    if filters.empty:
-        return None
-    index = searcher.index
-    if len(index.allowed_chunks(filters)) > 0:
-        return None  # passages pass the filters: the query found nothing among them
-    stats = index.source_stats()
-    dated = [s for s in stats if s["date_from"]]
-    first = min((s["date_from"] for s in dated), default=None)
-    last = max((s["date_to"] for s in dated), default=None)
-    undated = sum(s["undated"] for s in stats)
-    parts = []
-    if filters.source and not len(index.allowed_chunks(Filters(source=filters.source))):
-        names = ", ".join(s["name"] for s in stats[:20]) or "none"
-        parts.append(f"source={filters.source!r} matches no article (sources: {names}; GET /v1/sources lists them)")
-    for name, value in (("date_from", filters.date_from), ("date_to", filters.date_to)):
-        if value and not len(index.allowed_chunks(Filters(**{name: value}))):
-            span = f"articles are dated {first} to {last}" if first else "no article has a date"
-            parts.append(f"{name}={value} matches no article ({span})")
-    if not parts:
-        parts.append("no article matches all the filters together (each matches some articles alone)")
-    if (filters.date_from or filters.date_to) and undated:
-        parts.append(f"date filters exclude the {undated} undated article{'s' if undated != 1 else ''}: "
-                     "leave out date_from/date_to to include them")
-    return "the filters exclude every article: " + "; ".join(parts)
 
 
 def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
@@ -163,10 +102,11 @@ def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
 _SEARCH_ERRORS = error_responses(400)
 
 
-@get("/v1/search", sync_to_thread=True, summary="Search passages", responses=_SEARCH_ERRORS)
+@get("/v1/search", sync_to_thread=True, summary="Search passages", operation_id="search",
+     responses=_SEARCH_ERRORS)
 def search_get(
     searcher: Searcher,
-    q: QueryParam = "",
+    q: QueryParam,
     k: KParam = DEFAULT_K,
     offset: OffsetParam = 0,
     mode: ModeParam = "hybrid",
@@ -193,16 +133,17 @@ def search_get(
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)",
-      responses=error_responses(400, 413))
+      operation_id="searchPost", responses=error_responses(400, 413))
 def search_post(searcher: Searcher, data: SearchIn) -> SearchOut:
     """The same search as `GET /v1/search`, with the parameters in a JSON body."""
     return run_search(searcher, data)
 
 
-@get("/v1/answer", sync_to_thread=True, summary="Answer a question with a cited sentence", responses=_SEARCH_ERRORS)
+@get("/v1/answer", sync_to_thread=True, summary="Answer a question with a cited sentence", operation_id="answer",
+     responses=_SEARCH_ERRORS)
 def answer_get(
     searcher: Searcher,
-    q: QueryParam = "",
+    q: QueryParam,
     k: Annotated[int, Parameter(description=f"Passages the answer is chosen from, 1..{MAX_K} "
                                             f"(default {DEFAULT_PASSAGES}).",
                                 schema_extra={"minimum": 1, "maximum": MAX_K})] = DEFAULT_PASSAGES,
@@ -222,77 +163,13 @@ def answer_get(
     return out
 
 
-def path_article_id(request: Request, matched: str, prefix: str) -> str:
-    """The article id a `{article_id:path}` route was called with, exactly as the client encoded it.
-
-    Ids may hold any character, "/" included; links encode them whole
-    (`quote(id, safe="")`). The router's `matched` value has lost what path
-    normalisation drops (a leading, trailing or doubled "/"), so the id is
-    decoded from the raw path when there is one.
-    """
-    raw = request.scope.get("raw_path")
-    if raw:
-        path = raw.decode("latin-1").partition("?")[0]  # some servers leave the query string on
-        root = request.scope.get("root_path") or ""
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if path.startswith(prefix):
-            return unquote(path[len(prefix):], encoding="utf-8", errors="replace")
-    return matched.lstrip("/")
-
-
-
-def article_etag(version: str, key: str) -> str:
-    """A strong ETag for a response about `key` in index `version` (a new version changes it)."""
-    return '"' + hashlib.sha256(f"{version}\0{key}".encode()).hexdigest()[:32] + '"'
-
-
 NOT_MODIFIED = ResponseSpec(data_container=None, description="Not modified: the If-None-Match ETag is current",
                             generate_examples=False)
-# Clients may keep an article but must revalidate it: a reload can change or remove it.
-REVALIDATE = "no-cache"
-
-
-class ConditionalGet(ASGIMiddleware):
-    """Answers a GET whose `If-None-Match` names the response's ETag with a bodiless 304.
-
-    The handler runs as usual (a missing article is still a 404); only a 200 with
-    a matching ETag becomes a 304, keeping its ETag and Cache-Control.
-    """
-
-    scopes = (ScopeType.HTTP,)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        wanted = {t.strip() for name, value in scope.get("headers", ()) if name == b"if-none-match"
-                  for t in value.decode("latin-1").split(",")}
-        if not wanted or scope["method"] not in ("GET", "HEAD"):
-            await next_app(scope, receive, send)
-            return
-        swallowing = False
-
-        async def conditional_send(message: Message) -> None:
-            nonlocal swallowing
-            if message["type"] == "http.response.start" and message["status"] == 200:
-                headers = dict(message.get("headers", ()))
-                etag = headers.get(b"etag", b"").decode("latin-1")
-                if etag and (etag in wanted or f"W/{etag}" in wanted or "*" in wanted):
-                    swallowing = True
-                    kept = [(k, v) for k, v in message.get("headers", ()) if k in _KEPT_ON_304]
-                    await send({"type": "http.response.start", "status": 304, "headers": kept})
-                    await send({"type": "http.response.body", "body": b""})
-                    return
-            if swallowing:
-                return
-            await send(message)
-
-        await next_app(scope, receive, conditional_send)
-
-
-_KEPT_ON_304 = frozenset({b"etag", b"cache-control", b"vary", b"last-modified"})
 
 
 @get("/v1/articles/{article_id:path}", sync_to_thread=True, summary="One article",
-     responses={**error_responses(400, 404), 304: NOT_MODIFIED}, middleware=[ConditionalGet()])
+     operation_id="getArticle", responses={**error_responses(400, 404), 304: NOT_MODIFIED},
+     middleware=[ConditionalGet()])
 def get_article(request: Request, searcher: Searcher,
                 article_id: Annotated[str, Parameter(description="The article id, from a citation; encode it "
                                                                  "whole (`/` too, as `%2F`): ids may hold any "
@@ -307,7 +184,7 @@ def get_article(request: Request, searcher: Searcher,
 
 
 @get("/v1/sources", sync_to_thread=True, summary="Sources with article counts and date ranges",
-     responses=error_responses(400))
+     operation_id="listSources", responses=error_responses(400))
 def list_sources(searcher: Searcher) -> list[SourceOut]:
     """Every source in the index with its article count, undated articles and first and last date,
     for a `source=` filter (matched in any case)."""
@@ -319,7 +196,7 @@ def source_list(searcher: Searcher) -> list[SourceOut]:
 
 
 @get("/health", sync_to_thread=False, summary="Liveness and index facts", security=[{}],
-     responses=error_responses(503, common=False))
+     operation_id="health", responses=error_responses(503, common=False))
 def health(state: State) -> HealthOut:
     index = state.resources.index
     manifest = index.manifest

@@ -25,7 +25,7 @@ from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
 from indexer.store.backends import open_store
-from service import admin, api, sources, tools, web
+from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
 from service.limits import limit_middleware, security_headers
@@ -128,7 +128,7 @@ def openapi_config() -> OpenAPIConfig:
 
 async def check_request(request: Request) -> None:
     """Before every route: unknown `/v1` query parameters and unreadable JSON bodies are 400s."""
-    api.reject_unknown_params(request)
+    conventions.reject_unknown_params(request)
     await check_json_body(request)
 
 

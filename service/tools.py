@@ -558,10 +558,10 @@ def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
 
 
 @get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM",
-     responses=error_responses(400))
+     operation_id="context", responses=error_responses(400))
 def context_get(
     searcher: Searcher,
-    q: QueryParam = "",
+    q: QueryParam,
     max_tokens: Annotated[int, Parameter(
         description=f"Token budget of `context`, {MIN_MAX_TOKENS}..{MAX_MAX_TOKENS}, counted with `encoding`.",
         schema_extra={"minimum": MIN_MAX_TOKENS, "maximum": MAX_MAX_TOKENS})] = DEFAULT_MAX_TOKENS,
@@ -592,14 +592,14 @@ def context_get(
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",
-      responses=error_responses(400, 413))
+      operation_id="contextPost", responses=error_responses(400, 413))
 def context_post(searcher: Searcher, data: ContextArgs) -> ContextOut:
     """The same as `GET /v1/context`, with the parameters in a JSON body."""
     return context_out(searcher, context_args(**msgspec.structs.asdict(data)))
 
 
 @get("/v1/tools", sync_to_thread=False, summary="Tool definitions for OpenAI or Anthropic function calling",
-     responses=error_responses(400))
+     operation_id="listTools", responses=error_responses(400))
 def tools_list(
     format: Annotated[str, Parameter(
         description="openai (default): `{type: function, function: {name, description, parameters}}`; "
@@ -612,7 +612,7 @@ def tools_list(
 
 
 @post("/v1/tools/{name:str}", sync_to_thread=True, status_code=200, summary="Run a tool call",
-      responses=error_responses(400, 404, 413))
+      operation_id="callTool", responses=error_responses(400, 404, 413))
 def tools_call(searcher: Searcher, name: Annotated[str, Parameter(
         description="The tool to run: " + ", ".join(TOOL_NAMES) + ".", schema_extra={"enum": list(TOOL_NAMES)})],
                data: dict[str, Any] | None = None) -> Response[dict[str, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 from litestar import Request, get
 from litestar.datastructures import CacheControlHeader
@@ -30,7 +30,7 @@ from indexer.query.ordering import make_ordering
 from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
-from service.api import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
+from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
 
 log = logging.getLogger("newsqa.web")
 

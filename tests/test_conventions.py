@@ -110,15 +110,21 @@ def test_cors_origins_from_settings(news_index_dir, embedder):
 
     from service.app import ServiceSettings, create_app
 
-    settings = ServiceSettings(index_dir=news_index_dir, cors_origin=("https://app.example.org",))
+    settings = ServiceSettings(index_dir=news_index_dir, cors_origin=("https://app.example.org",), api_key="k")
+    key = {"X-API-Key": "k"}
     with TestClient(app=create_app(settings, embedder=embedder)) as cors_client:
-        allowed = cors_client.get("/v1/sources", headers={"Origin": "https://app.example.org"})
+        allowed = cors_client.get("/v1/sources", headers={"Origin": "https://app.example.org", **key})
+        assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.org"
-        other = cors_client.get("/v1/sources", headers={"Origin": "https://evil.example"})
+        other = cors_client.get("/v1/sources", headers={"Origin": "https://evil.example", **key})
         assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+        # The browser's preflight carries no key: it is answered before the key check.
         preflight = cors_client.options("/v1/search", headers={
-            "Origin": "https://app.example.org", "Access-Control-Request-Method": "POST"})
-        assert preflight.status_code in (200, 204)
+            "Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key, content-type"})
+        assert preflight.status_code in (200, 204), preflight.text
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.org"
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
 
 
 def test_cors_origin_flag_repeats():
@@ -158,7 +164,7 @@ def test_etag_revalidates_with_a_304(client, kind):
 
 
 def test_article_etag_is_keyed_by_index_version():
-    from service.api import article_etag
+    from service.conventions import article_etag
 
     assert article_etag("v1", "a") != article_etag("v2", "a") != article_etag("v2", "b")
 
@@ -197,3 +203,30 @@ def test_both_stores_list_sources_and_match_them_in_any_case(both_searchers):
         exact = searcher.index.allowed_chunks(Filters(source=stats[0]["name"]))
         shouted = searcher.index.allowed_chunks(Filters(source=stats[0]["name"].upper()))
         assert len(exact) > 0 and sorted(exact) == sorted(shouted)
+
+
+def test_the_served_schema_documents_parameters_errors_and_keys(client):
+    schema = client.get("/schema/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyHeader"}
+    assert schema["components"]["securitySchemes"]["apiKeyHeader"]["name"] == "X-API-Key"
+    error_ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert parameter.get("description"), (method, path, parameter["name"])
+            errors = {s: r for s, r in operation["responses"].items() if s >= "400"}
+            assert "503" in errors, (method, path)
+            for status, response in errors.items():
+                assert response["content"]["application/json"]["schema"] == error_ref, (method, path, status)
+            if path not in ("/health", "/ready"):
+                assert {"400", "401", "429", "503"} <= set(errors), (method, path)
+            if method == "post":
+                assert "413" in errors, (method, path)
+    search = {p["name"]: p for p in schema["paths"]["/v1/search"]["get"]["parameters"]}
+    assert search["q"]["required"] is True
+    assert search["mode"]["schema"]["enum"] == ["hybrid", "dense", "lexical"]
+    assert search["group"]["schema"]["enum"] == ["passage", "article"]
+    assert search["date_from"]["schema"]["format"] == "date"
+    assert "404" in schema["paths"]["/v1/articles/{article_id}"]["get"]["responses"]
+    assert "403" in schema["paths"]["/v1/admin/reload"]["post"]["responses"]
+    assert schema["paths"]["/health"]["get"]["security"] == [{}]
