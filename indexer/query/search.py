@@ -46,7 +46,7 @@ from indexer.embed import Embedder
 from indexer.errors import InvalidParameter, InvalidQuery
 from indexer.store.bm25 import tokenize
 from indexer.sentences import split_sentences
-from indexer.store.embedded import Index
+from indexer.store.protocols import Store
 from indexer.types import Article, Chunk, Citation, Filters, Hit, Span
 
 MAX_QUERY_CHARS = 1000
@@ -248,7 +248,7 @@ class Searcher:
     """Ranks passages of one index version for a query. Safe to share between threads."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE
+        self, index: Store, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -288,8 +288,8 @@ class Searcher:
         dense = self.index.dense_search(vector, depth, allowed) if mode != "lexical" else []
         timings["dense_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        bm25 = self.index.lexical.query_scores(query)
-        lexical = self.index.lexical.search(query, depth, allowed, scores=bm25) if mode != "dense" else []
+        bm25 = self.index.lexical_terms(query)
+        lexical = self.index.lexical_search(bm25, depth, allowed) if mode != "dense" else []
         timings["lexical_ms"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
@@ -300,10 +300,10 @@ class Searcher:
         else:
             candidates = list(dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical]))
         dense_scores = dict(dense)
-        dense_scores.update(self._dense_fill([c for c in candidates if c not in dense_scores], vector))
+        dense_scores.update(self.index.dense_scores([c for c in candidates if c not in dense_scores], vector))
         lexical_scores = dict(lexical)
         missing = [c for c in candidates if c not in lexical_scores]
-        lexical_scores.update(self.index.lexical.scores_for(missing, bm25))
+        lexical_scores.update(self.index.lexical_scores(missing, bm25))
         parts = self._parts(mode, fusion, candidates, dense_scores, lexical_scores)
         ranked = sorted(((c, parts[0][c] + parts[1][c]) for c in candidates), key=lambda item: (-item[1], item[0]))
         timings["fuse_ms"] = (time.perf_counter() - t0) * 1000
@@ -335,17 +335,6 @@ class Searcher:
 
     # --- scoring ------------------------------------------------------------------------
 
-    def _dense_fill(self, chunk_ids: list[int], vector: np.ndarray) -> dict[int, float]:
-        """Exact cosine of stored passage vectors the dense leg did not return."""
-        if not chunk_ids:
-            return {}
-        ids = np.asarray(chunk_ids, dtype=np.int64)
-        try:
-            stored = self.index.vectors.reconstruct_batch(ids)
-        except RuntimeError:  # an index type without batch reconstruction
-            stored = np.stack([self.index.vectors.reconstruct(int(i)) for i in ids])
-        return {int(c): float(s) for c, s in zip(chunk_ids, stored @ vector)}
-
     def _parts(self, mode, fusion, candidates, dense_scores, lexical_scores) -> tuple[dict, dict]:
         """Each candidate's score as (dense part, lexical part); its ranking score is their sum."""
         zero = dict.fromkeys(candidates, 0.0)
@@ -362,7 +351,7 @@ class Searcher:
     def query_terms(self, query: str) -> QueryTerms:
         """Stemmed content terms of `query` with idf weights; question words say nothing about the topic."""
         tokens = list(dict.fromkeys(tokenize([_QUESTION_WORDS.sub(" ", query)])[0]))
-        return QueryTerms(self.index.lexical.idf(tokens))
+        return QueryTerms(self.index.idf(tokens))
 
     def signals(self, hits: list[Hit], terms: QueryTerms) -> dict[str, float]:
         """The confidence features: best dense cosine and best query-term coverage of the top hits."""
@@ -409,7 +398,7 @@ class Searcher:
         that of each of its passages, so a group's first hit carries it.
         """
         # Article of each candidate without loading every passage: one query for the ids.
-        owner = self._owners([cid for cid, _ in ranked])
+        owner = self.index.owners([cid for cid, _ in ranked])
         members_of: dict[str, list[tuple[int, float]]] = {}
         best_dense: dict[str, float] = {}
         best_lexical: dict[str, float] = {}
@@ -450,19 +439,6 @@ class Searcher:
         done = {h.chunk_id: h for h in self.highlight(flat, terms, vector)}
         for i, g in enumerate(groups):
             groups[i] = ArticleGroup(g.rank, g.score, g.article_id, g.title, tuple(done[h.chunk_id] for h in g.hits))
-
-    def _owners(self, chunk_ids: list[int]) -> dict[int, str]:
-        if not chunk_ids:
-            return {}
-        owners: dict[int, str] = {}
-        # SQLite limits bound parameters; 900 per query stays under every build's limit.
-        for start in range(0, len(chunk_ids), 900):
-            part = chunk_ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            rows = self.index.db().execute(
-                f"SELECT chunk_id, article_id FROM chunks WHERE chunk_id IN ({marks})", part).fetchall()
-            owners.update((int(r[0]), r[1]) for r in rows)
-        return owners
 
     def highlight(self, hits: list[Hit], terms: QueryTerms, vector: np.ndarray | None) -> list[Hit]:
         """`hits` with `highlights`: spans (article offsets) of the sentences that best match the query.
