@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export NEWSQA_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: install chromium index serve test test-slow test-all clean
+.PHONY: install chromium index serve test test-slow test-all typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ index: install
 serve: index
 	$(BIN)/newsqa serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
+# The storage and query layers are type-checked (files and settings: [tool.mypy] in pyproject.toml).
+typecheck: install
+	$(BIN)/python -m mypy
+
 test: install chromium
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -49,4 +53,4 @@ test-all: install chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(INDEX) .cache .pytest_cache artifacts
+	rm -rf $(INDEX) .cache .pytest_cache .mypy_cache artifacts

@@ -38,7 +38,7 @@ from indexer.store.common import (
     article_not_found, chunk_from_row, counts, faiss_ef_search, lexical_text, model_mismatch, paragraphs_json,
     sections_json,
 )
-from indexer.store.protocols import Allowed, LexicalTerms
+from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
 from indexer.types import Article, Chunk, Filters
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class Index:
+class Index(Store):
     """A loaded, read-only index version: dense, lexical and metadata look-ups (a `Store`).
 
     Safe to share between threads: FAISS searches run concurrently, and each
@@ -157,9 +157,9 @@ class Index:
         self._pin = open(version_dir / "manifest.json", "rb")
         try:
             fcntl.flock(self._pin, fcntl.LOCK_SH)
-            self.manifest = read_manifest(version_dir)
-            check_manifest(self.manifest, model=model, where=version_dir)
-            self.dimension = int(self.manifest["dimension"])
+            self._manifest = read_manifest(version_dir)
+            check_manifest(self._manifest, model=model, where=version_dir)
+            self.dimension = int(self._manifest["dimension"])
             self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
             self.lexical = LexicalIndex.load(version_dir / "lexical")
         except BaseException:
@@ -175,8 +175,12 @@ class Index:
         return self.path.name
 
     @property
+    def manifest(self) -> dict:
+        return self._manifest
+
+    @property
     def counts(self) -> dict[str, int]:
-        return dict(self.manifest["counts"])
+        return dict(self._manifest["counts"])
 
     def db(self) -> sqlite3.Connection:
         """This thread's read-only connection to the version's database (embedded-only)."""
@@ -290,7 +294,9 @@ class Index:
         # for the second one to be scheduled (~8 ms). The setting is per calling thread.
         faiss.omp_set_num_threads(1)
         if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            # FAISS's bundled stubs (SWIG-generated) miss the keyword constructor and the
+            # id-array overloads that the Python wrappers add.
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
             scores, ids = self.vectors.search(query, k, params=params)
         else:
             scores, ids = self.vectors.search(query, k)
@@ -351,7 +357,7 @@ def open_index(index_dir: str | os.PathLike, *, model: str | None = None) -> Ind
     return Index(version, model=model)
 
 
-class IndexDraft:
+class IndexDraft(StoreWriter):
     """A new index version being written beside the live one (a `StoreWriter`).
 
     Start from an existing version (incremental) or from nothing, add and
@@ -414,7 +420,7 @@ class IndexDraft:
         """Delete an article, its chunks, vectors and full-text rows. False if it was absent."""
         ids = [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE article_id = ?", (article_id,))]
         if ids:
-            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
+            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # stubs: see dense_search
             self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         deleted = self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount
         self.changed = self.changed or bool(deleted)
@@ -480,7 +486,7 @@ class IndexDraft:
             "dimension": self.dimension,
             "chunking": self.settings,
             "counts": counts(news, records, len(rows)),
-            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,
+            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,  # type: ignore[attr-defined]  # an IndexIDMap2
             "package_version": package_version(),
             "built_at": _now(),
             **(extra or {}),

@@ -48,7 +48,7 @@ from indexer.store.common import (
     model_mismatch, paragraphs_json, sections_json,
 )
 from indexer.store.embedded import FORMAT_VERSION, package_version
-from indexer.store.protocols import Allowed, LexicalTerms
+from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
 from indexer.types import Article, Chunk, Filters
 
 if TYPE_CHECKING:
@@ -143,15 +143,17 @@ class StoreUrl:
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _URL_OPTIONS}
         rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
-        values = {}
+        values: dict[str, int] = {}
         for name, low, high, default in (("pool_size", 1, 1000, POOL_SIZE),
                                          ("ef_search", 1, PG_HNSW_EF_SEARCH_MAX, PG_HNSW_EF_SEARCH)):
             if name in ours:
                 try:
-                    values[name] = int(ours[name])
+                    value: int | None = int(ours[name])
                 except ValueError:
-                    values[name] = None
-                if values[name] is None or not low <= values[name] <= high:
+                    value = None
+                if value is not None:
+                    values[name] = value
+                if value is None or not low <= value <= high:
                     raise InvalidParameter(f"{name}={ours[name]!r} in the store URL is not a whole number in "
                                            f"{low}..{high}: e.g. ?{name}={default}",
                                            code="invalid_store_url")
@@ -311,7 +313,7 @@ class PgLexical:
         return {t: float(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))) if t in df else ceiling for t in tokens}
 
 
-class PgIndex:
+class PgIndex(Store):
     """A PostgreSQL store opened for reading (a `Store`).
 
     Unlike an embedded version it is live: every query sees the last committed
@@ -567,7 +569,7 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-class PgWriter:
+class PgWriter(StoreWriter):
     """Writes articles to the store (a `StoreWriter`); creates and migrates the schema on open.
 
     Every `write()` is one transaction: the given articles (each replacing an
@@ -639,7 +641,9 @@ class PgWriter:
         ids = [r[0] for r in self.conn.execute("SELECT nextval('chunk_ids') FROM generate_series(1, %s)", [n])]
         with self.conn.transaction():
             replaced = self._delete([p.article.article_id for p in pending])
-            article_rows, chunk_rows, posting_rows = [], [], []
+            article_rows: list[tuple] = []
+            chunk_rows: list[tuple] = []
+            posting_rows: list[tuple[str, int, int, int]] = []
             offset = 0
             for p in pending:
                 a = p.article

@@ -1,9 +1,10 @@
 """The declared storage interfaces: `Store` (what query time reads) and `StoreWriter` (what ingest writes).
 
-Two backends implement both: `indexer.store.embedded` (`Index` reads a versioned
-directory, `IndexDraft` writes the next version) and `indexer.store.postgres`
-(`PgIndex`, `PgWriter`). Query and service code type against these Protocols and
-never reach past them into FAISS, SQLite or psycopg.
+Two backends implement both, subclassing them explicitly so mypy checks every
+signature: `indexer.store.embedded` (`Index` reads a versioned directory,
+`IndexDraft` writes the next version) and `indexer.store.postgres` (`PgIndex`,
+`PgWriter`). Query and service code type against these Protocols and never
+reach past them into FAISS, SQLite or psycopg.
 
 Passages are named by chunk id (int) everywhere; scores are floats, higher is
 better, and equal for the same corpus on either backend.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 # Chunk ids that pass a query's filters (from `Store.allowed_chunks`), or None for no filters.
 # Resolved once per query, so the dense and the lexical leg do not each run the filter.
-Allowed = np.ndarray | None
+Allowed: TypeAlias = np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ class LexicalTerms:
     prepared: Any
 
 
-@runtime_checkable
 class Store(Protocol):
     """An opened store, read-only: articles, passages, both retrieval legs, facts. Thread-safe."""
 
@@ -135,7 +135,6 @@ class Store(Protocol):
         ...
 
 
-@runtime_checkable
 class StoreWriter(Protocol):
     """Writes articles into a store. What `write` and `remove` do becomes visible to readers when
     the writer's unit of work commits (`IndexDraft.commit()`; each call for `PgWriter`)."""
