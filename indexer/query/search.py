@@ -2,32 +2,35 @@
 
 `Searcher.search` is the one entry point the HTTP API, the CLI, the answer
 module, the evaluation harness and the LLM tools share. It validates its input
-and raises domain errors.
+and raises domain errors. It reaches the index only through the `Store`
+protocol (`indexer.store.protocols`), never FAISS or SQL.
 
 How a query is ranked:
 
 1. Filters become a set of allowed passages *before* ranking, so both legs
    search only inside it (never "rank, truncate, then filter").
 2. Candidates are the union of the top passages of each leg: dense (exact
-   cosine over FAISS) and lexical (BM25, Snowball-stemmed).
+   cosine) and lexical (BM25, Snowball-stemmed).
 3. Every candidate then gets *both* leg scores exactly: a passage the dense
    leg did not return is scored by its stored vector · the query vector, one
    the lexical leg did not return by its BM25 score. So every hit reports
    `dense` and `lexical`, in every mode.
 4. `hybrid` fuses the two legs by min-max normalised score fusion
-   (`HYBRID_ALPHA` on dense). It was picked over reciprocal rank fusion by
-   measurement on the SciFact *train* split (README, "Retrieval quality");
-   `fusion="rrf"` is kept for comparison.
+   (`HYBRID_ALPHA` on dense; `indexer.query.fusion`). It was picked over
+   reciprocal rank fusion by measurement on the SciFact *train* split
+   (README, "Retrieval quality"); `fusion="rrf"` is kept for comparison.
 5. `group="article"` keeps one result per article (its best passage first,
    with up to `GROUP_PASSAGES` passages). An article scores as each leg's best
    passage of the article, fused; with one leg, as its best passage.
-6. Highlights (`indexer.query.highlight`): the sentences of each hit that best match the query, as
-   character spans into the article text; lexical overlap with the stemmed
-   query terms (IDF weighted) needs no model call; a hit that shares no term
-   with the query falls back to sentence embeddings, cached per passage.
-7. Confidence (`indexer.query.confidence`): a logistic function of the top hits' dense cosine and query
-   term coverage, calibrated on `bench/news-qa.jsonl` (`newsqa eval --qa ...
-   --calibrate`); below `CONFIDENCE_THRESHOLD` the result is `low_confidence`.
+6. Highlights (`indexer.query.highlight`): the sentences of each hit that best
+   match the query, as character spans into the article text; lexical overlap
+   with the stemmed query terms (IDF weighted) needs no model call; a hit that
+   shares no term with the query falls back to sentence embeddings, cached per
+   passage.
+7. Confidence (`indexer.query.confidence`): a logistic function of the top
+   hits' dense cosine and query term coverage, calibrated on
+   `bench/news-qa.jsonl` (`newsqa eval --qa ... --calibrate`); below
+   `CONFIDENCE_THRESHOLD` the result is `low_confidence`.
 """
 
 from __future__ import annotations
