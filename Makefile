@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export NEWSQA_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: install chromium index serve test test-slow test-all bench clean follow-demo
+.PHONY: install chromium index serve test test-slow test-all typecheck bench clean follow-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ serve: index
 follow-demo: install
 	$(BIN)/python -m service.feeds_demo --index demo-index
 
+# The storage and query layers are type-checked (files and settings: [tool.mypy] in pyproject.toml).
+typecheck: install
+	$(BIN)/python -m mypy
+
 test: install chromium
 	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
 
@@ -66,4 +70,4 @@ bench: install
 	$(BIN)/python bench/million.py --json .cache/million/report.json
 
 clean:
-	rm -rf $(INDEX) demo-index demo-index-sources.txt .cache .pytest_cache artifacts
+	rm -rf $(INDEX) demo-index demo-index-sources.txt .cache .pytest_cache .mypy_cache artifacts

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -79,9 +78,9 @@ class _IndexCollector:
             size.add_metric([kind], counts.get(kind, 0))
         yield size
         yield GaugeMetricFamily("newsqa_index_vectors", "vectors in the served vector index",
-                                value=int(index.vectors.ntotal))
+                                value=index.vector_count())
         yield GaugeMetricFamily("newsqa_index_disk_bytes", "on-disk size of the served index version",
-                                value=_disk_bytes(index.path))
+                                value=index.disk_bytes())
         yield InfoMetricFamily("newsqa_index", "the served index version",
                                value={"version": index.version, "model": str(index.manifest.get("model")),
                                       "vector_index": str(index.manifest.get("vector_index", ""))})
@@ -93,13 +92,6 @@ class _IndexCollector:
                                       value=reloader.failures)
             yield GaugeMetricFamily("newsqa_index_retired_versions", "swapped-out versions not yet closed",
                                     value=len(reloader.retired_versions))
-
-
-def _disk_bytes(path: Path) -> int:
-    try:
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:  # pruned by a newer build (the served copy lives on in memory), or not a directory
-        return 0
 
 
 class TimedEmbedder:

@@ -27,6 +27,7 @@ import msgspec
 from indexer.errors import IndexMismatch, IndexMissing, NewsqaError
 from indexer.query.search import Searcher
 from indexer.store.embedded import Index, current_version
+from indexer.store.protocols import Store
 
 log = logging.getLogger("newsqa.reload")
 
@@ -70,7 +71,7 @@ class Reloader:
         self,
         resources,
         *,
-        make_searcher: Callable[[Index], Searcher] | None = None,
+        make_searcher: Callable[[Store], Searcher] | None = None,
         grace: float = RELOAD_GRACE_SECONDS,
     ) -> None:
         self.resources = resources
@@ -115,7 +116,7 @@ class Reloader:
         with self._reload_lock:
             started = time.perf_counter()
             previous = self._current.searcher.index
-            if not isinstance(previous, Index):
+            if previous.live:
                 # A live store (PostgreSQL): every query already sees committed writes; nothing to swap.
                 return self._result(False, previous, previous.version, started)
             live = current_version(self.index_dir)
@@ -128,7 +129,7 @@ class Reloader:
             try:
                 index = Index(live, model=self.resources.embedder.name)
                 # The database must open before the swap: a damaged file fails here, not in a request.
-                index.db().execute("SELECT COUNT(*) FROM articles").fetchone()
+                index.check()
             except NewsqaError as exc:
                 self._failed(f"{exc.message} (still serving {previous.version})", type(exc))
             except FileNotFoundError as exc:  # the version was pruned by a newer build while loading
@@ -160,7 +161,7 @@ class Reloader:
         raise kind(message)
 
     @staticmethod
-    def _result(changed: bool, index: Index, previous: str, started: float) -> ReloadResult:
+    def _result(changed: bool, index: Store, previous: str, started: float) -> ReloadResult:
         counts = index.counts
         return ReloadResult(changed, index.version, previous, counts["articles"], counts["chunks"],
                             time.perf_counter() - started)

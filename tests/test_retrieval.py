@@ -187,8 +187,8 @@ def test_api_rejects_unknown_group(client):
 
 def test_sentence_vectors_are_cached(searcher):
     hits = searcher.search("Lake Balkhash water level", k=2).hits
-    first = searcher.sentence_vectors(hits)
-    again = searcher.sentence_vectors(hits)
+    first = searcher.sentences.vectors(hits)
+    again = searcher.sentences.vectors(hits)
     for cid in first:
         assert first[cid][0] == again[cid][0]
         assert np.shares_memory(first[cid][1], again[cid][1])

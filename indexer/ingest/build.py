@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -232,13 +232,7 @@ def build_index(
         return draft
 
     def write(batch: list[PendingArticle]) -> None:
-        current = ensure_draft()
-        for pending in batch:
-            current.remove_article(pending.article.article_id)
-            chunks = [replace(c, chunk_id=current.next_chunk_id + i) for i, c in enumerate(pending.chunks)]
-            current.next_chunk_id += len(chunks)
-            current.add_article(pending.article, chunks, pending.vectors, content_hash=pending.content_hash,
-                                minhash=pending.minhash)
+        ensure_draft().write(batch)
 
     loop = IngestLoop(
         embedder=embedder, settings=settings, summary=summary, known=base.article_hashes() if base else {},
@@ -282,7 +276,7 @@ def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str]) ->
         draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
                            settings=base.manifest["chunking"])
         try:
-            removed = [article_id for article_id in article_ids if draft.remove_article(article_id)]
+            removed = draft.remove(article_ids)
             if removed:
                 draft.forget_files()
                 draft.commit()

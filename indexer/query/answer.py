@@ -104,7 +104,7 @@ class Answerer:
         wants_number = bool(_QUANTITY_QUESTION.match(query))
         wants_name = bool(_ENTITY_QUESTION.match(query))
         asked = query.lower()
-        found = searcher.sentence_vectors(hits)
+        found = searcher.sentences.vectors(hits)
         candidates = []  # (score, hit, sentence index)
         for position, hit in enumerate(hits, start=1):
             spans, vectors = found[hit.chunk_id]

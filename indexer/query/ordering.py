@@ -191,9 +191,9 @@ def _scaled(value: float, factor: float) -> float:
 def rescale(ranked: list[tuple[int, float]], parts: tuple[dict, dict], owner: dict[int, str],
             factors: dict[str, float]) -> tuple[list[tuple[int, float]], tuple[dict, dict]]:
     """`ranked` and the two score parts with each passage's parts scaled by its article's factor."""
-    new_parts = tuple({c: _scaled(v, factors.get(owner.get(c), 1.0)) for c, v in part.items()} for part in parts)
-    rescored = sorted(((c, new_parts[0][c] + new_parts[1][c]) for c, _ in ranked), key=lambda i: (-i[1], i[0]))
-    return rescored, new_parts
+    dense, lexical = ({c: _scaled(v, factors.get(owner.get(c, ""), 1.0)) for c, v in part.items()} for part in parts)
+    rescored = sorted(((c, dense[c] + lexical[c]) for c, _ in ranked), key=lambda i: (-i[1], i[0]))
+    return rescored, (dense, lexical)
 
 
 def relevant(items: list, score_of) -> list:
@@ -246,10 +246,10 @@ def rescore(index, query: str, ranked: list[tuple[int, float]], parts: tuple[dic
         return ranked, parts
     owner, days = candidate_dates(index, [c for c, _ in ranked])
     if ordering.rescores:
-        newest = parse_day(index.db().execute("SELECT MAX(date) FROM articles").fetchone()[0])
+        newest = parse_day(index.newest_date())
         ranked, parts = rescale(ranked, parts, owner, date_factors(days, ordering, newest, query))
     if date_sorted:
-        ranked = newest_first(relevant(ranked, lambda i: i[1]), lambda i: days.get(owner.get(i[0])),
+        ranked = newest_first(relevant(ranked, lambda i: i[1]), lambda i: days.get(owner.get(i[0], "")),
                               lambda i: i[1])
     return ranked, parts
 
@@ -282,7 +282,9 @@ def arrange(index, hits: list, groups: list, total: int, k: int, ordering: Order
     if ordering.collapse:
         ids = list(dict.fromkeys(h.citation.article_id for h in hits))
         leader_of = stories(ids, dict(index.signatures(ids)))
-        kept, folded, seen = [], {}, {}
+        kept: list[int] = []
+        folded: dict[int, list[Citation]] = {}
+        seen: dict[str, int] = {}
         for i, hit in enumerate(hits):
             lead = leader_of[hit.citation.article_id]
             if lead not in seen:
@@ -303,18 +305,6 @@ def arrange(index, hits: list, groups: list, total: int, k: int, ordering: Order
 
 
 def candidate_dates(index, chunk_ids: list[int]) -> tuple[dict[int, str], dict[str, date | None]]:
-    """(chunk id -> article id, article id -> its day) for the candidates, in batches of 900
-    (SQLite's bound-parameter limit on every build)."""
-    owner: dict[int, str] = {}
-    days: dict[str, date | None] = {}
-    for start in range(0, len(chunk_ids), 900):
-        part = [int(c) for c in chunk_ids[start:start + 900]]
-        marks = ",".join("?" * len(part))
-        rows = index.db().execute(
-            f"SELECT c.chunk_id, c.article_id, a.date FROM chunks c JOIN articles a ON a.article_id = c.article_id "
-            f"WHERE c.chunk_id IN ({marks})", part).fetchall()
-        for chunk_id, article_id, day in rows:
-            owner[int(chunk_id)] = article_id
-            days[article_id] = parse_day(day)
-    return owner, days
-
+    """(chunk id -> article id, article id -> its day) for the candidates."""
+    owner = index.owners(chunk_ids)
+    return owner, {a: parse_day(d) for a, d in index.article_dates(owner.values()).items()}

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 
 from indexer.store.postgres import is_store_url
+from indexer.store.protocols import Store
 
 STORE_ENV = "NEWSQA_STORE"
 
@@ -21,8 +22,8 @@ def store_target(store: str | None, index_dir: str | os.PathLike) -> str | os.Pa
     return store or os.environ.get(STORE_ENV) or index_dir
 
 
-def open_store(target: str | os.PathLike, *, model: str | None = None, read_store: str | None = None):
-    """An open index with the `indexer.store.embedded.Index` read interface.
+def open_store(target: str | os.PathLike, *, model: str | None = None, read_store: str | None = None) -> Store:
+    """An open store (`indexer.store.protocols.Store`).
 
     `target` is an index directory or a PostgreSQL URL; `read_store` (a
     replica's URL) sends the PostgreSQL store's reads there.

@@ -17,6 +17,7 @@ version live, and readers that still hold the old version keep working.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -24,15 +25,26 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.errors import IndexMismatch, IndexMissing, NotFound
+from indexer.errors import IndexMismatch, IndexMissing
 from indexer.store.bm25 import LexicalIndex
-from indexer.types import Article, Chunk, Filters, Section
+from indexer.store.common import (
+    ARTICLE_COLUMNS, CHUNK_COLUMNS, FAISS_HNSW_EF_CONSTRUCTION, FAISS_HNSW_M, KIND_COUNTS_SQL, SOURCE_STATS_FIELDS,
+    SOURCE_STATS_SQL, article_from_row,
+    article_not_found, chunk_from_row, counts, faiss_ef_search, lexical_text, model_mismatch, paragraphs_json,
+    sections_json,
+)
+from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
+from indexer.types import Article, Chunk, Filters
+
+if TYPE_CHECKING:
+    from indexer.ingest.build import PendingArticle
 
 FORMAT_VERSION = 1
 KEEP_VERSIONS = 2
@@ -80,10 +92,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 """
 
 
-# Articles, undated articles and date range of each named source (SQLite and PostgreSQL alike).
-SOURCE_STATS_FIELDS = ("name", "articles", "undated", "date_from", "date_to")
-SOURCE_STATS_SQL = ("SELECT source, COUNT(*), COUNT(*) - COUNT(date), MIN(date), MAX(date) FROM articles "
-                    "WHERE source IS NOT NULL GROUP BY source ORDER BY source")
 
 
 def package_version() -> str:
@@ -122,26 +130,8 @@ def check_manifest(manifest: dict, *, model: str | None, where: Path) -> None:
             f"format {FORMAT_VERSION}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
         )
     if model is not None and manifest.get("model") != model:
-        raise IndexMismatch(
-            f"index at {where} was built with model {manifest.get('model')!r}, but this service embeds "
-            f"queries with {model!r}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
-        )
-
-
-def _article_from_row(row: sqlite3.Row) -> Article:
-    return Article(
-        article_id=row["article_id"],
-        title=row["title"],
-        text=row["text"],
-        date=row["date"],
-        source=row["source"],
-        url=row["url"],
-        kind=row["kind"],
-        sections=tuple(Section(*s) for s in json.loads(row["sections"])),
-        paragraphs=tuple(tuple(p) for p in json.loads(row["paragraphs"])),
-        origin=row["origin"],
-        lang=row["lang"] if "lang" in row.keys() else None,  # versions written before languages were kept
-    )
+        raise model_mismatch(f"index at {where}", manifest.get("model"), model,
+                             f"newsqa index SOURCE --index {where.parent} --rebuild")
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -154,12 +144,15 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class Index:
-    """A loaded, read-only index version: dense, lexical and metadata look-ups.
+class Index(Store):
+    """A loaded, read-only index version: dense, lexical and metadata look-ups (a `Store`).
 
     Safe to share between threads: FAISS searches run concurrently, and each
     thread gets its own read-only SQLite connection.
     """
+
+    # A fixed version: a newer build is served by loading it (service/reload.py).
+    live = False
 
     def __init__(self, version_dir: Path, *, model: str | None = None) -> None:
         import faiss
@@ -169,9 +162,9 @@ class Index:
         self._pin = open(version_dir / "manifest.json", "rb")
         try:
             fcntl.flock(self._pin, fcntl.LOCK_SH)
-            self.manifest = read_manifest(version_dir)
-            check_manifest(self.manifest, model=model, where=version_dir)
-            self.dimension = int(self.manifest["dimension"])
+            self._manifest = read_manifest(version_dir)
+            check_manifest(self._manifest, model=model, where=version_dir)
+            self.dimension = int(self._manifest["dimension"])
             self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
             self.lexical = LexicalIndex.load(version_dir / "lexical")
         except BaseException:
@@ -187,10 +180,15 @@ class Index:
         return self.path.name
 
     @property
-    def counts(self) -> dict:
-        return dict(self.manifest["counts"])
+    def manifest(self) -> dict:
+        return self._manifest
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._manifest["counts"])
 
     def db(self) -> sqlite3.Connection:
+        """This thread's read-only connection to the version's database (embedded-only)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = _connect(self._db_path, readonly=True)
@@ -198,6 +196,10 @@ class Index:
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def check(self) -> None:
+        """Read the database once, so a damaged file fails here rather than in a request."""
+        self.db().execute("SELECT COUNT(*) FROM articles").fetchone()
 
     def close(self) -> None:
         with self._lock:
@@ -207,21 +209,40 @@ class Index:
             if not self._pin.closed:
                 self._pin.close()  # releases the shared lock
 
+    def vector_count(self) -> int:
+        return int(self.vectors.ntotal)
+
+    def disk_bytes(self) -> int:
+        """Bytes of the version directory's files (0 once a newer build pruned it: the served copy
+        lives on in memory)."""
+        try:
+            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        except OSError:
+            return 0
+
     # --- look-ups -----------------------------------------------------------------
 
+    @functools.cached_property
+    def _article_columns(self) -> str:
+        # Versions written before languages were kept have no `lang` column.
+        columns = {r[1] for r in self.db().execute("PRAGMA table_info(articles)")}
+        return ARTICLE_COLUMNS + (", lang" if "lang" in columns else "")
+
     def article(self, article_id: str) -> Article:
-        row = self.db().execute("SELECT * FROM articles WHERE article_id = ?", (article_id,)).fetchone()
+        row = self.db().execute(f"SELECT {self._article_columns} FROM articles WHERE article_id = ?",
+                                (article_id,)).fetchone()
         if row is None:
-            raise NotFound(f"no article with id {article_id!r}: ids come from search results (citation.article_id)")
-        return _article_from_row(row)
+            raise article_not_found(article_id)
+        return article_from_row(row)
 
     def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
         ids = list(dict.fromkeys(article_ids))
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self.db().execute(f"SELECT * FROM articles WHERE article_id IN ({marks})", ids).fetchall()
-        return {row["article_id"]: _article_from_row(row) for row in rows}
+        rows = self.db().execute(f"SELECT {self._article_columns} FROM articles WHERE article_id IN ({marks})",
+                                 ids).fetchall()
+        return {row[0]: article_from_row(row) for row in rows}
 
     def list_articles(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
         rows = self.db().execute(
@@ -244,30 +265,38 @@ class Index:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self.db().execute(f"SELECT * FROM chunks WHERE chunk_id IN ({marks})", ids).fetchall()
-        return {
-            row["chunk_id"]: Chunk(
-                chunk_id=row["chunk_id"],
-                article_id=row["article_id"],
-                ordinal=row["ordinal"],
-                text=row["text"],
-                start=row["start"],
-                end=row["end"],
-                section=row["section"],
-                paragraph=row["paragraph"],
-                tokens=row["tokens"],
-            )
-            for row in rows
-        }
+        rows = self.db().execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE chunk_id IN ({marks})", ids).fetchall()
+        return {row[0]: chunk_from_row(row) for row in rows}
 
     def article_chunks(self, article_id: str) -> list[Chunk]:
-        rows = self.db().execute(
-            "SELECT chunk_id FROM chunks WHERE article_id = ? ORDER BY ordinal", (article_id,)
-        ).fetchall()
-        found = self.chunks([r[0] for r in rows])
-        return [found[r[0]] for r in rows]
+        rows = self.db().execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE article_id = ? ORDER BY ordinal",
+                                 (article_id,)).fetchall()
+        return [chunk_from_row(row) for row in rows]
 
-    def allowed_chunks(self, filters: Filters) -> np.ndarray | None:
+    def owners(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        owners: dict[int, str] = {}
+        # SQLite limits bound parameters; 900 per query stays under every build's limit.
+        for start in range(0, len(chunk_ids), 900):
+            part = [int(c) for c in chunk_ids[start : start + 900]]
+            marks = ",".join("?" * len(part))
+            rows = self.db().execute(f"SELECT chunk_id, article_id FROM chunks WHERE chunk_id IN ({marks})", part)
+            owners.update((int(r[0]), r[1]) for r in rows)
+        return owners
+
+    def article_dates(self, article_ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(article_ids))
+        dates: dict[str, str | None] = {}
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            marks = ",".join("?" * len(part))
+            dates.update(self.db().execute(f"SELECT article_id, date FROM articles WHERE article_id IN ({marks})",
+                                           part).fetchall())
+        return dates
+
+    def newest_date(self) -> str | None:
+        return self.db().execute("SELECT MAX(date) FROM articles").fetchone()[0]
+
+    def allowed_chunks(self, filters: Filters) -> Allowed:
         """Chunk ids that pass `filters`, or None when there are no filters."""
         if filters.empty:
             return None
@@ -285,7 +314,7 @@ class Index:
 
     # --- search ---------------------------------------------------------------------
 
-    def dense_search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def dense_search(self, vector: np.ndarray, k: int, allowed: Allowed = None) -> list[tuple[int, float]]:
         """Top `k` passages by cosine similarity; `allowed` restricts them before ranking."""
         import faiss
 
@@ -299,14 +328,41 @@ class Index:
         # for the second one to be scheduled (~8 ms). The setting is per calling thread.
         faiss.omp_set_num_threads(1)
         if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            # FAISS's bundled stubs (SWIG-generated) miss the keyword constructor and the
+            # id-array overloads that the Python wrappers add.
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
             scores, ids = self.vectors.search(query, k, params=params)
         else:
             scores, ids = self.vectors.search(query, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def lexical_search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        return self.lexical.search(query, k, allowed)
+    def dense_scores(self, chunk_ids: Sequence[int], vector: np.ndarray) -> dict[int, float]:
+        """Exact cosine (inner product of unit vectors) of `vector` with each passage's stored vector."""
+        if not len(chunk_ids):
+            return {}
+        ids = np.asarray(chunk_ids, dtype=np.int64)
+        try:
+            stored = self.vectors.reconstruct_batch(ids)
+        except RuntimeError:  # an index type without batch reconstruction
+            stored = np.stack([self.vectors.reconstruct(int(i)) for i in ids])
+        return {int(c): float(s) for c, s in zip(chunk_ids, stored @ vector)}
+
+    def lexical_terms(self, query: str) -> LexicalTerms:
+        """The query with the BM25 score of every passage (None when no query term is indexed)."""
+        return LexicalTerms(query, self.lexical.query_scores(query))
+
+    def lexical_search(self, terms: LexicalTerms | str, k: int, allowed: Allowed = None) -> list[tuple[int, float]]:
+        if isinstance(terms, str):
+            terms = self.lexical_terms(terms)
+        return self.lexical.search(terms.query, k, allowed, scores=terms.prepared)
+
+    def lexical_scores(self, chunk_ids: Sequence[int], terms: LexicalTerms) -> dict[int, float]:
+        return self.lexical.scores_for(chunk_ids, terms.prepared)
+
+    def idf(self, tokens: Sequence[str]) -> dict[str, float]:
+        return self.lexical.idf(tokens)
+
+    # --- what the next build starts from ------------------------------------------------
 
     def article_hashes(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
@@ -314,6 +370,7 @@ class Index:
     def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
         """(article id, MinHash signature) of every article (or of `article_ids`), for near-duplicate
         checks at ingest and story collapse at query time."""
+        rows: Iterable[tuple[str, bytes]]
         if article_ids is None:
             rows = self.db().execute("SELECT article_id, minhash FROM articles")
         else:
@@ -343,8 +400,8 @@ def open_index(index_dir: str | os.PathLike, *, model: str | None = None) -> Ind
     return Index(version, model=model)
 
 
-class IndexDraft:
-    """A new index version being written beside the live one.
+class IndexDraft(StoreWriter):
+    """A new index version being written beside the live one (a `StoreWriter`).
 
     Start from an existing version (incremental) or from nothing, add and
     remove articles, then `commit()`; any exception before that leaves the
@@ -384,11 +441,31 @@ class IndexDraft:
     def has_article(self, article_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM articles WHERE article_id = ?", (article_id,)).fetchone() is not None
 
+    def hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT article_id, content_hash FROM articles").fetchall())
+
+    def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
+        for article_id, blob in self.db.execute("SELECT article_id, minhash FROM articles").fetchall():
+            yield article_id, np.frombuffer(blob, dtype=np.int64)
+
+    def write(self, pending: Sequence[PendingArticle]) -> int:
+        """Add `pending`, each replacing a same-id article, with chunk ids numbered on from the last."""
+        replaced = 0
+        for p in pending:
+            replaced += self.remove_article(p.article.article_id)
+            chunks = [replace(c, chunk_id=self.next_chunk_id + i) for i, c in enumerate(p.chunks)]
+            self.next_chunk_id += len(chunks)
+            self.add_article(p.article, chunks, p.vectors, content_hash=p.content_hash, minhash=p.minhash)
+        return replaced
+
+    def remove(self, article_ids: Sequence[str]) -> list[str]:
+        return [article_id for article_id in article_ids if self.remove_article(article_id)]
+
     def remove_article(self, article_id: str) -> bool:
         """Delete an article, its chunks, vectors and full-text rows. False if it was absent."""
         ids = [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE article_id = ?", (article_id,))]
         if ids:
-            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
+            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # stubs: see dense_search
             self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         deleted = self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount
         self.changed = self.changed or bool(deleted)
@@ -402,8 +479,7 @@ class IndexDraft:
             "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 article.article_id, article.title, article.date, article.source, article.url, article.kind,
-                article.text, json.dumps([list(asdict(s).values()) for s in article.sections]),
-                json.dumps(article.paragraphs), article.origin, content_hash,
+                article.text, sections_json(article), paragraphs_json(article), article.origin, content_hash,
                 minhash.astype(np.int64).tobytes(), article.lang,
             ),
         )
@@ -439,15 +515,9 @@ class IndexDraft:
         rows = self.db.execute(
             "SELECT c.chunk_id, a.title, c.section, c.text FROM chunks c JOIN articles a USING (article_id) ORDER BY c.chunk_id"
         ).fetchall()
-        lexical = LexicalIndex.build(
-            [r[0] for r in rows], [" ".join(filter(None, (r[1], r[2], r[3]))) for r in rows]
-        )
+        lexical = LexicalIndex.build([r[0] for r in rows], [lexical_text(r[1], r[2], r[3]) for r in rows])
         lexical.save(self.path / "lexical")
-        counts = {
-            "articles": self.db.execute("SELECT COUNT(*) FROM articles WHERE kind = 'news'").fetchone()[0],
-            "records": self.db.execute("SELECT COUNT(*) FROM articles WHERE kind != 'news'").fetchone()[0],
-            "chunks": len(rows),
-        }
+        news, records = self.db.execute(KIND_COUNTS_SQL).fetchone()
         self.db.execute("PRAGMA optimize")
         self.db.commit()
         self.db.close()
@@ -460,8 +530,8 @@ class IndexDraft:
             "model": self.model,
             "dimension": self.dimension,
             "chunking": self.settings,
-            "counts": counts,
-            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,
+            "counts": counts(news, records, len(rows)),
+            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,  # type: ignore[attr-defined]  # an IndexIDMap2
             "package_version": package_version(),
             "built_at": _now(),
             **(extra or {}),
@@ -500,13 +570,10 @@ def _build_graph(exact, dimension: int):
 
     ids = faiss.vector_to_array(exact.id_map).astype(np.int64)
     vectors = exact.index.reconstruct_n(0, exact.ntotal)
-    graph = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-    graph.hnsw.efConstruction = 80
-    # The search breadth grows with the graph (stored in the file, so the service uses it). With
-    # M=32, efConstruction=80, efSearch=128 gave recall@10 0.966 at 250,000 synthetic passages but
-    # 0.878 at 1,000,000; efSearch proportional to the size (512 at 1M) gave 0.967 there, at about
-    # 1.4 ms per single-thread query (bench/million.py).
-    graph.hnsw.efSearch = int(min(max(128, 128 * exact.ntotal // 250_000), 2048))
+    graph = faiss.IndexHNSWFlat(dimension, FAISS_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = FAISS_HNSW_EF_CONSTRUCTION
+    # The search breadth grows with the graph (stored in the file, so the service uses it).
+    graph.hnsw.efSearch = faiss_ef_search(exact.ntotal)
     mapped = faiss.IndexIDMap2(graph)
     mapped.add_with_ids(vectors, ids)
     return mapped

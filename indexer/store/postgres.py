@@ -1,4 +1,4 @@
-"""The PostgreSQL + pgvector backend: the same read interface as `indexer.store.embedded.Index`, on a database server.
+"""The PostgreSQL + pgvector backend: a `Store` (`PgIndex`) and a `StoreWriter` (`PgWriter`) on a database server.
 
 Where things live (schema created and migrated by `PgWriter`, version in `newsqa_schema`):
 
@@ -36,15 +36,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from indexer.errors import IndexMismatch, IndexMissing, InvalidParameter, NotFound, ResourceMissing
+from indexer.errors import IndexMismatch, IndexMissing, InvalidParameter, ResourceMissing
 from indexer.store.bm25 import B, K1, tokenize
-from indexer.store.embedded import FORMAT_VERSION, SOURCE_STATS_FIELDS, SOURCE_STATS_SQL, package_version
-from indexer.types import Article, Chunk, Filters, Section
+from indexer.store.common import (
+    ARTICLE_COLUMNS, CHUNK_COLUMNS, KIND_COUNTS_SQL, PG_HNSW_EF_CONSTRUCTION, PG_HNSW_EF_SEARCH,
+    PG_HNSW_EF_SEARCH_MAX, PG_HNSW_M, SOURCE_STATS_FIELDS, SOURCE_STATS_SQL, article_from_row, article_not_found, chunk_from_row, counts, lexical_text,
+    model_mismatch, paragraphs_json, sections_json,
+)
+from indexer.store.embedded import FORMAT_VERSION, package_version
+from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
+from indexer.types import Article, Chunk, Filters
 
 if TYPE_CHECKING:
     from indexer.ingest.build import PendingArticle
@@ -52,12 +57,6 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 # Connections each process keeps to one server (serve: about the number of worker threads).
 POOL_SIZE = 8
-# HNSW graph settings (pgvector defaults); ef_search is raised to the requested depth when larger.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
-HNSW_EF_SEARCH = 200
-# pgvector refuses a larger ef_search.
-HNSW_EF_SEARCH_MAX = 1000
 # Passages inserted per transaction by the indexer (articles never split across two).
 WRITE_BATCH_CHUNKS = 512
 # Serialises schema creation/migration between concurrent writers (an arbitrary fixed key).
@@ -136,7 +135,7 @@ class StoreUrl:
 
     conninfo: str
     pool_size: int = POOL_SIZE
-    ef_search: int = HNSW_EF_SEARCH
+    ef_search: int = PG_HNSW_EF_SEARCH
 
     @classmethod
     def parse(cls, url: str) -> "StoreUrl":
@@ -144,15 +143,17 @@ class StoreUrl:
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _URL_OPTIONS}
         rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
-        values = {}
+        values: dict[str, int] = {}
         for name, low, high, default in (("pool_size", 1, 1000, POOL_SIZE),
-                                         ("ef_search", 1, HNSW_EF_SEARCH_MAX, HNSW_EF_SEARCH)):
+                                         ("ef_search", 1, PG_HNSW_EF_SEARCH_MAX, PG_HNSW_EF_SEARCH)):
             if name in ours:
                 try:
-                    values[name] = int(ours[name])
+                    value: int | None = int(ours[name])
                 except ValueError:
-                    values[name] = None
-                if values[name] is None or not low <= values[name] <= high:
+                    value = None
+                if value is not None:
+                    values[name] = value
+                if value is None or not low <= value <= high:
                     raise InvalidParameter(f"{name}={ours[name]!r} in the store URL is not a whole number in "
                                            f"{low}..{high}: e.g. ?{name}={default}",
                                            code="invalid_store_url")
@@ -219,59 +220,6 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
 
 
-def _article_from_row(row) -> Article:
-    return Article(
-        article_id=row[0], title=row[1], date=row[2], source=row[3], url=row[4], kind=row[5], text=row[6],
-        sections=tuple(Section(*s) for s in row[7]), paragraphs=tuple(tuple(p) for p in row[8]), origin=row[9],
-    )
-
-
-_ARTICLE_COLUMNS = "article_id, title, date, source, url, kind, text, sections, paragraphs, origin"
-_CHUNK_COLUMNS = 'chunk_id, article_id, ordinal, text, start, "end", section, paragraph, tokens'
-
-
-def _chunk_from_row(row) -> Chunk:
-    return Chunk(chunk_id=row[0], article_id=row[1], ordinal=row[2], text=row[3], start=row[4], end=row[5],
-                 section=row[6], paragraph=row[7], tokens=row[8])
-
-
-def lexical_text(title: str, section: str | None, text: str) -> str:
-    """What a passage's BM25 terms are taken from: the same string the embedded backend indexes."""
-    return " ".join(filter(None, (title, section, text)))
-
-
-class _Result:
-    """Rows of one statement, fetched eagerly (the connection goes back to the pool at once)."""
-
-    def __init__(self, rows: list) -> None:
-        self._rows = rows
-
-    def fetchall(self) -> list:
-        return self._rows
-
-    def fetchone(self):
-        return self._rows[0] if self._rows else None
-
-    def __iter__(self):
-        return iter(self._rows)
-
-
-class _Db:
-    """`Index.db()` compatibility: `execute(sql, params)` with sqlite-style `?` placeholders.
-
-    Callers written for the embedded backend (e.g. the searcher's owner look-up)
-    run their simple SQL through this; `?` becomes psycopg's `%s`.
-    """
-
-    def __init__(self, pool) -> None:
-        self._pool = pool
-
-    def execute(self, sql: str, params: Sequence = ()) -> _Result:
-        with self._pool.connection() as conn:
-            cur = conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
-            return _Result(cur.fetchall() if cur.description else [])
-
-
 @dataclass(frozen=True)
 class LexicalQuery:
     """The BM25 inputs of one query: stemmed terms with idf × multiplicity, and collection stats."""
@@ -285,8 +233,8 @@ class LexicalQuery:
 class PgLexical:
     """BM25 (Lucene variant, `indexer.store.bm25.K1`/`B`) over the postings table.
 
-    Same methods as `indexer.store.bm25.LexicalIndex` so the searcher uses either;
-    the "scores" handed between calls is a `LexicalQuery`, not an array.
+    The methods of `indexer.store.bm25.LexicalIndex`, so `PgIndex` serves its lexical leg
+    as `Index` does; the "scores" handed between calls is a `LexicalQuery`, not an array.
     """
 
     def __init__(self, pool) -> None:
@@ -365,43 +313,16 @@ class PgLexical:
         return {t: float(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))) if t in df else ceiling for t in tokens}
 
 
-class PgVectors:
-    """The stored passage vectors, with the FAISS calls the searcher makes (`ntotal`, `reconstruct*`)."""
-
-    def __init__(self, pool, dimension: int) -> None:
-        self._pool = pool
-        self.dimension = dimension
-
-    @property
-    def ntotal(self) -> int:
-        with self._pool.connection() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
-
-    def reconstruct_batch(self, ids) -> np.ndarray:
-        ids = [int(i) for i in ids]
-        with self._pool.connection() as conn:
-            # vector_send is pgvector's binary form: a 4-byte header, then big-endian float32s (no text parsing).
-            rows = dict(conn.execute("SELECT chunk_id, vector_send(embedding) FROM chunks WHERE chunk_id = ANY(%s)",
-                                     [ids]).fetchall())
-        missing = [i for i in ids if i not in rows]
-        if missing:
-            raise RuntimeError(f"no stored vector for chunk ids {missing[:5]}")
-        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
-        for pos, i in enumerate(ids):
-            out[pos] = np.frombuffer(rows[i], dtype=">f4", offset=4)
-        return out
-
-    def reconstruct(self, chunk_id: int) -> np.ndarray:
-        return self.reconstruct_batch([chunk_id])[0]
-
-
-class PgIndex:
-    """A PostgreSQL store opened for reading: the interface of `indexer.store.embedded.Index`.
+class PgIndex(Store):
+    """A PostgreSQL store opened for reading (a `Store`).
 
     Unlike an embedded version it is live: every query sees the last committed
     writes. Safe to share between threads (a connection pool; one connection
     per statement). `read_url` sends every read to a replica.
     """
+
+    # Every read sees committed writes: there is no version to reload.
+    live = True
 
     def __init__(self, url: str, *, model: str | None = None, read_url: str | None = None) -> None:
         self.url = StoreUrl.parse(url)
@@ -424,16 +345,11 @@ class PgIndex:
             raise
         if model is not None and meta.get("model") != model:
             self._pool.close()
-            raise IndexMismatch(
-                f"the store {self.read_url.safe} was built with model {meta.get('model')!r}, but this service embeds "
-                f"queries with {model!r}: rebuild it with `newsqa index SOURCE --store URL --rebuild`")
+            raise model_mismatch(f"the store {self.read_url.safe}", meta.get("model"), model,
+                                 "newsqa index SOURCE --store URL --rebuild")
         self._meta = meta
         self.dimension = int(meta["dimension"])
         self.lexical = PgLexical(self._pool)
-        self.vectors = PgVectors(self._pool, self.dimension)
-        # There are no files: admin's disk-size metric finds nothing under the null device.
-        self.path = Path(os.devnull)
-        self._db = _Db(self._pool)
 
     # --- facts --------------------------------------------------------------------
 
@@ -448,7 +364,7 @@ class PgIndex:
             "dimension": meta.get("dimension"),
             "chunking": meta.get("chunking"),
             "counts": self.counts,
-            "vector_index": f"pgvector-hnsw(m={HNSW_M},ef_construction={HNSW_EF_CONSTRUCTION})",
+            "vector_index": f"pgvector-hnsw(m={PG_HNSW_M},ef_construction={PG_HNSW_EF_CONSTRUCTION})",
             "package_version": package_version(),
             "built_at": meta.get("built_at"),
             "store": self.url.safe,
@@ -463,16 +379,19 @@ class PgIndex:
         return f"pg-{last if called else 0}-{(built[0] if built else '')}"
 
     @property
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, int]:
         with self._pool.connection() as conn:
-            news, records = conn.execute(
-                "SELECT COUNT(*) FILTER (WHERE kind = 'news'), COUNT(*) FILTER (WHERE kind <> 'news') FROM articles"
-            ).fetchone()
+            news, records = conn.execute(KIND_COUNTS_SQL).fetchone()
             chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return {"articles": int(news), "records": int(records), "chunks": int(chunks)}
+        return counts(news, records, chunks)
 
-    def db(self) -> _Db:
-        return self._db
+    def vector_count(self) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def disk_bytes(self) -> int:
+        """0: the store has no local files (the server's are not ours to walk)."""
+        return 0
 
     def close(self) -> None:
         self._pool.close()
@@ -482,7 +401,7 @@ class PgIndex:
     def article(self, article_id: str) -> Article:
         found = self.articles([article_id])
         if article_id not in found:
-            raise NotFound(f"no article with id {article_id!r}: ids come from search results (citation.article_id)")
+            raise article_not_found(article_id)
         return found[article_id]
 
     def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
@@ -490,8 +409,8 @@ class PgIndex:
         if not ids:
             return {}
         with self._pool.connection() as conn:
-            rows = conn.execute(f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE article_id = ANY(%s)", [ids]).fetchall()
-        return {row[0]: _article_from_row(row) for row in rows}
+            rows = conn.execute(f"SELECT {ARTICLE_COLUMNS} FROM articles WHERE article_id = ANY(%s)", [ids]).fetchall()
+        return {row[0]: article_from_row(row) for row in rows}
 
     def list_articles(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
         with self._pool.connection() as conn:
@@ -516,16 +435,36 @@ class PgIndex:
         if not ids:
             return {}
         with self._pool.connection() as conn:
-            rows = conn.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE chunk_id = ANY(%s)", [ids]).fetchall()
-        return {row[0]: _chunk_from_row(row) for row in rows}
+            rows = conn.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE chunk_id = ANY(%s)", [ids]).fetchall()
+        return {row[0]: chunk_from_row(row) for row in rows}
 
     def article_chunks(self, article_id: str) -> list[Chunk]:
         with self._pool.connection() as conn:
-            rows = conn.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE article_id = %s ORDER BY ordinal",
+            rows = conn.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE article_id = %s ORDER BY ordinal",
                                 [article_id]).fetchall()
-        return [_chunk_from_row(row) for row in rows]
+        return [chunk_from_row(row) for row in rows]
 
-    def allowed_chunks(self, filters: Filters) -> np.ndarray | None:
+    def owners(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        ids = [int(c) for c in chunk_ids]
+        if not ids:
+            return {}
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT chunk_id, article_id FROM chunks WHERE chunk_id = ANY(%s)", [ids]).fetchall()
+        return {int(c): a for c, a in rows}
+
+    def article_dates(self, article_ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(article_ids))
+        if not ids:
+            return {}
+        with self._pool.connection() as conn:
+            return dict(conn.execute("SELECT article_id, date FROM articles WHERE article_id = ANY(%s)",
+                                     [ids]).fetchall())
+
+    def newest_date(self) -> str | None:
+        with self._pool.connection() as conn:
+            return conn.execute("SELECT MAX(date) FROM articles").fetchone()[0]
+
+    def allowed_chunks(self, filters: Filters) -> Allowed:
         """Chunk ids that pass `filters` (selected in SQL), or None when there are no filters."""
         if filters.empty:
             return None
@@ -540,10 +479,6 @@ class PgIndex:
                                 + where + " ORDER BY c.chunk_id", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def article_hashes(self) -> dict[str, str]:
-        with self._pool.connection() as conn:
-            return dict(conn.execute("SELECT article_id, content_hash FROM articles").fetchall())
-
     def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
         """(article id, MinHash signature) of every article (or of `article_ids`), as `Index.signatures`."""
         with self._pool.connection() as conn:
@@ -557,7 +492,7 @@ class PgIndex:
 
     # --- search ---------------------------------------------------------------------
 
-    def dense_search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def dense_search(self, vector: np.ndarray, k: int, allowed: Allowed = None) -> list[tuple[int, float]]:
         """Top `k` passages by cosine similarity; `allowed` restricts them before ranking.
 
         Without filters the HNSW index answers (ef_search at least `k`); with
@@ -577,7 +512,7 @@ class PgIndex:
                 else:
                     with conn.transaction():
                         conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
-                                     [str(min(k, HNSW_EF_SEARCH_MAX))])
+                                     [str(min(k, PG_HNSW_EF_SEARCH_MAX))])
                         rows = conn.execute(sql, {"q": query, "k": k}).fetchall()
             else:
                 rows = conn.execute(
@@ -586,21 +521,38 @@ class PgIndex:
                     {"q": query, "k": k, "ids": [int(c) for c in allowed]}).fetchall()
         return [(int(c), float(s)) for c, s in rows]
 
-    def dense_scores(self, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
-        """Exact cosine (inner product of unit vectors) of the query with each given passage."""
+    def dense_scores(self, chunk_ids: Sequence[int], vector: np.ndarray) -> dict[int, float]:
+        """Exact cosine (inner product of unit vectors) of `vector` with each given passage.
+
+        The stored float32 vectors are fetched and multiplied here, as the embedded backend
+        does, so both backends report the same bits (pgvector's own `<#>` sums differently).
+        """
         ids = [int(c) for c in chunk_ids]
         if not ids:
             return {}
         with self._pool.connection() as conn:
-            rows = conn.execute("SELECT chunk_id, -(embedding <#> %s::vector) FROM chunks WHERE chunk_id = ANY(%s)",
-                                [_vector_literal(vector), ids]).fetchall()
-        return {int(c): float(s) for c, s in rows}
+            # vector_send is pgvector's binary form: a 4-byte header, then big-endian float32s (no text parsing).
+            rows = dict(conn.execute("SELECT chunk_id, vector_send(embedding) FROM chunks WHERE chunk_id = ANY(%s)",
+                                     [ids]).fetchall())
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise RuntimeError(f"no stored vector for chunk ids {missing[:5]}")
+        stored = np.zeros((len(ids), self.dimension), dtype=np.float32)
+        for pos, i in enumerate(ids):
+            stored[pos] = np.frombuffer(rows[i], dtype=">f4", offset=4)
+        return {c: float(s) for c, s in zip(ids, stored @ vector)}
 
-    def lexical_search(self, query: str, k: int, allowed: np.ndarray | None = None, *,
+    def lexical_terms(self, query: str) -> LexicalTerms:
+        """The query with its BM25 inputs (a `LexicalQuery`, or None when no term occurs in any passage)."""
+        return LexicalTerms(query, self.lexical.query_scores(query))
+
+    def lexical_search(self, terms: LexicalTerms | str, k: int, allowed: Allowed = None, *,
                        ranking: str = "bm25") -> list[tuple[int, float]]:
-        """Top `k` passages for `query`: BM25 (default, as the embedded backend), or PostgreSQL's `ts_rank_cd`."""
+        """Top `k` passages for the query: BM25 (default, as the embedded backend), or PostgreSQL's `ts_rank_cd`."""
+        query = terms if isinstance(terms, str) else terms.query
         if ranking == "bm25":
-            return self.lexical.search(query, k, allowed)
+            prepared = self.lexical_terms(query) if isinstance(terms, str) else terms
+            return self.lexical.search(query, k, allowed, scores=prepared.prepared)
         if ranking != "ts_rank_cd":
             raise InvalidParameter(f"ranking={ranking!r} is not known: use bm25 or ts_rank_cd", code="invalid_ranking")
         if k <= 0 or (allowed is not None and len(allowed) == 0):
@@ -615,9 +567,12 @@ class PgIndex:
                                       "ids": None if allowed is None else [int(c) for c in allowed]}).fetchall()
         return [(int(c), float(s)) for c, s in rows]
 
-    def lexical_scores(self, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
-        """Exact BM25 score of `query` for each given passage (0.0 without a shared term)."""
-        return self.lexical.scores_for(chunk_ids, self.lexical.query_scores(query))
+    def lexical_scores(self, chunk_ids: Sequence[int], terms: LexicalTerms) -> dict[int, float]:
+        """Exact BM25 score of each given passage (0.0 without a shared term)."""
+        return self.lexical.scores_for(chunk_ids, terms.prepared)
+
+    def idf(self, tokens: Sequence[str]) -> dict[str, float]:
+        return self.lexical.idf(tokens)
 
 
 def open_pg_index(url: str, *, model: str | None = None, read_url: str | None = None) -> PgIndex:
@@ -647,8 +602,8 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-class PgWriter:
-    """Writes articles to the store; creates and migrates the schema on open.
+class PgWriter(StoreWriter):
+    """Writes articles to the store (a `StoreWriter`); creates and migrates the schema on open.
 
     Every `write()` is one transaction: the given articles (each replacing an
     earlier version with the same id) with all their chunks, vectors and
@@ -682,8 +637,8 @@ class PgWriter:
                                     f"newsqa ({SCHEMA_VERSION}): upgrade newsqa")
             for version, sql in _MIGRATIONS:
                 if version > current:
-                    self.conn.execute(sql.format(dimension=int(dimension), m=HNSW_M,
-                                                 ef_construction=HNSW_EF_CONSTRUCTION))
+                    self.conn.execute(sql.format(dimension=int(dimension), m=PG_HNSW_M,
+                                                 ef_construction=PG_HNSW_EF_CONSTRUCTION))
                     self.conn.execute("INSERT INTO newsqa_schema (version) VALUES (%s)", [version])
             meta = dict(self.conn.execute("SELECT key, value FROM newsqa_meta").fetchall())
             wanted = {"model": model, "dimension": int(dimension), "chunking": settings}
@@ -719,13 +674,14 @@ class PgWriter:
         ids = [r[0] for r in self.conn.execute("SELECT nextval('chunk_ids') FROM generate_series(1, %s)", [n])]
         with self.conn.transaction():
             replaced = self._delete([p.article.article_id for p in pending])
-            article_rows, chunk_rows, posting_rows = [], [], []
+            article_rows: list[tuple] = []
+            chunk_rows: list[tuple] = []
+            posting_rows: list[tuple[str, int, int, int]] = []
             offset = 0
             for p in pending:
                 a = p.article
                 article_rows.append((a.article_id, a.title, a.date, a.source, a.url, a.kind, a.text,
-                                     json.dumps([list(asdict(s).values()) for s in a.sections]),
-                                     json.dumps(a.paragraphs), a.origin, p.content_hash,
+                                     sections_json(a), paragraphs_json(a), a.origin, p.content_hash,
                                      np.asarray(p.minhash).astype(np.int64).tobytes()))
                 texts = [lexical_text(a.title, c.section, c.text) for c in p.chunks]
                 for c, vector, text, terms in zip(p.chunks, p.vectors, texts, tokenize(texts) if texts else []):
