@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -30,6 +30,7 @@ from indexer.errors import InvalidParameter
 from indexer.ingest.documents import stable_id
 from indexer.ingest.follow import follow_status, writer_lock
 from service.limits import key_matches, presented_key
+from service.schemas import error_responses
 
 MAX_PUSHED_ARTICLES = 1000
 ARTICLE_FIELDS = ("id", "title", "text", "date", "source", "url", "section", "lang")
@@ -69,7 +70,8 @@ def sources_status(state: State) -> dict[str, dict]:
     return follow_status(Path(state.resources.settings.index_dir))
 
 
-@get("/v1/sources/status", sync_to_thread=True, summary="Followed sources: last fetch, articles, last error")
+@get("/v1/sources/status", sync_to_thread=True, summary="Followed sources: last fetch, articles, last error",
+     operation_id="sourcesStatus", responses=error_responses(400))
 def sources_status_route(state: State) -> SourcesStatusOut:
     """For each source `newsqa follow` follows into this index: when it was last fetched, the last fetch that
     worked, how many of its articles are indexed and the reason the last fetch failed (null when it did not)."""
@@ -167,7 +169,8 @@ class _PushOperation(Operation):
 
 
 @post("/v1/articles", sync_to_thread=True, status_code=200, guards=[require_admin], operation_class=_PushOperation,
-      summary="Index articles pushed by HTTP (admin key)")
+      summary="Index articles pushed by HTTP (admin key)", operation_id="pushArticles",
+      responses=error_responses(400, 403, 413))
 def push_articles(state: State, body: bytes) -> PushOut:
     """Index one article object or a list of them (`id` optional, `title`, `text`, `date` ISO 8601, `source`,
     `url`, `section`, `lang`) like `newsqa index` does, then serve the new version. Bad records are listed in

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from indexer.errors import InputError, InvalidParameter
-from indexer.ingest.feeds import FEED, HTML, SITEMAP, SITEMAP_INDEX, Entry, FeedError, classify, parse_feed, parse_sitemap
+from indexer.ingest.feeds import FEED, SITEMAP, SITEMAP_INDEX, Entry, FeedError, classify, parse_feed, parse_sitemap
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
 
 STATE_FILE = "follow-state.json"
