@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
-from indexer.store.backends import open_store
+from indexer.store.backends import default_index_dir, open_store
 from service import admin, api, tools, web
 from service.errors import EXCEPTION_HANDLERS
 from service.limits import limit_middleware
@@ -128,4 +128,4 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
 def app_from_env() -> Litestar:
     """App factory configured from NEWSQA_INDEX (for ASGI servers run by hand)."""
-    return create_app(settings_with_env(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index")))))
+    return create_app(settings_with_env(ServiceSettings(index_dir=default_index_dir())))

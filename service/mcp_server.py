@@ -183,24 +183,26 @@ def create_server(lease: Lease) -> Server:
     )
 
 
-def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0) -> None:
+def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0, store: str = "") -> None:
     """Serve the index over stdin/stdout until the client closes the connection.
 
     Loads the model and the live index version first (domain errors if the
     index is missing or built with another model), then checks `CURRENT`
-    every `reload_interval` seconds for a new version (0: never).
+    every `reload_interval` seconds for a new version (0: never). `store`, a
+    PostgreSQL URL, is served instead of `index_dir`.
     """
     from service.app import Resources, ServiceSettings
     from service.reload import Reloader
 
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        resources = Resources(ServiceSettings(index_dir=Path(index_dir)))
+        resources = Resources(ServiceSettings(index_dir=Path(index_dir), store=store))
     reloader = Reloader(resources)
     server = create_server(reloader.lease)
 
     async def run() -> None:
-        async with reloader.polling(reload_interval):
+        # A PostgreSQL store is live: no versions to poll.
+        async with reloader.polling(0 if store else reload_interval):
             async with stdio_server() as (read_stream, write_stream):
                 await server.run(read_stream, write_stream, server.create_initialization_options())
 

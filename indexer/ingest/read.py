@@ -6,6 +6,7 @@ Formats:
 - `.txt` / `.md`: a news dump, split into articles by `indexer.ingest.segment`.
 - `.html` / `.htm`: main text and metadata extracted with trafilatura.
 - a folder: every supported file below it, in sorted order.
+- `-`: JSONL read from standard input.
 
 `read_sources` never raises for bad input: it yields `InputError` values next
 to the articles so the caller can count and report them and go on.
@@ -16,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from indexer.ingest.documents import make_article
+from indexer.ingest.documents import make_article, normalize_space
 from indexer.errors import InputError
 from indexer.ingest.segment import Embed, segment_dump
 from indexer.types import MARKET_RATES, Article
@@ -30,6 +32,10 @@ TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUPPORTED = TEXT_SUFFIXES + HTML_SUFFIXES + JSONL_SUFFIXES
+
+MAX_ID_CHARS = 512
+STDIN = "-"  # a source that means JSONL on standard input
+STDIN_NAME = "<stdin>"  # how errors name it
 
 SkipFile = Callable[[str], "int | None"]
 
@@ -46,6 +52,8 @@ class ReadReport:
     file_digests: list[tuple[str, str, int]] = field(default_factory=list)
     # Articles of files skipped as unchanged (see `skip_file`).
     skipped_articles: int = 0
+    # Input consumed so far, in bytes (approximate inside a file, exact at its end): drives the progress bar.
+    bytes_read: int = 0
 
 
 def read_sources(
@@ -58,6 +66,9 @@ def read_sources(
     calls the model, so an unchanged file must cost nothing).
     """
     for path in paths:
+        if str(path) == STDIN:
+            yield from _read_stdin(report)
+            continue
         path = Path(path)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -70,6 +81,39 @@ def read_sources(
             yield from _read_file(path, embed=embed, report=report, skip_file=skip_file)
         else:
             report.errors.append(InputError("no such file or folder", path=str(path)))
+
+
+def _read_stdin(report: ReadReport) -> Iterator[Article]:
+    """`-` on the command line: JSONL on standard input."""
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        report.errors.append(InputError(f"not UTF-8 text (byte {exc.start}): send UTF-8 JSONL", path=STDIN_NAME))
+        return
+    report.files += 1
+    yield from _read_jsonl(text, Path(STDIN_NAME), report)
+
+
+def input_size(paths: Sequence[str | os.PathLike]) -> int | None:
+    """Bytes of the supported files `read_sources(paths)` will read; None when that is unknown (stdin)."""
+    total = 0
+    for path in paths:
+        if str(path) == STDIN:
+            return None
+        path = Path(path)
+        if path.is_dir():
+            files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            total += sum(_size(p) for p in files if p.suffix.lower() in SUPPORTED)
+        elif path.is_file():
+            total += _size(path)
+    return total
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _unsupported(path: Path) -> InputError:
@@ -99,13 +143,16 @@ def _read_file(path: Path, *, embed: Embed, report: ReadReport, skip_file: SkipF
     report.files += 1
     digest = hashlib.sha256(raw).hexdigest()
     known = skip_file(digest) if skip_file else None
+    start = report.bytes_read
     if known is not None:
         report.skipped_articles += known
+        report.bytes_read = start + len(raw)
         return
     count, errors = 0, len(report.errors)
     for article in _parse(text, path, suffix, embed, report):
         count += 1
         yield article
+    report.bytes_read = start + len(raw)
     if len(report.errors) == errors:  # a file with bad records is read again, so they are reported again
         report.file_digests.append((str(path), digest, count))
 
@@ -141,12 +188,21 @@ def _normalize_date(value: object, where: str) -> str | None:
 
 def _read_jsonl(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
     for number, line in enumerate(text.splitlines(), start=1):
+        report.bytes_read += len(line) + 1  # characters: close enough for progress, corrected at the file's end
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             report.errors.append(InputError(f"invalid JSON: {exc.msg} at column {exc.colno}", path=str(path), line=number))
+            continue
+        except RecursionError:
+            report.errors.append(InputError("JSON nested too deeply: an article is one flat object", path=str(path),
+                                            line=number))
+            continue
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            report.errors.append(InputError("invalid JSON: a number of more than 4,300 digits", path=str(path),
+                                            line=number))
             continue
         try:
             article, dropped = _article_from_record(record, f"{path}:{number}")
@@ -165,22 +221,47 @@ def _article_from_record(record: object, origin: str) -> tuple[Article, int]:
         raise ValueError(f"missing required field(s): {', '.join(missing)} (need id, title and text)")
     article_id = record["id"]
     if not isinstance(article_id, (str, int)) or isinstance(article_id, bool):
-        raise ValueError(f"`id` must be a string or an integer, got {article_id!r}")
-    for name in ("title", "text", "url", "source", "section"):
-        value = record.get(name)
-        if value is not None and not isinstance(value, str):
+        raise ValueError(f"`id` must be a string or an integer, got {_preview(article_id)}")
+    article_id = str(article_id).strip()
+    if not article_id or len(article_id) > MAX_ID_CHARS:
+        raise ValueError(f"`id` must be 1 to {MAX_ID_CHARS} characters, got {len(article_id)}: {_preview(article_id)}")
+    for name in ("id", "title", "text", "url", "source", "section", "date"):
+        value = article_id if name == "id" else record.get(name)
+        if name != "date" and value is not None and not isinstance(value, str):
             raise ValueError(f"`{name}` must be a string, got {type(value).__name__}")
+        if isinstance(value, str):
+            _check_unicode(name, value)
+    if not normalize_space(record["text"]):
+        raise ValueError("`text` is only white space: an article needs text to search")
+    if not normalize_space(record["title"]):
+        raise ValueError("`title` is only white space: give the article a title")
     section = record.get("section") or None
     paragraphs = [p for p in record["text"].replace("\r\n", "\n").split("\n\n") if p.strip()]
     return make_article(
         title=record["title"],
         blocks=[(section, p) for p in paragraphs],
-        article_id=str(article_id).strip(),
+        article_id=article_id,
         date=_normalize_date(record.get("date"), origin),
         source=record.get("source") or None,
         url=record.get("url") or None,
         origin=origin,
     )
+
+
+def _preview(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_unicode(name: str, value: str) -> None:
+    """Refuse text that cannot be stored as UTF-8: JSON escapes allow unpaired surrogates like \\ud800."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"`{name}` holds an unpaired surrogate \\u{ord(value[exc.start]):04x} at character {exc.start}: "
+            "write the character itself or a valid surrogate pair"
+        ) from None
 
 
 def _read_html(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
