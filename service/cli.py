@@ -47,10 +47,10 @@ class _CommandParser(argparse.ArgumentParser):
         loud.add_argument("-q", "--quiet", action="store_true", help="errors only: no warnings, no progress bar")
 
 
-def _add_index_option(parser: argparse.ArgumentParser) -> None:
+def _add_index_option(parser: argparse.ArgumentParser, dest: str = "index") -> None:
     from indexer.store.backends import INDEX_ENV, default_index_dir
 
-    parser.add_argument("--index", default=default_index_dir(), type=Path,
+    parser.add_argument("--index", dest=dest, default=default_index_dir(), type=Path,
                         help=f"index directory (env {INDEX_ENV}; default: %(default)s)")
 
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(ServiceSettings):
         flag = "--index" if f.name == "index_dir" else "--" + f.name.replace("_", "-")
         if f.name == "index_dir":
-            _add_index_option(serve)
+            _add_index_option(serve, dest=f.name)
             continue
         serve.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
                            help=f"{f.metadata['help']}" + (f" (env {f.metadata['env']})" if "env" in f.metadata else "")
