@@ -3,8 +3,12 @@
 Formats:
 - `.jsonl` / `.ndjson`: one article per line, fields `id`, `title`, `text`,
   optional `date` (ISO 8601), `url`, `source`, `section`.
-- `.txt` / `.md`: a news dump, split into articles by `indexer.ingest.segment`.
-- `.html` / `.htm`: main text and metadata extracted with trafilatura.
+- `.txt` / `.md`: one article or a news dump of many, split into articles by
+  `indexer.ingest.segment` (a headline line, a date line and prose start an
+  article). A `.md` file with YAML front matter (`title`, `date`, `source`,
+  `url` between `---` lines) is one article; `#` headings in it are sections.
+- `.html` / `.htm`: main text and metadata extracted with trafilatura; the
+  source is the site name (og:site_name), else the host, else the file stem.
 - a folder: every supported file below it, in sorted order.
 - `-`: JSONL read from standard input.
 
@@ -17,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date as Date, datetime
 from pathlib import Path
 
 from indexer.ingest.documents import make_article, normalize_space
@@ -163,6 +168,10 @@ def _parse(text: str, path: Path, suffix: str, embed: Embed, report: ReadReport)
     elif suffix in HTML_SUFFIXES:
         yield from _read_html(text, path, report)
     else:
+        front = _front_matter(text, path, report) if suffix != ".txt" else None
+        if front is not None:
+            yield from _front_matter_article(*front, path, report)
+            return
         segmented = segment_dump(text, origin=str(path), source=_source_name(path), embed=embed)
         report.boilerplate_lines += segmented.boilerplate_lines
         report.duplicate_paragraphs += segmented.duplicate_paragraphs
@@ -173,6 +182,88 @@ def _parse(text: str, path: Path, suffix: str, embed: Embed, report: ReadReport)
 
 def _source_name(path: Path) -> str:
     return path.stem
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*$")
+
+
+def _front_matter(text: str, path: Path, report: ReadReport) -> tuple[dict, str] | None:
+    """(fields, body) of a Markdown file that starts with YAML front matter, else None.
+
+    Static-site and newsroom exports write one article per file this way, with
+    `title`, `date`, `source` and `url` between `---` lines.
+    """
+    text = text.replace("\r\n", "\n")
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return None
+    import yaml
+
+    try:
+        fields = yaml.safe_load(match[1])
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        report.errors.append(InputError(
+            f"invalid YAML front matter ({getattr(exc, 'problem', None) or type(exc).__name__}): "
+            "write `key: value` lines between the --- lines; the article is read without it",
+            path=str(path), line=mark.line + 2 if mark is not None else 1))
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    return fields, text[match.end():]
+
+
+def _front_matter_article(fields: dict, body: str, path: Path, report: ReadReport) -> Iterator[Article]:
+    def text_field(name: str) -> str | None:
+        value = fields.get(name)
+        return normalize_space(str(value)) or None if isinstance(value, (str, int, float)) else None
+
+    title = text_field("title")
+    blocks: list[tuple[str | None, str]] = []
+    section: str | None = None
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            blocks.append((section, " ".join(paragraph)))
+            paragraph.clear()
+
+    for line in body.splitlines():
+        line = line.strip()
+        heading = _MD_HEADING.match(line)
+        if heading:
+            flush()
+            if title is None and len(heading[1]) == 1 and not blocks:
+                title = heading[2]  # the page's own `# Title`
+            elif not (len(heading[1]) == 1 and heading[2] == title):
+                section = heading[2]
+        elif line:
+            paragraph.append(line)
+        else:
+            flush()
+    flush()
+    if not blocks:
+        report.errors.append(InputError("no article text found under the front matter", path=str(path)))
+        return
+    date = fields.get("date")
+    try:
+        if isinstance(date, (Date, datetime)):
+            date = date.isoformat()
+        date = _normalize_date(date, str(path))
+    except ValueError as exc:
+        report.errors.append(InputError(f"front matter: {exc}; the article is indexed undated", path=str(path)))
+        date = None
+    article, dropped = make_article(
+        title=title or path.stem,
+        blocks=blocks,
+        date=date,
+        source=text_field("source") or _source_name(path),
+        url=text_field("url"),
+        origin=str(path),
+    )
+    report.duplicate_paragraphs += dropped
+    yield article
 
 
 def _normalize_date(value: object, where: str) -> str | None:
@@ -304,7 +395,7 @@ def _read_html(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
         title=title or path.stem,
         blocks=blocks,
         date=date,
-        source=(document.sitename or document.hostname or None),
+        source=(document.sitename or document.hostname or _source_name(path)),
         url=document.url or None,
         origin=str(path),
     )
