@@ -34,6 +34,7 @@ EXIT_ERROR = 2
 EXIT_PARTIAL = 3
 EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: try again later
 EXIT_INTERRUPTED = 130
+_LOG_HANDLER = "newsqa-cli"
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -202,10 +203,16 @@ def _configure_logging(*, verbose: bool, quiet: bool) -> None:
     hidden. `--verbose` shows everything, `--quiet` errors only.
     """
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.get_name() == _LOG_HANDLER]:  # main() called again in-process
+        root.removeHandler(previous)
+    handler = logging.StreamHandler()
+    handler.set_name(_LOG_HANDLER)
     # The handler filters too: some libraries set their own logger to DEBUG on import (bm25s).
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(level)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
     if not verbose:
         # Read when huggingface_hub is first imported (below, when the model loads): hides
         # transformers' "Loading weights" bar, which is not our progress.
@@ -269,7 +276,7 @@ def _cmd_search(args) -> int:
         print(msgspec.json.encode(search_out(result)).decode())
         return EXIT_OK if result.hits else EXIT_NOTHING_FOUND
     if not result.hits:
-        print("no results", file=sys.stderr)
+        print("no results")
         return EXIT_NOTHING_FOUND
     elif result.low_confidence:
         print(f"low confidence ({result.confidence:.2f}): these may not match the query\n")
@@ -299,7 +306,7 @@ def _cmd_ask(args) -> int:
         print(msgspec.json.encode(answer_out(result)).decode())
         return EXIT_OK if result.answer is not None else EXIT_NOTHING_FOUND
     if result.answer is None:
-        print(f"no answer: {result.reason}", file=sys.stderr)
+        print(f"no answer: {result.reason}")
         return EXIT_NOTHING_FOUND
     c = result.answer.citation
     print(result.answer.text)

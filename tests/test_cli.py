@@ -120,7 +120,7 @@ def test_nothing_found_exits_1_and_json_errors_are_json(news_index_dir, capsys):
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "not_found"
 
     assert main(["search", "water", "--index", str(news_index_dir), "--date-from", "2099-01-01"]) == 1
-    assert "no results" in capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "no results"
     assert main(["search", "water", "--index", str(news_index_dir), "--date-from", "2099-01-01", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["hits"] == []
     assert main(["ask", "water?", "--index", str(news_index_dir), "--date-from", "2099-01-01", "--json"]) == 1
