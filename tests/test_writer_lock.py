@@ -96,3 +96,11 @@ def test_writer_lock_without_wait_raises_index_busy(tmp_path):
                 pass
     with writer_lock(tmp_path, wait=False):  # free again once released
         pass
+
+
+def test_delete_takes_the_same_lock(news_index_dir, capsys):
+    from service.cli import main
+
+    with writer_lock(news_index_dir):
+        assert main(["delete", "no-such-id", "--index", str(news_index_dir), "--no-wait"]) == 75
+    assert f"another writer (pid {os.getpid()})" in capsys.readouterr().err
