@@ -46,6 +46,13 @@ class IndexMismatch(NewsqaError):
     http_status = 503
 
 
+class IndexBusy(NewsqaError):
+    """Another process holds the index's writer lock and the caller chose not to wait."""
+
+    code = "index_busy"
+    http_status = 503
+
+
 class ResourceMissing(NewsqaError):
     """A model or tokenizer file that must ship with an installed package is absent."""
 

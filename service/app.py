@@ -24,7 +24,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
 from indexer.store.embedded import Index, package_version
-from indexer.store.backends import open_store
+from indexer.store.backends import default_index_dir, open_store
 from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
@@ -184,4 +184,4 @@ def app_from_env() -> Litestar:
     The server's own defaults then apply, not `newsqa serve`'s (service/server.py): uvicorn, for one,
     trusts X-Forwarded-For from 127.0.0.1 unless run with `--no-proxy-headers`, and has no header timeout.
     """
-    return create_app(settings_with_env(ServiceSettings(index_dir=Path(os.environ.get("NEWSQA_INDEX", "index")))))
+    return create_app(settings_with_env(ServiceSettings(index_dir=default_index_dir())))

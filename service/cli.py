@@ -1,7 +1,19 @@
-"""The `newsqa` command line: index, delete, search, serve.
+"""The `newsqa` command line: index, delete, search, ask, list, show, stats, eval, serve, mcp.
 
-Domain errors become one line on stderr (`newsqa: error: ...`) and exit code 2;
-nothing prints a traceback for bad input.
+Exit codes, the same for every command:
+
+- 0: done;
+- 1: nothing found (`search` with no hits, `ask` with no answer, `show` or
+  `delete` of an unknown id), like grep;
+- 2: an error (bad option or input, missing index): one line on stderr,
+  `newsqa: error: ...`, or with `--json` the API's error shape
+  `{"error": {"code", "message"}}` on stdout;
+- 3: `index` finished but some records or files failed (each is reported);
+- 75: `--no-wait` and another writer holds the index;
+- 130: interrupted.
+
+Nothing prints a traceback for bad input. Logging is configured once, in
+`main`: warnings and errors by default, library chatter with `--verbose`.
 """
 
 from __future__ import annotations
@@ -10,17 +22,38 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-from indexer.errors import NewsqaError
+from indexer.errors import IndexBusy, NewsqaError, NotFound
 
-DEFAULT_INDEX = "index"
+EXIT_OK = 0
+EXIT_NOTHING_FOUND = 1
+EXIT_ERROR = 2
+EXIT_PARTIAL = 3
+EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: try again later
+EXIT_INTERRUPTED = 130
+_LOG_HANDLER = "newsqa-cli"
 
 
-def _add_index_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", default=DEFAULT_INDEX, type=Path, help="index directory (default: %(default)s)")
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of each command: every command takes --verbose and --quiet after its name."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        loud = self.add_mutually_exclusive_group()
+        loud.add_argument("-v", "--verbose", action="store_true",
+                          help="also show informational and debug logs of newsqa and its libraries")
+        loud.add_argument("-q", "--quiet", action="store_true", help="errors only: no warnings, no progress bar")
+
+
+def _add_index_option(parser: argparse.ArgumentParser, dest: str = "index") -> None:
+    from indexer.store.backends import INDEX_ENV, default_index_dir
+
+    parser.add_argument("--index", dest=dest, default=default_index_dir(), type=Path,
+                        help=f"index directory (env {INDEX_ENV}; default: %(default)s)")
 
 
 def _add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -29,12 +62,19 @@ def _add_store_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsqa", description="Semantic search and question answering over news archives.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from indexer.query.answer import DEFAULT_PASSAGES
+    from indexer.query.search import DEFAULT_K
+    from indexer.store.embedded import package_version
+
+    parser = argparse.ArgumentParser(prog="newsqa", description="Semantic search and question answering over news archives.",
+                                     epilog="exit codes: 0 done, 1 nothing found, 2 error, 3 index finished with "
+                                            "failed records, 75 index busy (--no-wait), 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"newsqa {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     index = sub.add_parser("index", help="index articles (incremental: only new or changed articles are embedded)")
-    index.add_argument("sources", nargs="+", help="files or folders: .txt/.md news dumps, .jsonl, .html; or URLs "
-                       "of RSS/Atom feeds, (news) sitemaps or article pages")
+    index.add_argument("sources", nargs="+", help="files or folders: .txt/.md articles or news dumps, .jsonl, .html; "
+                       "URLs of RSS/Atom feeds, (news) sitemaps or article pages; - reads JSONL from stdin")
     _add_index_option(index)
     index.add_argument("--max-tokens", type=int, default=200, help="passage size limit in tokens (default: %(default)s)")
     index.add_argument("--overlap", type=int, default=1, help="sentences shared by consecutive passages (default: %(default)s)")
@@ -44,16 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_option(index)
     index.add_argument("--shard", help="i/n: index only shard i of n (by article id), for n parallel workers "
                        "writing to one --store")
+    index.add_argument("--no-wait", action="store_true",
+                       help="if another writer holds the index, fail at once (exit 75) instead of waiting for it")
 
     delete = sub.add_parser("delete", help="remove articles by id")
     delete.add_argument("ids", nargs="+", help="article ids (citation.article_id)")
     _add_index_option(delete)
     _add_store_option(delete)
+    delete.add_argument("--no-wait", action="store_true",
+                        help="if another writer holds the index, fail at once (exit 75) instead of waiting for it")
 
     search = sub.add_parser("search", help="search passages and print them with citations")
     search.add_argument("query")
     _add_index_option(search)
-    search.add_argument("-k", type=int, default=5, help="number of passages (default: %(default)s)")
+    search.add_argument("-k", type=int, default=DEFAULT_K, help="number of results (default: %(default)s)")
     search.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
     search.add_argument("--group", choices=["passage", "article"], default="passage",
                         help="article: one result per article (default: %(default)s)")
@@ -75,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="answer a question with a sentence quoted from the articles, with its citation")
     ask.add_argument("question")
     _add_index_option(ask)
-    ask.add_argument("-k", type=int, default=5, help="passages to search for the answer (default: %(default)s)")
+    ask.add_argument("-k", type=int, default=DEFAULT_PASSAGES,
+                     help="passages to search for the answer (default: %(default)s)")
     ask.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
     ask.add_argument("--date-from")
     ask.add_argument("--date-to")
@@ -103,12 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_store_option(evaluate)
 
     from service.app import ServiceSettings
 
     serve = sub.add_parser("serve", help="serve the HTTP API and search page")
     for f in fields(ServiceSettings):
         flag = "--index" if f.name == "index_dir" else "--" + f.name.replace("_", "-")
+        if f.name == "index_dir":
+            _add_index_option(serve, dest=f.name)
+            continue
         # A tuple setting (e.g. --cors-origin) is a flag given once per value.
         repeat = ({"action": "append", "type": str, "default": None} if isinstance(f.default, tuple)
                   else {"type": type(f.default), "default": f.default})
@@ -119,22 +168,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser("mcp", help="serve the index to LLM clients over MCP (stdio transport)")
     _add_index_option(mcp)
+    _add_store_option(mcp)
+
+    _add_browse_commands(sub)
     _add_follow_parser(sub)
     _add_fetch_options(index)
     return parser
 
 
+def _add_browse_commands(sub) -> None:
+    """`list`, `show` and `stats`: find ids and see what an index holds without searching."""
+    listing = sub.add_parser("list", help="list articles, newest first: id, date, source, title")
+    _add_index_option(listing)
+    _add_store_option(listing)
+    listing.add_argument("--source", help="only articles from this source (case ignored)")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many articles (default: %(default)s)")
+    listing.add_argument("--offset", type=int, default=0, help="skip this many first (default: %(default)s)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+
+    show = sub.add_parser("show", help="print one article by id")
+    show.add_argument("id", help="article id (from list, search or citation.article_id)")
+    _add_index_option(show)
+    _add_store_option(show)
+    show.add_argument("--json", action="store_true", help="print the API's JSON (GET /v1/articles/ID)")
+
+    stats = sub.add_parser("stats", help="what the index holds: counts, sources with counts, date range")
+    _add_index_option(stats)
+    _add_store_option(stats)
+    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         return COMMANDS[args.command](args)
     except NewsqaError as exc:
-        print(f"newsqa: error: {exc.message}", file=sys.stderr)
-        return 2
+        status = EXIT_BUSY if isinstance(exc, IndexBusy) else EXIT_NOTHING_FOUND if isinstance(exc, NotFound) else EXIT_ERROR
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": exc.code, "message": exc.message}}, ensure_ascii=False))
+        else:
+            print(f"newsqa: error: {exc.message}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print("newsqa: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _configure_logging(*, verbose: bool, quiet: bool) -> None:
+    """The CLI's one logging set-up.
+
+    Default: warnings and errors only; libraries' INFO/DEBUG lines (faiss'
+    loader, bm25s, sentence-transformers) and their load progress bars are
+    hidden. `--verbose` shows everything, `--quiet` errors only.
+    """
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.get_name() == _LOG_HANDLER]:  # main() called again in-process
+        root.removeHandler(previous)
+    handler = logging.StreamHandler()
+    handler.set_name(_LOG_HANDLER)
+    # The handler filters too: some libraries set their own logger to DEBUG on import (bm25s).
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    if not verbose:
+        # Read when huggingface_hub is first imported (below, when the model loads): hides
+        # transformers' "Loading weights" bar, which is not our progress.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _cmd_index(args) -> int:
@@ -144,15 +247,10 @@ def _cmd_index(args) -> int:
     from indexer.store.backends import build_store, store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
-    from indexer.ingest.follow import writer_lock
-
-    target = store_target(args.store, args.index)
-    # An index directory takes the writer lock that follow rounds and POST /v1/articles take.
-    lock = writer_lock(target) if isinstance(target, Path) else contextlib.nullcontext()
-    with _web_sources(args) as (sources, web_errors), lock:
-        summary = build_store(sources, target, embedder=Embedder(purpose="passages"),
+    with _web_sources(args) as (sources, web_errors):
+        summary = build_store(sources, store_target(args.store, args.index), embedder=Embedder(purpose="passages"),
                               shard=parse_shard(args.shard), settings=settings, rebuild=args.rebuild,
-                              progress=False if args.no_progress else None)
+                              progress=False if args.no_progress or args.quiet else None, wait=not args.no_wait)
     summary.errors = web_errors + summary.errors
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
@@ -168,16 +266,20 @@ def _cmd_index(args) -> int:
             f"({summary.passages_per_second:.1f} passages/s); "
             f"index holds {summary.total_articles} articles, {summary.total_chunks} passages"
         )
-    return 1 if summary.errors and not (summary.added or summary.updated or summary.unchanged) else 0
+    if summary.errors:
+        print(f"newsqa: {len(summary.errors)} record(s) or file(s) failed and were skipped; the rest is indexed",
+              file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
 
 
 def _cmd_delete(args) -> int:
     from indexer.store.backends import delete_from, store_target
 
-    removed = delete_from(store_target(args.store, args.index), args.ids)
+    removed = delete_from(store_target(args.store, args.index), args.ids, wait=not args.no_wait)
     missing = [i for i in args.ids if i not in removed]
     print(f"deleted {len(removed)} article(s)" + (f"; not found: {', '.join(missing)}" if missing else ""))
-    return 0 if not missing else 1
+    return EXIT_OK if not missing else EXIT_NOTHING_FOUND
 
 
 def _cmd_search(args) -> int:
@@ -197,9 +299,10 @@ def _cmd_search(args) -> int:
         import msgspec
 
         print(msgspec.json.encode(search_out(result)).decode())
-        return 0
+        return EXIT_OK if result.hits else EXIT_NOTHING_FOUND
     if not result.hits:
         print("no results")
+        return EXIT_NOTHING_FOUND
     elif result.low_confidence:
         print(f"low confidence ({result.confidence:.2f}): these may not match the query\n")
     for hit in result.hits:
@@ -229,10 +332,10 @@ def _cmd_ask(args) -> int:
         import msgspec
 
         print(msgspec.json.encode(answer_out(result)).decode())
-        return 0
+        return EXIT_OK if result.answer is not None else EXIT_NOTHING_FOUND
     if result.answer is None:
         print(f"no answer: {result.reason}")
-        return 1
+        return EXIT_NOTHING_FOUND
     c = result.answer.citation
     print(result.answer.text)
     print(f"\n— {c.title} [{' · '.join(filter(None, [c.date, c.source, c.section]))}], "
@@ -265,9 +368,9 @@ def _cmd_eval(args) -> int:
         return 0
     from indexer.evaluate.harness import calibrate, evaluate_qa
     from indexer.query.search import Searcher
-    from indexer.store.embedded import open_index
+    from indexer.store.backends import open_store, store_target
 
-    searcher = Searcher(open_index(args.index, model=embedder.name), embedder)
+    searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     if args.known_items is not None:
         from indexer.evaluate.harness import EVAL_MODES
         from indexer.evaluate.known_items import evaluate_known_items
@@ -309,12 +412,14 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_mcp(args) -> int:
+    from indexer.store.backends import STORE_ENV
     from indexer.store.embedded import current_version
     from service.mcp_server import serve_stdio
 
-    if current_version(Path(args.index)) is None:
+    store = args.store or os.environ.get(STORE_ENV, "")
+    if not store and current_version(Path(args.index)) is None:
         raise NewsqaError(f"no index at {args.index}: build one with `newsqa index data/ --index {args.index}`")
-    serve_stdio(Path(args.index))
+    serve_stdio(Path(args.index), store=store)
     return 0
 
 
@@ -343,8 +448,7 @@ def _add_follow_parser(sub) -> None:
     follow = sub.add_parser("follow", help="follow RSS/Atom feeds and news sitemaps: each round indexes what is new")
     follow.add_argument("sources_file", metavar="SOURCES", type=Path,
                         help="plain file, one `URL [NAME]` a line (# comments)")
-    follow.add_argument("--index", default=DEFAULT_INDEX, type=Path,
-                        help="index directory; the follow state is kept in it (default: %(default)s)")
+    _add_index_option(follow)
     follow.add_argument("--every", default="15m", help="time between rounds, e.g. 15m, 90s, 1h (default: %(default)s)")
     follow.add_argument("--once", action="store_true", help="run one round and exit")
     follow.add_argument("--json", action="store_true", help="print each round's report as JSON")
@@ -416,8 +520,109 @@ def _cmd_follow(args) -> int:
         time.sleep(max(0.0, every - (time.monotonic() - started)))
 
 
-COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp,
-            "follow": _cmd_follow}
+def _open_for_reading(args):
+    from indexer.store.backends import open_store, store_target
+
+    return open_store(store_target(args.store, args.index))
+
+
+def _all_articles(index, *, page: int = 5000):
+    """Every article's listing row (id, title, date, source, url, kind), newest first, a page at a time."""
+    offset = 0
+    while True:
+        rows = index.list_articles(limit=page, offset=offset)
+        yield from rows
+        if len(rows) < page:
+            return
+        offset += page
+
+
+def _cmd_list(args) -> int:
+    from indexer.errors import InvalidParameter
+
+    if args.limit < 1 or args.offset < 0:
+        raise InvalidParameter(f"--limit {args.limit} --offset {args.offset}: use --limit >= 1 and --offset >= 0")
+    index = _open_for_reading(args)
+    try:
+        if args.source:
+            wanted = args.source.casefold()
+            matching = (r for r in _all_articles(index) if (r["source"] or "").casefold() == wanted)
+            rows = [r for _, r in zip(range(args.offset + args.limit), matching)][args.offset:]
+        else:
+            rows = index.list_articles(limit=args.limit, offset=args.offset)
+    finally:
+        index.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            print("\t".join([row["article_id"], row["date"] or "-", row["source"] or "-", row["title"]]))
+    return EXIT_OK if rows else EXIT_NOTHING_FOUND
+
+
+def _cmd_show(args) -> int:
+    index = _open_for_reading(args)
+    try:
+        article = index.article(args.id)
+    finally:
+        index.close()
+    if args.json:
+        import msgspec
+
+        from service.schemas import article_out
+
+        print(msgspec.json.encode(article_out(article)).decode())
+        return EXIT_OK
+    print(article.title)
+    print(" · ".join(filter(None, [article.date, article.source, article.url])) or "(undated, no source)")
+    print(f"id {article.article_id}\n")
+    print(article.text)
+    return EXIT_OK
+
+
+def _cmd_stats(args) -> int:
+    index = _open_for_reading(args)
+    try:
+        counts, version = index.counts, index.version
+        sources: dict[str, dict] = {}
+        dates: list[str] = []
+        for row in _all_articles(index):
+            if row["kind"] != "news":
+                continue
+            entry = sources.setdefault(row["source"] or "", {"articles": 0, "first": None, "last": None})
+            entry["articles"] += 1
+            if row["date"]:
+                dates.append(row["date"])
+                entry["first"] = min(filter(None, [entry["first"], row["date"]]))
+                entry["last"] = max(filter(None, [entry["last"], row["date"]]))
+    finally:
+        index.close()
+    stats = {
+        "version": version,
+        "articles": counts.get("articles", 0),
+        "records": counts.get("records", 0),
+        "passages": counts.get("chunks", 0),
+        "undated": counts.get("articles", 0) - len(dates),
+        "date_from": min(dates, default=None),
+        "date_to": max(dates, default=None),
+        "sources": [{"source": name or None, **entry} for name, entry in
+                    sorted(sources.items(), key=lambda item: (-item[1]["articles"], item[0]))],
+    }
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"index version {version}: {stats['articles']} articles, {stats['records']} other records, "
+          f"{stats['passages']} passages")
+    print(f"dates: {stats['date_from'] or '-'} to {stats['date_to'] or '-'} ({stats['undated']} undated)")
+    print(f"sources ({len(stats['sources'])}):")
+    for entry in stats["sources"]:
+        span = f"{entry['first']} to {entry['last']}" if entry["first"] else "undated"
+        print(f"  {entry['source'] or '(none)'}: {entry['articles']} articles, {span}")
+    return EXIT_OK
+
+
+COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp}
+COMMANDS.update({"list": _cmd_list, "show": _cmd_show, "stats": _cmd_stats, "follow": _cmd_follow})
 
 
 if __name__ == "__main__":

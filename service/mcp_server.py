@@ -259,26 +259,28 @@ def create_server(lease: Lease) -> Server:
     )
 
 
-def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0) -> None:
+def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0, store: str = "") -> None:
     """Serve the index over stdin/stdout until the client closes the connection.
 
     Loads the model and the live index version first (domain errors if the
     index is missing or built with another model), then checks `CURRENT`
-    every `reload_interval` seconds for a new version (0: never).
+    every `reload_interval` seconds for a new version (0: never). `store`, a
+    PostgreSQL URL, is served instead of `index_dir`.
     """
     from service.app import Resources, ServiceSettings
     from service.reload import Reloader
 
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        resources = Resources(ServiceSettings(index_dir=Path(index_dir)))
+        resources = Resources(ServiceSettings(index_dir=Path(index_dir), store=store))
     reloader = Reloader(resources)
     server = create_server(reloader.lease)
 
     async def run() -> None:
         rejected_in, rejected_out = anyio.create_memory_object_stream[types.JSONRPCError](100)
         stdin = anyio.wrap_file(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
-        async with reloader.polling(reload_interval):
+        # A PostgreSQL store is live: no versions to poll.
+        async with reloader.polling(0 if store else reload_interval):
             async with stdio_server(stdin=screened_lines(stdin, rejected_in)) as (read_stream, write_stream):
                 async with anyio.create_task_group() as group:
 

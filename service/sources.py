@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from litestar.response import Template
 
 from indexer.errors import InvalidParameter
 from indexer.ingest.documents import stable_id
-from indexer.ingest.follow import follow_status, writer_lock
+from indexer.ingest.follow import follow_status
 from service.limits import key_matches, presented_key
 from service.schemas import error_responses
 
@@ -190,9 +189,8 @@ def push_articles(state: State, body: bytes) -> PushOut:
     resources = state.resources
     settings = resources.settings
     if lines:
-        # The follow state's writer lock: a follow round writing the same index at the same time must wait.
-        lock = writer_lock(settings.index_dir) if not settings.store else contextlib.nullcontext()
-        with lock, tempfile.TemporaryDirectory(prefix="newsqa-push-") as tmp:
+        # build_store takes the index's writer lock: a follow round or `newsqa index` at the same time waits.
+        with tempfile.TemporaryDirectory(prefix="newsqa-push-") as tmp:
             path = Path(tmp) / "pushed.jsonl"
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in lines), encoding="utf-8")
             summary = build_store([path], store_target(settings.store or None, settings.index_dir),

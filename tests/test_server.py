@@ -82,6 +82,6 @@ def test_cli_reports_errors_without_tracebacks(tmp_path, news_index_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "title": "ok", "text": "Fine text here."}\n{broken\n')
     built = newsqa("index", str(bad), "--index", str(tmp_path / "idx"), "--no-progress")
-    assert built.returncode == 0, built.stderr
+    assert built.returncode == 3, built.stderr  # some records failed: documented exit code
     assert f"{bad}:2: invalid JSON" in built.stderr
     assert "1 added" in built.stdout and "1 errors" in built.stdout and "passages/s" in built.stdout

@@ -23,10 +23,13 @@ from indexer.ingest.dedupe import DuplicateFinder, signature
 from indexer.ingest.lang import guess_language
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
-from indexer.ingest.read import ReadReport, read_sources
-from indexer.store.embedded import Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts
+from indexer.ingest.read import ReadReport, input_size, read_sources
+from indexer.store.embedded import (
+    Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts, writer_lock,
+)
 from indexer.types import Article, Chunk
 
+# Passages collected before embedding: the larger the set, the less padding once sorted by length.
 EMBED_BATCH_CHUNKS = 512
 
 
@@ -113,6 +116,8 @@ class IngestLoop:
         progress: bool,
         dedupe_threshold: float = 0.8,
         batch_chunks: int = EMBED_BATCH_CHUNKS,
+        input_bytes: int | None = None,
+        bytes_read: Callable[[], int] | None = None,
     ) -> None:
         self.embedder = embedder
         self.settings = settings
@@ -123,9 +128,12 @@ class IngestLoop:
         self._threshold = dedupe_threshold
         self._batch_chunks = batch_chunks
         self._finder: DuplicateFinder | None = None
+        self._embedded = 0
         self._seen: set[str] = set()
         self._pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
-        self._bar = _progress(progress)
+        # With the input's size known the bar counts input bytes (a true total and ETA); else passages.
+        self._bytes_read = bytes_read if input_bytes is not None else None
+        self._bar = _progress(progress, input_bytes if bytes_read is not None else None)
 
     def _duplicates(self) -> DuplicateFinder:
         # Loaded on the first new or changed article: an unchanged re-index never reads them.
@@ -171,10 +179,18 @@ class IngestLoop:
             return
         chunks = [c for _, cs, _, _ in self._pending for c in cs]
         titles = {a.article_id: a.title for a, _, _, _ in self._pending}
-        t0 = time.perf_counter()
-        vectors = self.embedder.encode([passage_input(titles[c.article_id], c.section, c.text) for c in chunks])
-        self.summary.embed_seconds += time.perf_counter() - t0
-        self._bar.update(len(chunks))
+        inputs = [passage_input(titles[c.article_id], c.section, c.text) for c in chunks]
+        # One model batch at a time, so the bar moves every ~64 passages; sorted by length first,
+        # so each batch pads as little as one call over all of them would.
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].tokens)
+        step = self.embedder.batch_size
+        vectors = np.zeros((len(chunks), self.embedder.dimension), dtype=np.float32)
+        for begin in range(0, len(order), step):
+            batch = order[begin : begin + step]
+            t0 = time.perf_counter()
+            vectors[batch] = self.embedder.encode([inputs[i] for i in batch])
+            self.summary.embed_seconds += time.perf_counter() - t0
+            self._tick(len(batch))
         batch, offset = [], 0
         for article, article_chunks, digest, sig in self._pending:
             n = len(article_chunks)
@@ -184,7 +200,17 @@ class IngestLoop:
         self.summary.chunks += len(chunks)
         self._pending.clear()
 
+    def _tick(self, passages: int) -> None:
+        self._embedded += passages
+        if self._bytes_read is None:
+            self._bar.update(passages)
+        else:
+            self._bar.set_postfix(passages=self._embedded, refresh=False)
+            self._bar.update(max(0, self._bytes_read() - self._bar.n))
+
     def close(self) -> None:
+        if self._bytes_read is not None:
+            self._bar.update(max(0, self._bytes_read() - self._bar.n))
         self._bar.close()
 
 
@@ -207,10 +233,30 @@ def build_index(
     rebuild: bool = False,
     progress: bool | None = None,
     dedupe_threshold: float = 0.8,
+    wait: bool = True,
 ) -> BuildSummary:
-    """Index `sources` into `index_dir` (created, or updated in place atomically)."""
-    started = time.perf_counter()
+    """Index `sources` into `index_dir` (created, or updated in place atomically).
+
+    Holds the index's writer lock from reading the live version to the
+    commit: a concurrent writer waits (or, with `wait=False`, gets `IndexBusy`).
+    """
     index_dir = Path(index_dir)
+    with writer_lock(index_dir, wait=wait):
+        return _build_locked(sources, index_dir, embedder=embedder, settings=settings, rebuild=rebuild,
+                             progress=progress, dedupe_threshold=dedupe_threshold)
+
+
+def _build_locked(
+    sources: Sequence[str | os.PathLike],
+    index_dir: Path,
+    *,
+    embedder: Embedder,
+    settings: ChunkSettings,
+    rebuild: bool,
+    progress: bool | None,
+    dedupe_threshold: float,
+) -> BuildSummary:
+    started = time.perf_counter()
     settings = settings.validate()
     settings_dict = asdict(settings)
     summary = BuildSummary()
@@ -238,6 +284,7 @@ def build_index(
         embedder=embedder, settings=settings, summary=summary, known=base.article_hashes() if base else {},
         load_signatures=base.signatures if base else tuple, write=write,
         progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
+        input_bytes=input_size(sources), bytes_read=lambda: report.bytes_read,
     )
     try:
         for article in read_sources(sources, embed=embedder.encode, report=report, skip_file=known_files.get):
@@ -268,9 +315,19 @@ def build_index(
     return summary
 
 
-def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str]) -> list[str]:
-    """Remove articles by id in a new version; return the ids that were present."""
+def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str], *, wait: bool = True) -> list[str]:
+    """Remove articles by id in a new version; return the ids that were present.
+
+    Takes the writer lock like `build_index`.
+    """
     index_dir = Path(index_dir)
+    if current_version(index_dir) is None:
+        open_index(index_dir)  # raises IndexMissing without creating the directory
+    with writer_lock(index_dir, wait=wait):
+        return _delete_locked(index_dir, article_ids)
+
+
+def _delete_locked(index_dir: Path, article_ids: Sequence[str]) -> list[str]:
     base = open_index(index_dir)
     try:
         draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
@@ -291,16 +348,23 @@ def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str]) ->
 
 
 class _NoBar:
+    n = 0
+
     def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def _progress(show: bool):
+def _progress(show: bool, input_bytes: int | None = None):
     if not show:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(desc="embedding passages", unit="passage", file=sys.stderr)
+    if input_bytes is None:
+        return tqdm(desc="embedding passages", unit="passage", file=sys.stderr)
+    return tqdm(desc="indexing", total=input_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)

@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from indexer.types import NEWS, Article, Section
 
 _SPACE = re.compile(r"[ \t\f\v\u00a0]+")
+# C0/C1 control characters other than tab and line breaks: invisible, and they break terminals and XML.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def normalize_space(text: str) -> str:
-    """Collapse runs of spaces inside lines and trim each line."""
-    return "\n".join(_SPACE.sub(" ", line).strip() for line in text.splitlines()).strip()
+    """Collapse runs of spaces inside lines, trim each line, and drop control characters."""
+    return "\n".join(_SPACE.sub(" ", line).strip() for line in _CONTROL.sub("", text).splitlines()).strip()
 
 
 def fingerprint(text: str) -> str:

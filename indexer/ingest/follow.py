@@ -42,7 +42,6 @@ from indexer.ingest.feeds import FEED, SITEMAP, SITEMAP_INDEX, Entry, FeedError,
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
 
 STATE_FILE = "follow-state.json"
-WRITE_LOCK = ".write.lock"
 FOLLOW_LOCK = ".follow.lock"
 STATE_FORMAT = 1
 # An article page that failed this many rounds is not tried again.
@@ -112,12 +111,6 @@ def _file_lock(path: Path, *, busy: str | None = None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def writer_lock(index_dir: str | os.PathLike):
-    """Held while a follow round or a push (POST /v1/articles) writes a version of `index_dir`: each build
-    starts from the live version, so two at once would lose one's articles. Waits for the other writer."""
-    return _file_lock(Path(index_dir) / WRITE_LOCK)
 
 
 def state_path(index_dir: str | os.PathLike) -> Path:
@@ -381,7 +374,8 @@ def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_op
     from indexer.ingest.build import build_index
     from indexer.store.embedded import open_index
 
-    with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp, writer_lock(index_dir):
+    # build_index holds the index's writer lock, so a push or `newsqa index` at the same time waits.
+    with tempfile.TemporaryDirectory(prefix="newsqa-web-") as tmp:
         path = write_records(records, Path(tmp) / "web-articles.jsonl")
         summary = build_index([path], index_dir, embedder=embedder, progress=False, **(build_options or {}))
     for error in summary.errors:  # say which page a bad record came from, not the temporary file

@@ -81,7 +81,7 @@ class _Paragraph:
 
 def parse_date(text: str) -> str | None:
     """The ISO date of a line that is only a date, else None."""
-    text = text.strip().strip(".")
+    text = text.strip().strip(".*_ ")  # Markdown writes dates as *16 December 2025* too
     if len(text) > 40:
         return None
     try:
@@ -171,23 +171,41 @@ def _line_key(line: str) -> str:
     return " ".join(line.split()).casefold()
 
 
-def _is_heading(paragraphs: list[_Paragraph], index: int) -> bool:
-    para = paragraphs[index]
+def _heading_like(para: _Paragraph) -> bool:
+    """Short, capitalised, no closing punctuation (or a Markdown heading)."""
     if para.heading_level is not None:
         return True
     text = para.text
-    if (
+    return not (
         len(text) > MAX_HEADING_CHARS
         or len(text.split()) > MAX_HEADING_WORDS
         or _CLOSING_PUNCTUATION.search(text)
         or not text[:1].isupper() and not text[:1].isdigit()
-    ):
-        return False
+    )
+
+
+def _is_prose(para: _Paragraph | None) -> bool:
+    return para is not None and para.heading_level is None and parse_date(para.text) is None and bool(
+        len(para.text.split()) > MAX_HEADING_WORDS or _CLOSING_PUNCTUATION.search(para.text)
+    )
+
+
+def _is_heading(paragraphs: list[_Paragraph], index: int) -> bool:
+    if paragraphs[index].heading_level is not None:
+        return True
     # A heading introduces body text: the next paragraph must be prose, not another heading.
     following = paragraphs[index + 1] if index + 1 < len(paragraphs) else None
-    return following is not None and parse_date(following.text) is None and (
-        len(following.text.split()) > MAX_HEADING_WORDS or _CLOSING_PUNCTUATION.search(following.text)
-    )
+    return _heading_like(paragraphs[index]) and _is_prose(following)
+
+
+def _dated_headline(paragraphs: list[_Paragraph], index: int) -> str | None:
+    """The date of a headline written as headline line, date line, prose (one article's usual layout)."""
+    if index + 2 >= len(paragraphs) or not _heading_like(paragraphs[index]):
+        return None
+    if parse_date(paragraphs[index].text) is not None or paragraphs[index + 1].heading_level is not None:
+        return None
+    found = parse_date(paragraphs[index + 1].text)
+    return found if found is not None and _is_prose(paragraphs[index + 2]) else None
 
 
 @dataclass
@@ -207,7 +225,16 @@ def _split_articles(
     date_changed = False
     body: list[str] = []
     heading: _Paragraph | None = None
+    date_line_used: int | None = None
     for index, para in enumerate(paragraphs):
+        if index == date_line_used:
+            continue  # the date line of a dated headline, already applied
+        if (headline_date := _dated_headline(paragraphs, index)) is not None:
+            if heading is not None or body:
+                units.append((heading, body, date, date_changed))
+            date, date_changed = headline_date, True
+            heading, body, date_line_used = para, [], index + 1
+            continue
         found = parse_date(para.text) if para.heading_level is None else None
         if found is not None:
             if heading is not None or body:

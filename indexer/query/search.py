@@ -61,6 +61,7 @@ __all__ = [
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
+DEFAULT_K = 10  # results per search when the caller does not say
 MODES = ("hybrid", "dense", "lexical")
 GROUPS = ("passage", "article")
 FUSIONS = ("score", "rrf")
@@ -205,7 +206,7 @@ class Searcher:
         self,
         query: str,
         *,
-        k: int = 10,
+        k: int = DEFAULT_K,
         mode: str = "hybrid",
         filters: Filters = Filters(),
         group: str | None = None,

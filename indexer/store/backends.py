@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from indexer.store.postgres import is_store_url
 from indexer.store.protocols import Store
 
 STORE_ENV = "NEWSQA_STORE"
+INDEX_ENV = "NEWSQA_INDEX"
+DEFAULT_INDEX = "index"
+
+
+def default_index_dir() -> Path:
+    """The embedded index directory when no option names one: $NEWSQA_INDEX, else ./index."""
+    return Path(os.environ.get(INDEX_ENV) or DEFAULT_INDEX)
 
 
 def store_target(store: str | None, index_dir: str | os.PathLike) -> str | os.PathLike:
@@ -43,6 +51,7 @@ def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard
     if is_store_url(str(target)):
         from indexer.store.postgres import index_into_store
 
+        options.pop("wait", None)  # transactional: concurrent writers never lose each other's rows
         return index_into_store(sources, str(target), embedder=embedder, shard=shard, **options)
     if shard is not None:
         from indexer.errors import InvalidParameter
@@ -54,12 +63,16 @@ def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard
     return build_index(sources, target, embedder=embedder, **options)
 
 
-def delete_from(target: str | os.PathLike, article_ids: Sequence[str]) -> list[str]:
-    """Remove articles by id from the directory or PostgreSQL store `target`; return those present."""
+def delete_from(target: str | os.PathLike, article_ids: Sequence[str], *, wait: bool = True) -> list[str]:
+    """Remove articles by id from the directory or PostgreSQL store `target`; return those present.
+
+    `wait=False`: an embedded index busy with another writer raises `IndexBusy`
+    (a PostgreSQL store is transactional and never refuses).
+    """
     if is_store_url(str(target)):
         from indexer.store.postgres import delete_from_store
 
         return delete_from_store(str(target), article_ids)
     from indexer.ingest.build import delete_articles
 
-    return delete_articles(target, article_ids)
+    return delete_articles(target, article_ids, wait=wait)

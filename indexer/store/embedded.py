@@ -19,12 +19,14 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.errors import IndexMismatch, IndexMissing
+from indexer.errors import IndexBusy, IndexMismatch, IndexMissing
 from indexer.store.bm25 import LexicalIndex
 from indexer.store.common import (
     ARTICLE_COLUMNS, CHUNK_COLUMNS, FAISS_HNSW_EF_CONSTRUCTION, FAISS_HNSW_M, KIND_COUNTS_SQL, SOURCE_STATS_FIELDS,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from indexer.ingest.build import PendingArticle
 
 FORMAT_VERSION = 1
+WRITER_LOCK = "WRITER.lock"
 KEEP_VERSIONS = 2
 # Exact search is affordable below this many passages; above it an HNSW graph keeps latency flat.
 EXACT_SEARCH_LIMIT = 200_000
@@ -116,6 +119,43 @@ def current_version(index_dir: Path) -> Path | None:
         return None
     path = index_dir / name
     return path if (path / "manifest.json").is_file() else None
+
+
+@contextmanager
+def writer_lock(index_dir: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the one writer lock of `index_dir` (created if missing) for a whole write.
+
+    A build or delete reads the live version, writes a draft and commits it;
+    two at once would each start from the same version and the later commit
+    would drop the earlier one's changes. With the lock the second writer
+    starts from the first one's version. `wait=False` raises `IndexBusy` at
+    once instead of waiting. Readers never take it.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / WRITER_LOCK
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            if not wait:
+                raise IndexBusy(
+                    f"another writer (pid {holder}) is updating {index_dir}: wait for it to finish, "
+                    "or run again without --no-wait to queue behind it"
+                ) from None
+            logging.getLogger("newsqa.ingest").warning(
+                "waiting for another writer (pid %s) on %s…", holder, index_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # released by closing the file
 
 
 def read_manifest(version_dir: Path) -> dict:
