@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 from indexer.errors import IndexBusy
-from indexer.store.embedded import WRITER_LOCK, open_index, writer_lock
+from indexer.store.embedded import open_index, writer_lock
 
 
 def _write_jsonl(path: Path, prefix: str, topics: list[str]) -> list[str]:
