@@ -75,6 +75,7 @@ class CachedEmbedder:
         self._embedder = embedder
         self.name = embedder.name
         self.dimension = embedder.dimension
+        self.batch_size = embedder.batch_size
         self.directory = Path(directory) / _safe_name(embedder.name)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._vectors: dict[bytes, np.ndarray] = {}
