@@ -128,8 +128,8 @@ def test_cli_eval_qa(news_index_dir, capsys):
 
     assert main(["eval", "--qa", str(QA_SET), "--index", str(news_index_dir), "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "abstention_accuracy",
-                                    "false_abstentions"}
+    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "sentence_accuracy",
+                                    "short_answer_accuracy", "abstention_accuracy", "false_abstentions"}
     assert len(body["outcomes"]) == len((QA_SET).read_text().strip().splitlines())
 
 
