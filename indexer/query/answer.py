@@ -317,25 +317,35 @@ def _best_span(question: Question, text: str, asked: str, focus: list[str]) -> t
     """The span of `text` that best answers `question`: (span, type score, nearness to the focus words)."""
     words = [(m.start(), m.end(), m.group(0).lower()[:5]) for m in _WORD.finditer(text)]
     focus_at = [s for s, _, w in words if w in focus] if focus else []
-    best, best_key = None, (0.0, 0.0)
+    best, best_key, best_fit, best_near = None, (0.0, 0.0), 0.0, 0.0
     for span in typed_spans(text):
         fit = question.accepts(span.kind)
         if fit <= 0 or not _is_new(span, asked):
             continue
+        if question.head and span.kind in _NAMES and _names_head(question.head, text, span):
+            fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
         if focus_at:
-            distance = min(min(abs(span.start - f), abs(span.end - f)) for f in focus_at)
+            distance = min(0 if span.start <= f < span.end else min(abs(span.start - f), abs(span.end - f))
+                           for f in focus_at)
             near = 1.0 / (1.0 + distance / 30.0)
         else:
             near = 0.0
         # Longer spans of the same kind and fit carry the unit or the full name: prefer them.
         key = (fit * (0.5 + 0.5 * near), len(span.text))
         if key > best_key:
-            best, best_key = span, key
+            best, best_key, best_fit, best_near = span, key, fit, near
     if best is None:
         return None, 0.0, 0.0
-    fit = question.accepts(best.kind)
-    near = (best_key[0] / fit - 0.5) * 2 if fit else 0.0
-    return best, fit, near
+    return best, best_fit, best_near
+
+
+_NAMES = ("person", "organisation", "place", "work", "name")
+
+
+def _names_head(head: str, text: str, span: TypedSpan) -> bool:
+    """Whether the span, with the word before and after it, holds the question's head noun."""
+    around = text[max(0, span.start - 20):span.end + 20].lower()
+    return re.search(rf"\b{re.escape(head)}", around) is not None
 
 
 def _is_new(span: TypedSpan, asked: str) -> bool:
@@ -345,8 +355,10 @@ def _is_new(span: TypedSpan, asked: str) -> bool:
         return False
     if span.kind in ("person", "organisation", "place", "work", "name"):
         asked_words = set(re.findall(r"[\w'-]+", asked))
-        words = [w for w in re.findall(r"[\w'-]+", phrase) if len(w) > 2]
-        return not words or any(w.removesuffix("'s") not in asked_words for w in words)
+        words = [w.removesuffix("'s") for w in re.findall(r"[\w'-]+", phrase) if len(w) > 2]
+        # New when most of its words are new: "Kazakhstan's Ministry of Water" is not news to a
+        # question about Kazakhstan's water, "Taalaibek Ibraev" is.
+        return not words or sum(w not in asked_words for w in words) * 2 > len(words)
     return True
 
 

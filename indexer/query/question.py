@@ -39,7 +39,7 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "money": {"money": 1.0, "number": 0.3},
     "percent": {"percent": 1.0, "number": 0.2},
     "quantity": {"quantity": 1.0, "number": 0.6, "money": 0.4, "percent": 0.4, "duration": 0.4},
-    "date": {"date": 1.0},
+    "date": {"date": 1.0, "day": 0.4},
     "duration": {"duration": 1.0, "quantity": 0.4, "number": 0.3},
     "age": {"age": 1.0, "number": 0.3},
     "person": {"person": 1.0, "name": 0.6, "organisation": 0.3},
@@ -138,10 +138,36 @@ class Question:
     focus: tuple[str, ...]
     years: tuple[str, ...]
     entities: tuple[str, ...]
+    head: str | None = None
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
         return ACCEPTS[self.answer_type].get(kind, 0.0)
+
+
+def _typed_head(question: str) -> tuple[str, str] | None:
+    """(answer type, noun) when a listed noun after "which"/"what" names the kind of thing asked for
+    ("river" in "Which river supplies ..."), else None."""
+    q = question.strip()
+    head = _HEAD_WINDOW.match(q)
+    if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
+        return None
+    window = _HEAD_STOP.split(head.group(1))[0]
+    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
+    if not found:
+        return None
+    # The first listed noun, or the next one when it follows directly ("Rugby Union chairman").
+    noun = found[0]
+    for later in found[1:]:
+        if later[0] <= noun[1] + 1:
+            noun = later
+    return noun[2], window[noun[0]:noun[1]].lower()
+
+
+def head_noun(question: str) -> str | None:
+    """The noun that names the kind of thing asked for ("river" in "Which river supplies ..."), or None."""
+    typed = _typed_head(question)
+    return typed[1] if typed else None
 
 
 def answer_type(question: str) -> str:
@@ -149,17 +175,9 @@ def answer_type(question: str) -> str:
     q = question.strip()
     if _WHO_ORG.search(q):
         return "organisation"
-    head = _HEAD_WINDOW.match(q)
-    if head and not re.search(r"\b(?:how|when)\b", q, _I) and not _MONEY_WORDS.search(head.group(1)):
-        window = _HEAD_STOP.split(head.group(1))[0]
-        found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
-        if found:
-            # The first listed noun, or the next one when it follows directly ("Rugby Union chairman").
-            head_noun = found[0]
-            for later in found[1:]:
-                if later[0] <= head_noun[1] + 1:
-                    head_noun = later
-            return head_noun[2]
+    typed = _typed_head(q)
+    if typed:
+        return typed[0]
     if re.match(r"^\s*(?:what|how\s+much)\b", q, _I) and _MONEY_WORDS.search(q) and not _RULES[0][1].search(q):
         return "money"
     for kind, pattern in _RULES:
@@ -184,4 +202,5 @@ def analyse(question: str) -> Question:
         if _YEAR.fullmatch(name):
             continue
         entities.append(name)
-    return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)))
+    return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
+                    head_noun(question))

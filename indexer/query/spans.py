@@ -67,8 +67,9 @@ _DATE = re.compile(
     rf"(?:\b(?:{_DAY},?\s)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
-    rf"|\b(?:1[5-9]|20)\d{{2}}s?\b|\b{_DAY}\b)",
+    rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
+_WEEKDAY = re.compile(rf"\b{_DAY}\b")
 _NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 
@@ -145,7 +146,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
             found.append(TypedSpan(kind, start, end, text[start:end]))
 
     for kind, pattern in (("money", _MONEY), ("percent", _PERCENT), ("quantity", _QUANTITY),
-                          ("duration", _DURATION), ("age", _AGE), ("date", _DATE)):
+                          ("duration", _DURATION), ("age", _AGE), ("date", _DATE), ("day", _WEEKDAY)):
         for m in pattern.finditer(text):
             add(kind, m.start(), m.end())
     specific_end = len(found)
