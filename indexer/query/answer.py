@@ -211,7 +211,8 @@ class Answerer:
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
         asked = _norm(query)
-        focus = [f[:5] for f in question.focus]
+        focus = {f[:5] for f in question.focus}
+        asked_words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
         candidates = []
         for position, hit in enumerate(hits, start=1):
             base = hit.citation.start
@@ -220,6 +221,7 @@ class Answerer:
                 continue
             texts = [hit.text[s - base: e - base] for s, e in spans]
             tokens = tokenize(texts)
+            typed = [_typed(question, t, asked, asked_words, focus) for t in texts]
             context = terms.overlap(tokenize([f"{hit.citation.title} {hit.text}"])[0])
             year_miss, entity_miss = misses[hit.citation.article_id]
             common = {"context": context, "retrieval": max(hit.score, 0.0) / top_score, "rank": 1.0 / position,
@@ -232,7 +234,8 @@ class Answerer:
                     continue  # a fragment: its pair with the next sentence stands for it
                 text = hit.text[start - base: end - base]
                 cover = terms.overlap(tokens[i] if i == j else tokens[i] + tokens[j])
-                span, type_score, near = _best_span(question, text, asked, focus)
+                found = typed[i] if i == j else typed[i] + typed[j].shifted(spans[j][0] - start)
+                span, type_score, near = _best_span(found)
                 features = {"cover": cover, "type": type_score, "near": near,
                             "typed_near": type_score * near, "pair": float(i != j),
                             "lead": float(start == hit.citation.start and position == 1), **common}
@@ -313,20 +316,43 @@ def _norm(text: str) -> str:
 _WORD = re.compile(r"[\w’'-]+")
 
 
-def _best_span(question: Question, text: str, asked: str, focus: list[str]) -> tuple[TypedSpan | None, float, float]:
-    """The span of `text` that best answers `question`: (span, type score, nearness to the focus words)."""
-    words = [(m.start(), m.end(), m.group(0).lower()[:5]) for m in _WORD.finditer(text)]
-    focus_at = [s for s, _, w in words if w in focus] if focus else []
-    best, best_key, best_fit, best_near = None, (0.0, 0.0), 0.0, 0.0
+@dataclass(frozen=True)
+class _Typed:
+    """A sentence's answer spans for one question (accepted kind, not already in the question) with
+    their fit, and where the question's focus words occur; offsets relative to the sentence."""
+
+    spans: tuple[tuple[TypedSpan, float], ...]
+    focus_at: tuple[int, ...]
+
+    def shifted(self, shift: int) -> "_Typed":
+        return _Typed(tuple((TypedSpan(t.kind, t.start + shift, t.end + shift, t.text), f) for t, f in self.spans),
+                      tuple(f + shift for f in self.focus_at))
+
+    def __add__(self, other: "_Typed") -> "_Typed":
+        return _Typed(self.spans + other.spans, self.focus_at + other.focus_at)
+
+
+def _typed(question: Question, text: str, asked: str, asked_words: set[str], focus: set[str]) -> _Typed:
+    kept = []
+    lower = text.lower()
     for span in typed_spans(text):
         fit = question.accepts(span.kind)
-        if fit <= 0 or not _is_new(span, asked):
+        if fit <= 0 or not _is_new(span, asked, asked_words):
             continue
-        if question.head and span.kind in _NAMES and _names_head(question.head, text, span):
+        if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20]:
             fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
-        if focus_at:
+        kept.append((span, fit))
+    focus_at = tuple(m.start() for m in _WORD.finditer(text) if m.group(0).lower()[:5] in focus) if kept else ()
+    return _Typed(tuple(kept), focus_at)
+
+
+def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float]:
+    """The span that best answers the question: (span, type score, nearness to the focus words)."""
+    best, best_key, best_fit, best_near = None, (0.0, 0.0), 0.0, 0.0
+    for span, fit in typed.spans:
+        if typed.focus_at:
             distance = min(0 if span.start <= f < span.end else min(abs(span.start - f), abs(span.end - f))
-                           for f in focus_at)
+                           for f in typed.focus_at)
             near = 1.0 / (1.0 + distance / 30.0)
         else:
             near = 0.0
@@ -334,31 +360,23 @@ def _best_span(question: Question, text: str, asked: str, focus: list[str]) -> t
         key = (fit * (0.5 + 0.5 * near), len(span.text))
         if key > best_key:
             best, best_key, best_fit, best_near = span, key, fit, near
-    if best is None:
-        return None, 0.0, 0.0
     return best, best_fit, best_near
 
 
 _NAMES = ("person", "organisation", "place", "work", "name")
+_ASKED_WORD = re.compile(r"[\w'-]+")
 
 
-def _names_head(head: str, text: str, span: TypedSpan) -> bool:
-    """Whether the span, with the word before and after it, holds the question's head noun."""
-    around = text[max(0, span.start - 20):span.end + 20].lower()
-    return re.search(rf"\b{re.escape(head)}", around) is not None
-
-
-def _is_new(span: TypedSpan, asked: str) -> bool:
+def _is_new(span: TypedSpan, asked: str, asked_words: set[str]) -> bool:
     """Whether the span says something the question does not already say."""
     phrase = _norm(span.text)
     if phrase in asked:
         return False
-    if span.kind in ("person", "organisation", "place", "work", "name"):
-        asked_words = set(re.findall(r"[\w'-]+", asked))
-        words = [w.removesuffix("'s") for w in re.findall(r"[\w'-]+", phrase) if len(w) > 2]
+    if span.kind in _NAMES:
+        words = [w.removesuffix("'s") for w in _ASKED_WORD.findall(phrase) if len(w) > 2]
         # New when most of its words are new: "Kazakhstan's Ministry of Water" is not news to a
         # question about Kazakhstan's water, "Taalaibek Ibraev" is.
-        return not words or sum(w not in asked_words for w in words) * 2 > len(words)
+        return not words or sum(w not in asked_words for w in words) * 2 >= len(words)
     return True
 
 

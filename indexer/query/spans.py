@@ -70,6 +70,17 @@ _DATE = re.compile(
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
 _WEEKDAY = re.compile(rf"\b{_DAY}\b")
+_NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r"|a|an|several|few)\b", re.IGNORECASE)
+_PATTERNS = (
+    ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
+    ("percent", _PERCENT, re.compile(r"%|per\s?cent|percent", re.IGNORECASE)),
+    ("quantity", _QUANTITY, re.compile(rf"(?:\d|\b|-){_UNITS}\b", re.IGNORECASE)),
+    ("duration", _DURATION, re.compile(r"\b(?:year|month|week|day|hour|minute|min|second|decade|centur|night)",
+                                       re.IGNORECASE)),
+    ("age", _AGE, re.compile(r"aged|year-old|old\b|\bage\b|birthday|turned|\(\d|,\s\d", re.IGNORECASE)),
+    ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
+    ("day", _WEEKDAY, re.compile(_DAY)),
+)
 _NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 
@@ -145,12 +156,15 @@ def typed_spans(text: str) -> list[TypedSpan]:
         if end > start:
             found.append(TypedSpan(kind, start, end, text[start:end]))
 
-    for kind, pattern in (("money", _MONEY), ("percent", _PERCENT), ("quantity", _QUANTITY),
-                          ("duration", _DURATION), ("age", _AGE), ("date", _DATE), ("day", _WEEKDAY)):
-        for m in pattern.finditer(text):
-            add(kind, m.start(), m.end())
+    # Each pattern runs only when a cheap scan finds its anchor: the number-word alternatives make
+    # the full patterns slow, and most sentences hold no amount at all.
+    numeric = bool(_NUMERIC_ANCHOR.search(text))
+    for kind, pattern, gate in _PATTERNS:
+        if (numeric or kind in ("date", "day")) and gate.search(text):
+            for m in pattern.finditer(text):
+                add(kind, m.start(), m.end())
     specific_end = len(found)
-    for m in _NUMBER.finditer(text):
+    for m in (_NUMBER.finditer(text) if numeric else ()):
         noun = m.group("noun")
         end = m.end()
         if noun and not (noun.endswith("s") or noun in _COUNTED_IRREGULAR) or (noun and noun.lower() in STARTERS):
