@@ -70,7 +70,7 @@ _DATE = re.compile(
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
 _WEEKDAY = re.compile(rf"\b{_DAY}\b")
-_NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r"|a|an|several|few)\b", re.IGNORECASE)
+_NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
     ("percent", _PERCENT, re.compile(r"%|per\s?cent|percent", re.IGNORECASE)),
@@ -160,7 +160,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
     # the full patterns slow, and most sentences hold no amount at all.
     numeric = bool(_NUMERIC_ANCHOR.search(text))
     for kind, pattern, gate in _PATTERNS:
-        if (numeric or kind in ("date", "day")) and gate.search(text):
+        if (numeric or kind in ("date", "day", "duration")) and gate.search(text):
             for m in pattern.finditer(text):
                 add(kind, m.start(), m.end())
     specific_end = len(found)
