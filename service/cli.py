@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "split belong to every half) (default: %(default)s)")
     evaluate.add_argument("--max-tokens", type=int,
                           help="--beir: cut documents into passages of this many tokens (default: whole documents)")
-    evaluate.add_argument("--cache", type=Path, help="--beir: cache directory (default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
+    evaluate.add_argument("--cache", type=Path, help="cache directory of embeddings (and --beir indexes) "
+                                                     "(default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
     evaluate.add_argument("--fit-answers", type=Path, metavar="FILE",
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fit-also", action="append", default=[], metavar="QA=INDEX",
                           help="--fit-answers: another question set and its index to fit on, all of it "
                                "(repeatable), e.g. bench/news-qa.jsonl=/tmp/news-index")
+    evaluate.add_argument("--embedded-candidates", type=int, metavar="N",
+                          help="--fit-answers: candidates embedded per question at query time (0: none, the "
+                               "cheap score decides; default: 6)")
     evaluate.add_argument("--weights", type=Path, help="--qa: answer weights to evaluate (default: the packaged ones)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -242,11 +246,13 @@ def _cmd_eval(args) -> int:
         print(report.table())
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return 0
-    from indexer.evaluate.harness import calibrate, evaluate_qa, fit_answers, load_qa
+    from indexer.evaluate.harness import CachedEmbedder, cache_dir, calibrate, evaluate_qa, fit_answers, load_qa
     from indexer.query.answer import AnswerWeights
     from indexer.query.search import Searcher
     from indexer.store.embedded import open_index
 
+    # Questions and candidate sentences are embedded once across runs (fit, then evaluate, then again).
+    embedder = CachedEmbedder(embedder, (args.cache or cache_dir()) / "embeddings")
     searcher = Searcher(open_index(args.index, model=embedder.name), embedder)
     modes = args.mode or ["hybrid"]
     weights = AnswerWeights.load(args.weights) if args.weights else None
@@ -257,7 +263,7 @@ def _cmd_eval(args) -> int:
             if not sep:
                 raise NewsqaError(f"--fit-also {extra!r} is not QA=INDEX: write e.g. bench/news-qa.jsonl=/tmp/news-index")
             sets.append((Searcher(open_index(index, model=embedder.name), embedder), load_qa(qa)))
-        weights = fit_answers(sets, mode=modes[0])
+        weights = fit_answers(sets, mode=modes[0], embedded=args.embedded_candidates)
         args.fit_answers.write_text(json.dumps(weights.as_dict(), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.fit_answers}: " + json.dumps(weights.fitted_on), file=sys.stderr)
     reports = [evaluate_qa(searcher, args.qa, mode=mode, split=args.split, weights=weights) for mode in modes]

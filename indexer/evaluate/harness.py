@@ -566,7 +566,7 @@ def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid", spli
 
 
 def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = "hybrid",
-                l2: float = 0.01) -> "AnswerWeights":
+                l2: float = 0.01, embedded: int | None = None) -> "AnswerWeights":
     """Fit the `Answerer`'s weights on question sets, each `(searcher, items)`, and return them.
 
     1. Candidate weights: a conditional logit over each answerable question's candidates
@@ -574,11 +574,15 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
        the item), i.e. the weights that make the right sentence the most likely choice.
     2. Confidence weights: logistic regression of answerable (1) against unanswerable (0) on
        the chosen candidate's confidence features.
+    The confidence is fitted for the ranking in use: with `embedded=0` (no sentence embedding
+    at query time) the first-pass score is the candidate's score.
     3. Threshold: the one that maximises abstention accuracy plus answered share on these
        sets (balanced), nearest 0.5 among ties.
     """
-    from indexer.query.answer import (CANDIDATE_FEATURES, CONFIDENCE_FEATURES, Answerer, AnswerWeights,
-                                      _default_weights)
+    from indexer.query.answer import (CANDIDATE_FEATURES, CONFIDENCE_FEATURES, EMBEDDED_CANDIDATES, Answerer,
+                                      AnswerWeights, _default_weights)
+
+    embedded = EMBEDDED_CANDIDATES if embedded is None else embedded
 
     start_weights = _default_weights()
     groups, considered = [], []
@@ -599,7 +603,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
     w_prefilter = _fit_conditional_logit([(x[:, cheap], y) for x, y in groups], l2=l2)
     prefilter = {CANDIDATE_FEATURES[i]: round(float(w), 4) for i, w in zip(cheap, w_prefilter)}
     interim = AnswerWeights(candidate=candidate, confidence=start_weights.confidence, threshold=0.5,
-                            prefilter=prefilter)
+                            prefilter=prefilter, embedded=embedded)
     rows, labels = [], []
     for answerer, item, seen in considered:
         answerer.weights = interim
@@ -620,7 +624,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
                  "fit_abstention_accuracy": round(float(np.mean(p[y == 0] < threshold)) if (y == 0).any() else 0.0, 4),
                  "fit_false_abstentions": round(float(np.mean(p[y == 1] < threshold)) if (y == 1).any() else 0.0, 4)}
     return AnswerWeights(candidate=candidate, confidence=confidence, threshold=round(threshold, 4),
-                         fitted_on=fitted_on, prefilter=prefilter)
+                         fitted_on=fitted_on, prefilter=prefilter, embedded=embedded)
 
 
 def _candidate_right(item: QAItem, candidate) -> bool:

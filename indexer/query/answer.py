@@ -55,8 +55,9 @@ MAX_PAIR_CHARS = 400
 CANDIDATE_FEATURES = ("cosine", "cover", "context", "type", "near", "typed_near", "retrieval", "rank",
                       "year_miss", "entity_miss", "pair", "lead")
 CONFIDENCE_FEATURES = ("dense", "coverage", "best", "type", "year_miss", "entity_miss", "margin")
-# Embedding sentences is most of an answer's cost: a first score without the cosine
-# (`AnswerWeights.prefilter`) keeps this many candidates, and only their sentences are embedded.
+# Embedding sentences is most of an answer's cost (about 12 ms a sentence on 2 quiet cores): a first
+# score without the cosine (`AnswerWeights.prefilter`) keeps `AnswerWeights.embedded` candidates, and
+# only their sentences are embedded; with 0, the first score decides and nothing is embedded.
 EMBEDDED_CANDIDATES = 6
 
 
@@ -70,6 +71,8 @@ class AnswerWeights:
     fitted_on: dict = field(default_factory=dict)
     # The candidate weights fitted without the cosine: the cheap first pass.
     prefilter: dict[str, float] = field(default_factory=dict)
+    # Candidates the first pass keeps for embedding and the full score (0: the first pass decides).
+    embedded: int = EMBEDDED_CANDIDATES
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_FILE) -> "AnswerWeights":
@@ -81,7 +84,8 @@ class AnswerWeights:
             return cls(candidate=candidate,
                        confidence={k: float(data["confidence"].get(k, 0.0)) for k in ("bias", *CONFIDENCE_FEATURES)},
                        threshold=float(data["threshold"]), fitted_on=data.get("fitted_on", {}),
-                       prefilter={k: float(prefilter.get(k, 0.0)) for k in CANDIDATE_FEATURES if k != "cosine"})
+                       prefilter={k: float(prefilter.get(k, 0.0)) for k in CANDIDATE_FEATURES if k != "cosine"},
+                       embedded=int(data.get("embedded", EMBEDDED_CANDIDATES)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ResourceMissing(
                 f"cannot read the answer weights at {path} ({exc}): reinstall the package, or write them with "
@@ -89,8 +93,8 @@ class AnswerWeights:
             ) from None
 
     def as_dict(self) -> dict:
-        return {"candidate": self.candidate, "prefilter": self.prefilter, "confidence": self.confidence,
-                "threshold": self.threshold, "fitted_on": self.fitted_on}
+        return {"candidate": self.candidate, "prefilter": self.prefilter, "embedded": self.embedded,
+                "confidence": self.confidence, "threshold": self.threshold, "fitted_on": self.fitted_on}
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,7 @@ class Answerer:
     # --- choice and confidence -----------------------------------------------------------
 
     def rank(self, considered: Considered) -> Candidate | None:
-        """The best candidate (None if there is none): the prefilter's `EMBEDDED_CANDIDATES` best are
+        """The best candidate (None if there is none): the prefilter's `weights.embedded` best are
         embedded and scored with the full weights; the rest keep their prefilter score."""
         if not considered.candidates:
             return None
@@ -266,7 +270,10 @@ class Answerer:
         pre = self.weights.prefilter
         for c in considered.candidates:
             c.score = sum(w * c.features[name] for name, w in pre.items())
-        shortlist = sorted(considered.candidates, key=order, reverse=True)[:EMBEDDED_CANDIDATES]
+        if self.weights.embedded <= 0:
+            considered.shortlist = considered.candidates
+            return max(considered.candidates, key=order)
+        shortlist = sorted(considered.candidates, key=order, reverse=True)[:self.weights.embedded]
         self._embed(considered, shortlist)
         considered.shortlist = shortlist
         w = self.weights.candidate
