@@ -155,3 +155,28 @@ def test_scifact_full_test_split_meets_the_targets(capsys):
     assert abs(scores["dense"]["ndcg@10"] - 0.645) <= 0.01
     assert scores["lexical"]["ndcg@10"] >= 0.679 - 0.015
     assert scores["hybrid"]["ndcg@10"] >= 0.72
+
+
+def test_bbc_question_set_loads_by_half_and_keeps_no_article_text():
+    from indexer.evaluate.harness import load_qa
+
+    path = ROOT / "bench" / "bbc-qa.jsonl"
+    fit, test = load_qa(path, split="fit"), load_qa(path, split="test")
+    everything = load_qa(path, split="all")
+    assert len(fit) + len(test) == len(everything) and fit and test
+    assert {i.split for i in fit} == {"fit"} and {i.split for i in test} == {"test"}
+    answerable = [i for i in everything if i.answerable]
+    assert len(answerable) >= 150 and len(everything) - len(answerable) >= 40
+    assert all(i.article_ids and i.answer and i.type for i in answerable)
+    # Ids, questions and answer strings only: the articles stay in ../shared.
+    for line in path.read_text(encoding="utf-8").splitlines():
+        assert set(json.loads(line)) <= {"qid", "split", "section", "question", "article_ids", "answer", "type",
+                                         "answerable", "kind", "absent"}
+
+
+def test_load_qa_rejects_an_unknown_half(tmp_path):
+    from indexer.errors import InvalidParameter
+    from indexer.evaluate.harness import load_qa
+
+    with pytest.raises(InvalidParameter, match="split"):
+        load_qa(QA_SET, split="train")
