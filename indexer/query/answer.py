@@ -394,7 +394,9 @@ def _constraint_misses(question: Question, title: str, text: str) -> tuple[float
     if not question.entities:
         return year_miss, 0.0
     lower = _norm(haystack)
-    absent = sum(1 for e in question.entities if _norm(e).removesuffix("'s") not in lower)
+    # Whole words: "US" is not found in "because".
+    absent = sum(1 for e in question.entities
+                 if not re.search(rf"(?<!\w){re.escape(_norm(e).removesuffix(chr(39) + 's'))}(?!\w)", lower))
     return year_miss, absent / len(question.entities)
 
 
