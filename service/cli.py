@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(repeatable), e.g. bench/news-qa.jsonl=/tmp/news-index")
     evaluate.add_argument("--embedded-candidates", type=int, metavar="N",
                           help="--fit-answers: candidates embedded per question at query time (0: none, the "
-                               "cheap score decides; default: 6)")
+                               "cheap score decides; default: 0)")
     evaluate.add_argument("--weights", type=Path, help="--qa: answer weights to evaluate (default: the packaged ones)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 

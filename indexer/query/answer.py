@@ -5,15 +5,18 @@
 1. analyses the question (`indexer.query.question.analyse`): the expected answer
    type, the focus words, and the years and names it asks about;
 2. takes as candidates the sentences, and adjacent sentence pairs, of the top
-   passages of several articles (`ANSWER_PASSAGES`), with their vectors batch-embedded
-   once (`Searcher.sentence_vectors`, cached per passage);
+   passages of several articles (`ANSWER_PASSAGES`);
 3. scores each candidate with the fitted linear combination of `CANDIDATE_FEATURES`:
-   cosine to the question, coverage of the question's terms (in the sentence and in its
+   coverage of the question's terms (in the sentence and in its
    passage), the best span of the expected type that the question does not already hold
    (`indexer.query.spans`) and how near it sits to the focus words, the passage's
    retrieval score and rank, and whether its article misses a year or name the question
    asks about. A sentence that restates the question without a new span of the right
-   type has no `type` feature and loses to one that has;
+   type has no `type` feature and loses to one that has. The sentence's cosine to the
+   question (the packaged model is trained on question-answer pairs) is added for the
+   `AnswerWeights.embedded` best candidates, embedded in one batch: it costs about 12 ms a
+   sentence on 2 cores and moved the BBC held-out accuracy by one question in 92, so the
+   shipped weights embed none (see `EMBEDDED_CANDIDATES`);
 4. picks the short answer (`Answer.span`): the best typed span in the chosen sentence;
 5. computes the confidence: a logistic model of the search's signals, the best
    candidate's score, its type match and the constraint misses (a question's year that
@@ -57,8 +60,10 @@ CANDIDATE_FEATURES = ("cosine", "cover", "context", "type", "near", "typed_near"
 CONFIDENCE_FEATURES = ("dense", "coverage", "best", "type", "year_miss", "entity_miss", "margin")
 # Embedding sentences is most of an answer's cost (about 12 ms a sentence on 2 quiet cores): a first
 # score without the cosine (`AnswerWeights.prefilter`) keeps `AnswerWeights.embedded` candidates, and
-# only their sentences are embedded; with 0, the first score decides and nothing is embedded.
-EMBEDDED_CANDIDATES = 6
+# only their sentences are embedded; with 0, the first score decides and nothing is embedded. On the
+# BBC held-out half, 6 embedded candidates answered one question more in 92 than 0, for some 50 ms a
+# query: the shipped weights use 0 (`newsqa eval --fit-answers ... --embedded-candidates N` refits).
+EMBEDDED_CANDIDATES = 0
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ _WORDNUM = r"(?:" + "|".join(WORD_NUMBERS) + r")(?:[- ](?:" + "|".join(WORD_NUMB
 _DIGITS = r"\d+(?:[.,]\d+)*"
 _NUM = rf"(?:{_DIGITS}|{_WORDNUM})"
 _SCALE = r"(?:\s?(?:bn|m|k|tn|billion|million|trillion|thousand)\b)"
-_CURRENCY_WORD = (r"(?:dollars?|pounds?|sterling|euros?|euro\s+cents|cents|pence|yen|yuan|tenge|rupees?|roubles?|"
+_CURRENCY_WORD = (r"(?:dollars?|pounds?|sterling|euro\s+cents|euros?|cents|pence|yen|yuan|tenge|rupees?|roubles?|"
                   r"rubles?|francs?|krona|kronor|pesos?|dinars?|soms?|manats?)")
 
 _MONEY = re.compile(
@@ -92,7 +92,7 @@ _NAME = re.compile(
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
 STARTERS = set("""a an the and but or if in on at of for to by with from as after before since while when where
 what which who whom whose why how this that these those it its he she they we i you his her their our my your
-there here then so yet also however although though mr mrs ms miss dr sir lord lady prof president minister
+there here then so yet also however although though mr mrs ms miss dr prof president minister
 chancellor secretary chairman chief boss judge mp mps mr. mrs. dr. last next this monday tuesday wednesday thursday
 friday saturday sunday january february march april may june july august september october november december
 meanwhile but both all some many most one two three four five six seven eight nine ten according despite
