@@ -586,7 +586,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
 
     start_weights = _default_weights()
     groups, considered = [], []
-    for searcher, items in sets:
+    for number, (searcher, items) in enumerate(sets):
         answerer = Answerer(searcher, weights=start_weights)
         for item in items:
             seen, _ = answerer.consider(item.question, mode=mode, embed_all=True)
@@ -596,11 +596,14 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
             x = np.asarray([[c.features[f] for f in CANDIDATE_FEATURES] for c in seen.candidates])
             y = np.asarray([_candidate_right(item, c) for c in seen.candidates], dtype=float)
             if y.any():
-                groups.append((x, y))
+                groups.append((x, y, number))
+    # Each question set counts as much as the others, however many questions it holds.
+    sizes = {n: sum(1 for g in groups if g[2] == n) for n in range(len(sets))}
+    groups = [(x, y, len(groups) / (len(sizes) * sizes[n])) for x, y, n in groups]
     w_candidate = _fit_conditional_logit(groups, l2=l2)
     candidate = {f: round(float(w), 4) for f, w in zip(CANDIDATE_FEATURES, w_candidate)}
     cheap = [i for i, f in enumerate(CANDIDATE_FEATURES) if f != "cosine"]
-    w_prefilter = _fit_conditional_logit([(x[:, cheap], y) for x, y in groups], l2=l2)
+    w_prefilter = _fit_conditional_logit([(x[:, cheap], y, weight) for x, y, weight in groups], l2=l2)
     prefilter = {CANDIDATE_FEATURES[i]: round(float(w), 4) for i, w in zip(cheap, w_prefilter)}
     interim = AnswerWeights(candidate=candidate, confidence=start_weights.confidence, threshold=0.5,
                             prefilter=prefilter, embedded=embedded)
@@ -617,7 +620,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
     confidence.update({f: round(float(w), 4) for f, w in zip(CONFIDENCE_FEATURES, w_conf[1:])})
     p = 1.0 / (1.0 + np.exp(-np.clip(x @ w_conf, -50, 50)))
     threshold = _best_threshold(p, y)
-    right = sum(int(g[1][int(np.argmax(g[0] @ w_candidate))] > 0) for g in groups)
+    right = sum(int(y[int(np.argmax(x @ w_candidate))] > 0) for x, y, _ in groups)
     fitted_on = {"questions": len(considered), "answerable": int(y.sum()), "unanswerable": int(len(y) - y.sum()),
                  "answerable_with_a_right_candidate": len(groups),
                  "fit_sentence_choice_right": right,
@@ -634,19 +637,19 @@ def _candidate_right(item: QAItem, candidate) -> bool:
 
 
 def _fit_conditional_logit(groups, *, l2: float, steps: int = 3000, rate: float = 0.05) -> np.ndarray:
-    """Weights maximising Σ_questions log(Σ_right exp(s) / Σ_all exp(s)), s = x·w (Adam, L2 penalty)."""
+    """Weights maximising Σ_questions weight · log(Σ_right exp(s) / Σ_all exp(s)), s = x·w (Adam, L2)."""
     dims = groups[0][0].shape[1] if groups else 0
     w = np.zeros(dims)
     m, v = np.zeros(dims), np.zeros(dims)
     for step in range(1, steps + 1):
         gradient = l2 * w * len(groups)
-        for x, y in groups:
+        for x, y, weight in groups:
             s = x @ w
             s -= s.max()
             e = np.exp(s)
             p_all = e / e.sum()
             p_pos = (e * y) / (e * y).sum()
-            gradient -= x.T @ (p_pos - p_all)
+            gradient -= weight * (x.T @ (p_pos - p_all))
         gradient /= max(len(groups), 1)
         m = 0.9 * m + 0.1 * gradient
         v = 0.999 * v + 0.001 * gradient ** 2
