@@ -141,12 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mode to evaluate (repeatable; default: all three for --beir, hybrid for --qa)")
     evaluate.add_argument("--limit", type=int, help="--beir: only the first N test queries (a fast slice)")
     evaluate.add_argument("--split", default="test",
-                          help="--beir: qrels split; --known-items: train or test (default: %(default)s)")
+                          help="--beir: qrels split; --known-items: train or test; --qa: the half to report, fit, "
+                               "test or all (questions without a split belong to every half) (default: %(default)s)")
     evaluate.add_argument("--max-tokens", type=int,
                           help="--beir: cut documents into passages of this many tokens (default: whole documents)")
-    evaluate.add_argument("--cache", type=Path, help="--beir: cache directory (default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
+    evaluate.add_argument("--cache", type=Path, help="cache directory of embeddings (and --beir indexes) "
+                                                     "(default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
+    evaluate.add_argument("--fit-answers", type=Path, metavar="FILE",
+                          help="--qa: fit the answer weights and threshold on the fit half of --qa (plus every "
+                               "--fit-also set), write them to FILE (e.g. indexer/query/answer_weights.json), "
+                               "then report --split with them")
+    evaluate.add_argument("--fit-also", action="append", default=[], metavar="QA=INDEX",
+                          help="--fit-answers: another question set and its index to fit on, all of it "
+                               "(repeatable), e.g. bench/news-qa.jsonl=/tmp/news-index")
+    evaluate.add_argument("--embedded-candidates", type=int, metavar="N",
+                          help="--fit-answers: candidates embedded per question at query time (0: none, the "
+                               "cheap score decides; default: 0)")
+    evaluate.add_argument("--weights", type=Path, help="--qa: answer weights to evaluate (default: the packaged ones)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_store_option(evaluate)
 
@@ -337,6 +350,9 @@ def _cmd_ask(args) -> int:
         print(f"no answer: {result.reason}")
         return EXIT_NOTHING_FOUND
     c = result.answer.citation
+    if result.answer.span is not None:
+        print(result.answer.span.text)
+        print()
     print(result.answer.text)
     print(f"\n— {c.title} [{' · '.join(filter(None, [c.date, c.source, c.section]))}], "
           f"article {c.article_id}, paragraph {c.paragraph + 1}, chars {c.start}-{c.end} "
@@ -366,29 +382,49 @@ def _cmd_eval(args) -> int:
         print(report.table())
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return 0
-    from indexer.evaluate.harness import calibrate, evaluate_qa
+    from indexer.evaluate.harness import CachedEmbedder, cache_dir, calibrate, evaluate_qa, fit_answers, load_qa
+    from indexer.query.answer import AnswerWeights
     from indexer.query.search import Searcher
     from indexer.store.backends import open_store, store_target
 
-    searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     if args.known_items is not None:
         from indexer.evaluate.harness import EVAL_MODES
         from indexer.evaluate.known_items import evaluate_known_items
 
+        searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
         known = evaluate_known_items(searcher, args.known_items, modes=args.mode or EVAL_MODES, split=args.split)
         print(json.dumps({"path": known.path, "split": known.split, "queries": known.queries,
                           "skipped": known.skipped, "scores": known.scores}, indent=2) if args.json else known.table())
         return 0
+    # Questions and candidate sentences are embedded once across runs (fit, then evaluate, then again).
+    embedder = CachedEmbedder(embedder, (args.cache or cache_dir()) / "embeddings")
+    searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
     modes = args.mode or ["hybrid"]
-    reports = [evaluate_qa(searcher, args.qa, mode=mode) for mode in modes]
+    weights = AnswerWeights.load(args.weights) if args.weights else None
+    if args.fit_answers:
+        sets = [(searcher, load_qa(args.qa, split="fit"))]
+        for extra in args.fit_also:
+            qa, sep, index = extra.partition("=")
+            if not sep:
+                raise NewsqaError(f"--fit-also {extra!r} is not QA=INDEX: write e.g. bench/news-qa.jsonl=/tmp/news-index")
+            sets.append((Searcher(open_store(index, model=embedder.name), embedder), load_qa(qa)))
+        weights = fit_answers(sets, mode=modes[0], embedded=args.embedded_candidates)
+        args.fit_answers.write_text(json.dumps(weights.as_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.fit_answers}: " + json.dumps(weights.fitted_on), file=sys.stderr)
+    reports = [evaluate_qa(searcher, args.qa, mode=mode, split=args.split, weights=weights) for mode in modes]
     for report in reports:
         if args.calibrate:
             report.calibration = calibrate(report.outcomes)
         if args.json:
             print(json.dumps(report.as_dict(), indent=2))
             continue
-        print(f"{report.path} [{report.mode}]: {len(report.outcomes)} questions, threshold {report.threshold}")
+        print(f"{report.path} [{report.mode}, split {report.split}]: {len(report.outcomes)} questions, "
+              f"threshold {report.threshold:.3f}")
         print(report.table())
+        types = report.by_type()
+        if len(types) > 1:
+            print("by answer type (questions, sentence right, short answer right): "
+                  + ", ".join(f"{k} {n}/{a}/{b}" for k, (n, a, b) in types.items()))
         for line in report.failures():
             print("  " + line)
         if report.calibration:

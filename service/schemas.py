@@ -76,11 +76,21 @@ class SearchOut(msgspec.Struct):
     reason: str | None = None
 
 
+class AnswerSpanOut(msgspec.Struct):
+    """The short answer: the exact answer phrase inside the sentence, `article.text[start:end] == text`."""
+
+    text: str
+    start: int
+    end: int
+
+
 class AnswerTextOut(msgspec.Struct):
-    """A sentence (or two adjacent ones) taken verbatim from an article, with its exact span."""
+    """A sentence (or two adjacent ones) taken verbatim from an article, with its exact span, and the
+    short answer inside it (`span`, null when no phrase of the asked type was found)."""
 
     text: str
     citation: CitationOut
+    span: AnswerSpanOut | None = None
 
 
 class AnswerOut(msgspec.Struct):
@@ -241,7 +251,9 @@ def search_out(result: SearchResult, relevance: dict[int, float] | None = None, 
 def answer_out(result: AnswerResult) -> AnswerOut:
     answer = None
     if result.answer is not None:
-        answer = AnswerTextOut(text=result.answer.text, citation=citation_out(result.answer.citation))
+        s = result.answer.span
+        answer = AnswerTextOut(text=result.answer.text, citation=citation_out(result.answer.citation),
+                               span=AnswerSpanOut(s.text, s.start, s.end) if s is not None else None)
     return AnswerOut(query=result.query, answer=answer, confidence=round(result.confidence, 4),
                      passages=[hit_out(h) for h in result.passages], reason=result.reason,
                      took_ms=round(result.took_ms, 3))

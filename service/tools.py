@@ -208,9 +208,10 @@ _DESCRIPTIONS = {
     ),
     "answer_question": (
         "Answer a factual question from the news archive. Returns `answer` (a sentence quoted verbatim from an "
-        "article, or null with a `reason` when the archive does not answer it), its `citation` (with `n`: the "
-        "context block [n] that holds the answer), `confidence`, and the passages it was chosen from as `context` "
-        "blocks with `citations`. HTTP: /v1/answer takes the "
+        "article, or null with a `reason` when the archive does not answer it), `span` (the exact answer phrase "
+        "inside it with its article offsets, or null), its `citation` (with `n`: the context block [n] that holds "
+        "the answer), `confidence`, and the passages it was chosen from as `context` blocks with `citations`. "
+        "HTTP: /v1/answer takes the "
         "same search parameters; POST /v1/tools/answer_question takes these exactly."
     ),
     "get_article": (
@@ -384,11 +385,14 @@ def answer_question(searcher: Searcher, arguments: dict) -> dict:
     args = context_args(**{"k": DEFAULT_PASSAGES, **{k: v for k, v in arguments.items() if v is not None}})
     filters = make_filters(args.date_from, args.date_to, args.source, args.lang)
     found = Answerer(searcher).answer(args.q, k=args.passages, mode=args.mode, filters=filters)
-    head = {"answer": None, "citation": None, "confidence": round(found.confidence, 4), "reason": found.reason}
+    head = {"answer": None, "span": None, "citation": None, "confidence": round(found.confidence, 4),
+            "reason": found.reason}
     hits, floor = list(found.passages), 0
     if found.answer is not None:
         c = found.answer.citation
         head["answer"] = found.answer.text
+        s = found.answer.span
+        head["span"] = {"text": s.text, "start": s.start, "end": s.end} if s is not None else None
         head["citation"] = {"n": None, "article_id": c.article_id, "title": c.title, "date": c.date,
                             "source": c.source, "url": c.url, "section": c.section, "start": c.start, "end": c.end,
                             "paragraph": c.paragraph}

@@ -131,10 +131,15 @@ class SimilarLink:
 
 @dataclass(frozen=True, slots=True)
 class AnswerBox:
+    """The answer sentence cut around its short answer: `before + span + after == text`."""
+
     text: str
     title: str
     date: str | None
     href: str
+    before: str = ""
+    span: str = ""
+    after: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +277,12 @@ def find_answer(searcher: Searcher, result: SearchResult, params: SearchParams) 
     if found is None:
         return None
     c = found.citation
-    return AnswerBox(found.text, c.title, c.date, article_href(c.article_id, c.start, c.end, params))
+    href = article_href(c.article_id, c.start, c.end, params)
+    if found.span is None:
+        return AnswerBox(found.text, c.title, c.date, href, before=found.text)
+    cut, length = found.span.start - c.start, found.span.end - found.span.start
+    return AnswerBox(found.text, c.title, c.date, href, before=found.text[:cut],
+                     span=found.text[cut:cut + length], after=found.text[cut + length:])
 
 
 def article_blocks(article: Article, highlight: Span | None) -> list[Block]:

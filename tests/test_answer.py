@@ -101,3 +101,42 @@ def test_cli_ask(news_index_dir, capsys):
     assert code == 0 and "10.8 billion cubic meters" in out and TOKTOGUL in out
     assert main(["ask", "chocolate cake recipe", "--index", str(news_index_dir)]) == 1
     assert "no answer: low confidence" in capsys.readouterr().out
+
+
+SPAN_QUESTION = "How much water had the Toktogul reservoir accumulated?"
+
+
+def test_answer_span_on_the_api_and_in_its_schema(client):
+    body = client.get("/v1/answer", params={"q": SPAN_QUESTION}).json()
+    span, answer = body["answer"]["span"], body["answer"]
+    assert span["text"] == "10.8 billion cubic meters"
+    article = client.get(f"/v1/articles/{answer['citation']['article_id']}").json()
+    assert article["text"][span["start"]:span["end"]] == span["text"]
+    assert answer["citation"]["start"] <= span["start"] < span["end"] <= answer["citation"]["end"]
+    schema = client.get("/schema/openapi.json").json()["components"]["schemas"]
+    assert "span" in schema["AnswerTextOut"]["properties"]
+    assert set(schema["AnswerSpanOut"]["properties"]) == {"text", "start", "end"}
+
+
+def test_answer_span_is_bold_inside_the_sentence_on_the_page(client):
+    html = client.get("/", params={"q": SPAN_QUESTION}).text
+    box = html[html.index('<section class="answer"'):]
+    box = box[:box.index("</section>")]
+    assert '<strong class="answer-span">10.8 billion cubic meters</strong>' in box
+    assert "Toktogul" in box.split("<strong")[0] + box.split("</strong>")[1]  # the sentence around it
+
+
+def test_cli_ask_prints_the_short_answer_first(news_index_dir, capsys):
+    from service.cli import main
+
+    assert main(["ask", SPAN_QUESTION, "--index", str(news_index_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "10.8 billion cubic meters" and "10.8 billion cubic meters" in lines[2]
+
+
+def test_the_answer_tool_carries_the_span(searcher):
+    from service.tools import run_tool
+
+    result = run_tool(searcher, "answer_question", {"q": SPAN_QUESTION})
+    assert result["span"]["text"] == "10.8 billion cubic meters"
+    assert result["citation"]["start"] <= result["span"]["start"] < result["span"]["end"] <= result["citation"]["end"]

@@ -335,3 +335,17 @@ def test_newest_toggle_reorders_and_keeps_the_query(tab):
     with page.expect_navigation():
         page.locator("#q").press("Enter")
     assert "sort=date" in page.url
+
+
+def test_the_answer_box_shows_the_short_answer_in_bold_inside_the_sentence(tab):
+    page = tab.goto("/?q=How+much+water+had+the+Toktogul+reservoir+accumulated%3F")
+    box = page.locator("section.answer")
+    assert box.is_visible()
+    sentence = box.locator("p.answer-text")
+    bold = sentence.locator("strong.answer-span")
+    assert bold.inner_text().strip() == "10.8 billion cubic meters"
+    # Bold by the page's style, and inside the quoted sentence, not beside it.
+    weight = bold.evaluate("e => getComputedStyle(e).fontWeight")
+    assert int(weight) >= 600, weight
+    assert "10.8 billion cubic meters" in sentence.inner_text() and len(sentence.inner_text()) > 60
+    tab.shot("answer-span.png")

@@ -128,8 +128,8 @@ def test_cli_eval_qa(news_index_dir, capsys):
 
     assert main(["eval", "--qa", str(QA_SET), "--index", str(news_index_dir), "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "abstention_accuracy",
-                                    "false_abstentions"}
+    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "sentence_accuracy",
+                                    "short_answer_accuracy", "abstention_accuracy", "false_abstentions"}
     assert len(body["outcomes"]) == len((QA_SET).read_text().strip().splitlines())
 
 
@@ -207,3 +207,28 @@ def test_known_item_set_needs_article_ids(tmp_path):
     path.write_text(json.dumps({"qid": "a", "query": "x", "article_ids": []}) + "\n")
     with pytest.raises(InvalidParameter, match="article_ids. is empty"):
         load_known_items(path)
+
+
+def test_bbc_question_set_loads_by_half_and_keeps_no_article_text():
+    from indexer.evaluate.harness import load_qa
+
+    path = ROOT / "bench" / "bbc-qa.jsonl"
+    fit, test = load_qa(path, split="fit"), load_qa(path, split="test")
+    everything = load_qa(path, split="all")
+    assert len(fit) + len(test) == len(everything) and fit and test
+    assert {i.split for i in fit} == {"fit"} and {i.split for i in test} == {"test"}
+    answerable = [i for i in everything if i.answerable]
+    assert len(answerable) >= 150 and len(everything) - len(answerable) >= 40
+    assert all(i.article_ids and i.answer and i.type for i in answerable)
+    # Ids, questions and answer strings only: the articles stay in ../shared.
+    for line in path.read_text(encoding="utf-8").splitlines():
+        assert set(json.loads(line)) <= {"qid", "split", "section", "question", "article_ids", "answer", "type",
+                                         "answerable", "kind", "absent"}
+
+
+def test_load_qa_rejects_an_unknown_half(tmp_path):
+    from indexer.errors import InvalidParameter
+    from indexer.evaluate.harness import load_qa
+
+    with pytest.raises(InvalidParameter, match="split"):
+        load_qa(QA_SET, split="train")

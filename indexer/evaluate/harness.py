@@ -346,13 +346,21 @@ def evaluate_beir(
 
 @dataclass(frozen=True)
 class QAItem:
-    """A question over the news corpus: the article that answers it and a substring of the answer,
-    or `answerable: false` for questions the corpus cannot answer."""
+    """A question over the news corpus: the article that answers it and the answer phrase (a verbatim
+    substring of the article), or `answerable: false` for questions the corpus cannot answer.
+
+    `qid`, `split` (`fit` or `test`), `article_ids`, `type` and `kind` are optional: the
+    BBC set (`bench/bbc-qa.jsonl`) has them, the older `bench/news-qa.jsonl` does not."""
 
     question: str
     title: str | None
     answer: str | None
     answerable: bool
+    qid: str | None = None
+    split: str | None = None
+    article_ids: tuple[str, ...] = ()
+    type: str | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -363,15 +371,37 @@ class QAOutcome:
     confidence: float
     signals: dict
     reason: str | None
+    top_article_id: str | None = None
+    answer_article_id: str | None = None
+    answer_title: str | None = None
+    span: str | None = None
+    asked_type: str | None = None
 
     @property
     def article_ok(self) -> bool:
-        return self.item.answerable and self.top_title == self.item.title
+        """The top passage's article is the one that answers (by id when the set gives ids, else by title)."""
+        if not self.item.answerable:
+            return False
+        return (self.top_article_id in self.item.article_ids if self.item.article_ids
+                else self.top_title == self.item.title)
 
     @property
     def answer_ok(self) -> bool:
+        """Sentence accuracy: the expected answer is inside the returned sentence."""
         return (self.item.answerable and self.answer is not None
                 and _norm(self.item.answer) in _norm(self.answer))
+
+    @property
+    def from_right_article(self) -> bool:
+        if self.item.article_ids:
+            return self.answer_article_id in self.item.article_ids
+        return self.answer_title == self.item.title
+
+    @property
+    def span_ok(self) -> bool:
+        """Short-answer accuracy: the span equals or contains the expected answer, from the right article."""
+        return (self.item.answerable and self.span is not None and self.from_right_article
+                and _norm(self.item.answer) in _norm(self.span))
 
     @property
     def abstained(self) -> bool:
@@ -382,9 +412,16 @@ def _norm(text: str) -> str:
     return " ".join(text.replace("’", "'").lower().split())
 
 
-def load_qa(path: str | os.PathLike) -> list[QAItem]:
-    """Read a question set (JSON lines: `question`, `title`, `answer`, or `answerable: false`)."""
+QA_SPLITS = ("fit", "test", "all")
+
+
+def load_qa(path: str | os.PathLike, *, split: str = "all") -> list[QAItem]:
+    """Read a question set (JSON lines: `question`, `title`, `answer`, or `answerable: false`; optionally
+    `qid`, `split`, `article_ids`, `type`, `kind`). With `split="fit"` or `"test"`, keep that half
+    (questions without a `split` belong to every half)."""
     path = Path(path)
+    if split not in QA_SPLITS:
+        raise InvalidParameter(f"split={split!r} is not a question-set half: use one of {', '.join(QA_SPLITS)}")
     if not path.is_file():
         raise ResourceMissing(f"no question set at {path}: pass a JSON-lines file, e.g. --qa bench/news-qa.jsonl")
     items = []
@@ -395,28 +432,38 @@ def load_qa(path: str | os.PathLike) -> list[QAItem]:
             record = json.loads(line)
             answerable = bool(record.get("answerable", True))
             question = record["question"].strip()
-            if answerable and not (record.get("title") and record.get("answer")):
-                raise KeyError("title and answer")
+            if answerable and not ((record.get("title") or record.get("article_ids")) and record.get("answer")):
+                raise KeyError("title (or article_ids) and answer")
+            article_ids = tuple(str(a) for a in record.get("article_ids") or ())
+            item_split = record.get("split")
+            if item_split is not None and item_split not in ("fit", "test"):
+                raise KeyError(f"split must be fit or test, not {item_split!r}")
         except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
             raise InvalidParameter(
                 f"{path}:{number}: not a question record ({exc}): write "
                 '{"question": ..., "title": ..., "answer": ...} or {"question": ..., "answerable": false}'
             ) from None
-        items.append(QAItem(question, record.get("title"), record.get("answer"), answerable))
+        if split != "all" and item_split not in (None, split):
+            continue
+        items.append(QAItem(question, record.get("title"), record.get("answer"), answerable,
+                            qid=record.get("qid"), split=item_split, article_ids=article_ids,
+                            type=record.get("type"), kind=record.get("kind")))
     if not items:
-        raise InvalidParameter(f"{path} holds no questions: add one JSON object per line")
+        raise InvalidParameter(f"{path} holds no questions{'' if split == 'all' else f' in split {split}'}: "
+                               "add one JSON object per line")
     return items
 
 
 @dataclass
 class QAReport:
-    """Top-1 article, answer and abstention accuracy over a question set."""
+    """Top-1 article, sentence, short-answer and abstention accuracy over a question set."""
 
     path: str
     mode: str
     outcomes: list[QAOutcome]
     threshold: float
     calibration: dict | None = None
+    split: str = "all"
 
     @property
     def answerable(self) -> list[QAOutcome]:
@@ -429,9 +476,12 @@ class QAReport:
     def metrics(self) -> dict[str, float]:
         ans, una = self.answerable, self.unanswerable
         share = lambda hits, total: hits / total if total else 0.0  # noqa: E731
+        sentence = share(sum(o.answer_ok for o in ans), len(ans))
         return {
             "top1_article_accuracy": share(sum(o.article_ok for o in ans), len(ans)),
-            "answer_accuracy": share(sum(o.answer_ok for o in ans), len(ans)),
+            "answer_accuracy": sentence,
+            "sentence_accuracy": sentence,
+            "short_answer_accuracy": share(sum(o.span_ok for o in ans), len(ans)),
             "abstention_accuracy": share(sum(o.abstained for o in una), len(una)),
             "false_abstentions": share(sum(o.abstained for o in ans), len(ans)),
         }
@@ -441,55 +491,186 @@ class QAReport:
         ans, una = len(self.answerable), len(self.unanswerable)
         rows = [
             "| metric | value | over |", "|---|---:|---|",
-            f"| top-1 article accuracy | {m['top1_article_accuracy']:.3f} | {ans} answerable questions |",
-            f"| answer accuracy | {m['answer_accuracy']:.3f} | {ans} answerable questions |",
+            f"| right article at rank 1 | {m['top1_article_accuracy']:.3f} | {ans} answerable questions |",
+            f"| sentence accuracy | {m['sentence_accuracy']:.3f} | {ans} answerable questions |",
+            f"| short-answer accuracy | {m['short_answer_accuracy']:.3f} | {ans} answerable questions |",
             f"| abstention accuracy | {m['abstention_accuracy']:.3f} | {una} unanswerable questions |",
             f"| false abstentions | {m['false_abstentions']:.3f} | {ans} answerable questions |",
         ]
         return "\n".join(rows)
 
+    def by_type(self) -> dict[str, tuple[int, int, int]]:
+        """Per expected answer type: (questions, sentence right, short answer right)."""
+        table: dict[str, list[int]] = {}
+        for o in self.answerable:
+            row = table.setdefault(o.item.type or "?", [0, 0, 0])
+            row[0] += 1
+            row[1] += o.answer_ok
+            row[2] += o.span_ok
+        return {k: tuple(v) for k, v in sorted(table.items())}
+
     def failures(self) -> list[str]:
         lines = []
         for o in self.outcomes:
-            if o.item.answerable and not (o.article_ok and o.answer_ok):
+            if o.item.answerable and not (o.article_ok and o.answer_ok and o.span_ok):
                 lines.append(f"MISS  {o.item.question!r}: want {o.item.answer!r} in {o.item.title!r}; got "
-                             f"{(o.answer or o.reason or '')[:100]!r} from {o.top_title!r} (confidence {o.confidence:.2f})")
+                             f"span {o.span!r} in {(o.answer or o.reason or '')[:100]!r} from {o.top_title!r} "
+                             f"(confidence {o.confidence:.2f}, asked {o.asked_type})")
             elif not o.item.answerable and not o.abstained:
                 lines.append(f"ANSWERED  {o.item.question!r}: {o.answer[:100]!r} (confidence {o.confidence:.2f})")
         return lines
 
     def as_dict(self) -> dict:
         return {
-            "path": self.path, "mode": self.mode, "threshold": self.threshold, "metrics": self.metrics(),
-            "calibration": self.calibration,
+            "path": self.path, "mode": self.mode, "split": self.split, "threshold": self.threshold,
+            "metrics": self.metrics(), "calibration": self.calibration,
             "outcomes": [
-                {"question": o.item.question, "answerable": o.item.answerable, "expected": o.item.answer,
-                 "answer": o.answer, "top_title": o.top_title, "confidence": round(o.confidence, 4),
-                 "signals": o.signals, "article_ok": o.article_ok, "answer_ok": o.answer_ok,
-                 "abstained": o.abstained}
+                {"qid": o.item.qid, "question": o.item.question, "answerable": o.item.answerable,
+                 "expected": o.item.answer, "answer": o.answer, "span": o.span, "top_title": o.top_title,
+                 "confidence": round(o.confidence, 4), "signals": o.signals, "article_ok": o.article_ok,
+                 "answer_ok": o.answer_ok, "span_ok": o.span_ok, "abstained": o.abstained}
                 for o in self.outcomes
             ],
         }
 
 
-def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid") -> QAReport:
-    """Ask every question of the set with the `Answerer` and score the outcomes."""
+def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid", split: str = "all",
+                weights=None) -> QAReport:
+    """Ask every question of the set (or of one half) with the `Answerer` and score the outcomes."""
     from indexer.query.answer import Answerer
+    from indexer.query.question import answer_type
 
-    answerer = Answerer(searcher)
+    answerer = Answerer(searcher, weights=weights)
     outcomes = []
-    for item in load_qa(path):
+    for item in load_qa(path, split=split):
         result = answerer.answer(item.question, mode=mode)
         signals = searcher.signals(result.passages, searcher.query_terms(item.question))
+        top = result.passages[0].citation if result.passages else None
+        found = result.answer
         outcomes.append(QAOutcome(
             item=item,
-            top_title=result.passages[0].citation.title if result.passages else None,
-            answer=result.answer.text if result.answer else None,
+            top_title=top.title if top else None,
+            answer=found.text if found else None,
             confidence=result.confidence,
             signals={k: round(v, 4) for k, v in signals.items()},
             reason=result.reason,
+            top_article_id=top.article_id if top else None,
+            answer_article_id=found.citation.article_id if found else None,
+            answer_title=found.citation.title if found else None,
+            span=found.span.text if found and found.span else None,
+            asked_type=answer_type(item.question),
         ))
-    return QAReport(path=str(path), mode=mode, outcomes=outcomes, threshold=answerer.threshold)
+    return QAReport(path=str(path), mode=mode, outcomes=outcomes, threshold=answerer.threshold, split=split)
+
+
+# --- fitting the answer weights ---------------------------------------------------------
+
+
+def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = "hybrid",
+                l2: float = 0.01, embedded: int | None = None) -> "AnswerWeights":
+    """Fit the `Answerer`'s weights on question sets, each `(searcher, items)`, and return them.
+
+    1. Candidate weights: a conditional logit over each answerable question's candidates
+       (a candidate is right when it holds the expected answer and comes from an article of
+       the item), i.e. the weights that make the right sentence the most likely choice.
+    2. Confidence weights: logistic regression of answerable (1) against unanswerable (0) on
+       the chosen candidate's confidence features.
+    The confidence is fitted for the ranking in use: with `embedded=0` (no sentence embedding
+    at query time) the first-pass score is the candidate's score.
+    3. Threshold: the one that maximises abstention accuracy plus answered share on these
+       sets (balanced), nearest 0.5 among ties.
+    """
+    from indexer.query.answer import (CANDIDATE_FEATURES, CONFIDENCE_FEATURES, EMBEDDED_CANDIDATES, Answerer,
+                                      AnswerWeights, _default_weights)
+
+    embedded = EMBEDDED_CANDIDATES if embedded is None else embedded
+
+    start_weights = _default_weights()
+    groups, considered = [], []
+    for number, (searcher, items) in enumerate(sets):
+        answerer = Answerer(searcher, weights=start_weights)
+        for item in items:
+            seen, _ = answerer.consider(item.question, mode=mode, embed_all=True)
+            considered.append((answerer, item, seen))
+            if not item.answerable or not seen.candidates:
+                continue
+            x = np.asarray([[c.features[f] for f in CANDIDATE_FEATURES] for c in seen.candidates])
+            y = np.asarray([_candidate_right(item, c) for c in seen.candidates], dtype=float)
+            if y.any():
+                groups.append((x, y, number))
+    # Each question set counts as much as the others, however many questions it holds.
+    sizes = {n: sum(1 for g in groups if g[2] == n) for n in range(len(sets))}
+    groups = [(x, y, len(groups) / (len(sizes) * sizes[n])) for x, y, n in groups]
+    w_candidate = _fit_conditional_logit(groups, l2=l2)
+    candidate = {f: round(float(w), 4) for f, w in zip(CANDIDATE_FEATURES, w_candidate)}
+    cheap = [i for i, f in enumerate(CANDIDATE_FEATURES) if f != "cosine"]
+    w_prefilter = _fit_conditional_logit([(x[:, cheap], y, weight) for x, y, weight in groups], l2=l2)
+    prefilter = {CANDIDATE_FEATURES[i]: round(float(w), 4) for i, w in zip(cheap, w_prefilter)}
+    interim = AnswerWeights(candidate=candidate, confidence=start_weights.confidence, threshold=0.5,
+                            prefilter=prefilter, embedded=embedded)
+    rows, labels = [], []
+    for answerer, item, seen in considered:
+        answerer.weights = interim
+        best = answerer.rank(seen)
+        features = answerer.confidence_features(seen, best)
+        rows.append([1.0] + [features[f] for f in CONFIDENCE_FEATURES])
+        labels.append(1.0 if item.answerable else 0.0)
+    x, y = np.asarray(rows), np.asarray(labels)
+    w_conf = _fit_logistic(x, y, l2)
+    confidence = {"bias": round(float(w_conf[0]), 4)}
+    confidence.update({f: round(float(w), 4) for f, w in zip(CONFIDENCE_FEATURES, w_conf[1:])})
+    p = 1.0 / (1.0 + np.exp(-np.clip(x @ w_conf, -50, 50)))
+    threshold = _best_threshold(p, y)
+    right = sum(int(y[int(np.argmax(x @ w_candidate))] > 0) for x, y, _ in groups)
+    fitted_on = {"questions": len(considered), "answerable": int(y.sum()), "unanswerable": int(len(y) - y.sum()),
+                 "answerable_with_a_right_candidate": len(groups),
+                 "fit_sentence_choice_right": right,
+                 "fit_abstention_accuracy": round(float(np.mean(p[y == 0] < threshold)) if (y == 0).any() else 0.0, 4),
+                 "fit_false_abstentions": round(float(np.mean(p[y == 1] < threshold)) if (y == 1).any() else 0.0, 4)}
+    return AnswerWeights(candidate=candidate, confidence=confidence, threshold=round(threshold, 4),
+                         fitted_on=fitted_on, prefilter=prefilter, embedded=embedded)
+
+
+def _candidate_right(item: QAItem, candidate) -> bool:
+    citation = candidate.hit.citation
+    article_ok = (citation.article_id in item.article_ids) if item.article_ids else citation.title == item.title
+    return article_ok and _norm(item.answer) in _norm(candidate.text)
+
+
+def _fit_conditional_logit(groups, *, l2: float, steps: int = 3000, rate: float = 0.05) -> np.ndarray:
+    """Weights maximising Σ_questions weight · log(Σ_right exp(s) / Σ_all exp(s)), s = x·w (Adam, L2)."""
+    dims = groups[0][0].shape[1] if groups else 0
+    w = np.zeros(dims)
+    m, v = np.zeros(dims), np.zeros(dims)
+    for step in range(1, steps + 1):
+        gradient = l2 * w * len(groups)
+        for x, y, weight in groups:
+            s = x @ w
+            s -= s.max()
+            e = np.exp(s)
+            p_all = e / e.sum()
+            p_pos = (e * y) / (e * y).sum()
+            gradient -= weight * (x.T @ (p_pos - p_all))
+        gradient /= max(len(groups), 1)
+        m = 0.9 * m + 0.1 * gradient
+        v = 0.999 * v + 0.001 * gradient ** 2
+        w -= rate * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+    return w
+
+
+def _best_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    best, best_key = 0.5, None
+    for t in sorted(set(np.round(p, 4).tolist()) | {0.5}):
+        abstain_ok = float(np.mean(p[y == 0] < t)) if (y == 0).any() else 1.0
+        answered = float(np.mean(p[y == 1] >= t)) if (y == 1).any() else 1.0
+        key = (abstain_ok + answered, -abs(t - 0.5))
+        if best_key is None or key > best_key:
+            best, best_key = float(t), key
+    # Midway to the next probability up, so the threshold does not sit on a fitted point.
+    below = p[p < best]
+    if len(below):
+        best = (best + float(below.max())) / 2
+    return best
 
 
 def calibrate(outcomes: Sequence[QAOutcome], *, l2: float = 0.01) -> dict:

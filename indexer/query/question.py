@@ -1,0 +1,206 @@
+"""Question analysis: the expected answer type, the focus terms and the explicit constraints.
+
+`analyse(question)` reads a reader's question with rules (regular expressions
+over the question words, and capitalisation for names):
+
+- `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
+  → money, "how old" → age, "which film" → work, "who" → person, ...);
+- `focus`: the question's content words (lower case), which the answer
+  sentence should mention and near which the answer should sit;
+- `years` and `entities`: explicit constraints. A year ("2024") or a named
+  entity ("Netflix") of the question that an article's text does not carry
+  means that article cannot be about what is asked.
+
+Why rules and not an NER library: the answer types here are decided by the
+question's wh-phrase, which NER does not give; for the sentence side, the
+spans are numbers, amounts and capitalised names, which regular expressions
+find in a fraction of a millisecond per sentence (an answer's ~25 sentences cost a few
+milliseconds; the whole answer measured 19.5 ms against 27.6 ms for the search on the BBC
+index at load 3), whereas a transformer NER model costs about as much per sentence as
+embedding it (~12 ms on 2 cores), far over the answer's budget (15 ms above the search),
+and spaCy's models are not on PyPI as packages. No NER library was measured for accuracy. The rules misjudge some names (a person's name read as a place); the
+scorer then counts a name of unsure kind at half weight, and the fitted weights
+(`answer_weights.json`) absorb the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from indexer.query.spans import _names
+
+ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
+                "place", "work", "other")
+
+# Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
+ACCEPTS: dict[str, dict[str, float]] = {
+    "number": {"number": 1.0, "quantity": 0.8, "money": 0.3, "percent": 0.3},
+    "money": {"money": 1.0, "number": 0.3},
+    "percent": {"percent": 1.0, "number": 0.2},
+    "quantity": {"quantity": 1.0, "number": 0.6, "money": 0.4, "percent": 0.4, "duration": 0.4},
+    "date": {"date": 1.0, "day": 0.4},
+    "duration": {"duration": 1.0, "quantity": 0.4, "number": 0.3},
+    "age": {"age": 1.0, "number": 0.3},
+    "person": {"person": 1.0, "name": 0.6, "organisation": 0.3},
+    "organisation": {"organisation": 1.0, "name": 0.6, "person": 0.3, "place": 0.2, "work": 0.2},
+    "place": {"place": 1.0, "name": 0.6, "organisation": 0.3, "person": 0.2},
+    "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
+    "other": {"name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
+              "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
+}
+
+_I = re.IGNORECASE
+_PERSON_NOUNS = (r"(?:person|man|woman|player|minister|judge|actor|actress|singer|star|rapper|artist|director|"
+                 r"economist|analyst|boss|chief|chairman|executive|leader|president|politician|mp|official|coach|"
+                 r"manager|striker|captain|footballer|athlete|driver|champion|author|writer|comedian|presenter|"
+                 r"designer|musician|band member|lawyer|spokesman|founder|governor|commissioner|secretary|"
+                 r"chancellor|candidate|winner|runner|boxer|golfer|cricketer|bowler|batsman|tennis player|"
+                 r"sprinter|rider|jockey|host|guitarist|drummer|editor|journalist|reporter|blogger|producer|"
+                 r"composer|peer|lord|prime minister|mayor|economist|expert|businessman|tycoon|model|entrepreneur|officer|"
+                 r"churchman|prop|painter|celebrity|forward|fly-half|scrum-half|wing|centre|bishop|archbishop|"
+                 r"cardinal|pope|campaigner|chef|photographer|dancer|pianist|violinist|conductor|novelist|poet)")
+_ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
+              r"studio|label|union|newspaper|paper|magazine|airline|carrier|retailer|chain|business|insurer|"
+              r"operator|manufacturer|maker|supplier|body|charity|regulator|watchdog|government|court|channel|"
+              r"website|site|brand|store|supermarket|conglomerate|giant|carmaker|developer|publisher|"
+              r"consortium|fund|bidder|buyer|partner|rival|provider|exchange|institution|university|school)")
+_PLACE_NOUNS = (r"(?:country|countries|city|town|region|venue|stadium|state|province|nation|capital|place|"
+                r"constituency|county|island|village|area|location|ground|theatre|theater|arena|course|circuit|"
+                r"hotel|hospital|prison|airport|port|continent|district|street|hall|river|reservoir|lake|dam|mountain)")
+_WORK_NOUNS = (r"(?:film|movie|book|album|song|show|series|game|play|single|novel|programme|program|title|"
+               r"documentary|musical|sitcom|drama|opera|record|track|comedy|picture|video|biography|memoir|"
+               r"report|campaign slogan|slogan)")
+
+_RULES: list[tuple[str, re.Pattern]] = [
+    ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
+                           r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
+                           r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
+    ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b", _I)),
+    ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
+                            r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
+                            r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
+                            r"\bfor\s+how\s+long\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
+                            r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
+                            r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
+                            r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
+    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:year|date|day|month|decade|century)\b|"
+                        r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
+                        r"\bsince\s+what\b", _I)),
+    ("money", re.compile(r"\bhow\s+much\b.*\b(?:cost|costs|worth|pay|paid|earn|earned|make|made|spend|spent|"
+                         r"raise|raised|profit|profits|loss|losses|revenue|sales|fine|fined|owe|owes|debt|"
+                         r"price|charge|budget|invest|investment|compensation|dividend|money|bid|offer|"
+                         r"salary|fee|deal|bonus|sell\s+for|sold\s+for|turnover|income)\b|"
+                         r"\bhow\s+much\s+(?:money|cash)\b|\bwhat\s+(?:price|profit|profits|loss|losses|revenue|"
+                         r"sales|fee|fine|salary|dividend|amount|sum|value|budget|bonus|turnover)\b|"
+                         r"\bhow\s+big\s+a\s+(?:dividend|fine|loss|profit|bonus)\b|\bwhat\s+(?:was|is)\s+the\s+"
+                         r"(?:\w+\s+)?worth\b|\b(?:for\s+)?how\s+much\s+(?:did|does|was|were|is|will)\b.*\b(?:sell|sold|buy|bought)\b", _I)),
+    ("quantity", re.compile(r"\bhow\s+(?:much|far|big|large|tall|high|deep|long|wide|heavy|fast)\b|"
+                            r"\bhow\s+many\s+(?:kilomet|met|mile|ton|barrel|acre|hectare|point|goal|run|"
+                            r"wicket|line|file|cubic|square|gigawatt|megawatt)|"
+                            r"\bwhat\s+(?:level|speed|time|distance|size|height|capacity|volume|weight|"
+                            r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
+    ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
+    ("work", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_WORK_NOUNS}\b|"
+                        r"\bwhat\s+(?:is|was)\s+the\s+(?:name|title)\s+of\s+(?:the\s+)?(?:\w+\s+){0,4}" + _WORK_NOUNS +
+                        r"|\bwhat\s+is\s+the\s+.*\b(?:documentary|film|album|book|show)\b.*\bcalled\b", _I)),
+    ("place", re.compile(rf"^\s*where\b|\b(?:in|at|to|from)\s+(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|"
+                         rf"\b(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
+    ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_PERSON_NOUNS}\b|"
+                          r"\bwho\b|\bname\s+of\s+the\s+\w+\b", _I)),
+    ("organisation", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_ORG_NOUNS}\b", _I)),
+]
+# "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
+# The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
+_HEAD_WINDOW = re.compile(r"^\s*(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+_HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
+_HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
+          ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
+_WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publishes|acquired|took over|"
+                      r"broadcasts|organises|operates)\b", _I)
+_MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
+                          r"revenue|turnover|dividend|fine|salary|debt|owe|compensation|spend|spent)\b", _I)
+_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
+STOPWORDS = set("""a an the and or but if of in on at by for to from with without into onto about over under
+after before since during as is are was were be been being do does did done has have had will would shall
+should can could may might must what which who whom whose when where why how that this these those there here
+it its he she they them his her their our we you your i my me us than then so such also not no yet just
+only very much many more most less least few other another each every all any some own same new old up down out
+off again further once say says said according roughly approximately about around last next first""".split())
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question's expected answer type, focus words and explicit constraints."""
+
+    text: str
+    answer_type: str
+    focus: tuple[str, ...]
+    years: tuple[str, ...]
+    entities: tuple[str, ...]
+    head: str | None = None
+
+    def accepts(self, kind: str) -> float:
+        """How well a span of `kind` answers this question (0 = not at all)."""
+        return ACCEPTS[self.answer_type].get(kind, 0.0)
+
+
+def _typed_head(question: str) -> tuple[str, str] | None:
+    """(answer type, noun) when a listed noun after "which"/"what" names the kind of thing asked for
+    ("river" in "Which river supplies ..."), else None."""
+    q = question.strip()
+    head = _HEAD_WINDOW.match(q)
+    if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
+        return None
+    window = _HEAD_STOP.split(head.group(1))[0]
+    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
+    if not found:
+        return None
+    # The first listed noun, or the next one when it follows directly ("Rugby Union chairman").
+    noun = found[0]
+    for later in found[1:]:
+        if later[0] <= noun[1] + 1:
+            noun = later
+    return noun[2], window[noun[0]:noun[1]].lower()
+
+
+def head_noun(question: str) -> str | None:
+    """The noun that names the kind of thing asked for ("river" in "Which river supplies ..."), or None."""
+    typed = _typed_head(question)
+    return typed[1] if typed else None
+
+
+def answer_type(question: str) -> str:
+    """The expected answer type of `question` (one of `ANSWER_TYPES`)."""
+    q = question.strip()
+    if _WHO_ORG.search(q):
+        return "organisation"
+    typed = _typed_head(q)
+    if typed:
+        return typed[0]
+    if re.match(r"^\s*(?:what|how\s+much)\b", q, _I) and _MONEY_WORDS.search(q) and not _RULES[0][1].search(q):
+        return "money"
+    for kind, pattern in _RULES:
+        if pattern.search(q):
+            return kind
+    return "other"
+
+
+def analyse(question: str) -> Question:
+    """The analysis of `question` (see the module docstring)."""
+    words = re.findall(r"[A-Za-z0-9][\w’'-]*", question)
+    focus = tuple(dict.fromkeys(w.lower().replace("’", "'").removesuffix("'s") for w in words
+                                if w.lower() not in STOPWORDS and len(w) > 1))
+    years = tuple(dict.fromkeys(_YEAR.findall(question)))
+    entities = []
+    for start, end in _names(question):
+        name = question[start:end].strip()
+        if start == 0 or question[start - 1] in "\"“(":
+            # The question's first word is capitalised anyway; keep it only if it is part of a longer name.
+            if " " not in name:
+                continue
+        if _YEAR.fullmatch(name):
+            continue
+        entities.append(name)
+    return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
+                    head_noun(question))
