@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from conftest import NEWS_PAGE
+from helpers import NEWS_PAGE
+
 
 BACKENDS = ("embedded", "postgres")
 

@@ -1,23 +1,18 @@
-"""Shared fixtures: the real model, a real index of the shipped corpus, error-shape helper."""
+"""Shared fixtures: the real model, a real index of the shipped corpus, and the test client; constants and helpers are in helpers.py."""
 
 from __future__ import annotations
 
 pytest_plugins = ["backends"]
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from helpers import NEWS_PAGE
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
-NEWS_PAGE = DATA / "central-asia-news-2025-12-16.txt"
-SCIFACT = ROOT.parent / "shared" / "datasets" / "beir-scifact"
-ARTIFACTS = ROOT / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -64,20 +59,3 @@ def client(news_index_dir, embedder):
     app = create_app(ServiceSettings(index_dir=news_index_dir), embedder=embedder)
     with TestClient(app=app) as test_client:
         yield test_client
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    """Every error has one JSON shape: {"error": {"code": str, "message": str}}."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and len(body["error"]["message"]) > 10
-    assert "Traceback" not in response.text
-    return body["error"]
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_error
+from helpers import TOKTOGUL, assert_error
 
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+
 UNANSWERABLE = ["chocolate cake recipe", "Who won the Champions League final?"]
 
 

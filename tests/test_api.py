@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_error
-
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+from helpers import TOKTOGUL, assert_error
 
 
 def test_toktogul_ranks_its_article_first_with_exact_offsets(client):

@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import NEWS_PAGE, assert_error
+from helpers import NEWS_PAGE, TOKTOGUL, assert_error
 
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+
 QUERIES = ["Toktogul water levels", "exchange rate of the som", "locomotive deal with the United States",
            "religious leaders congress", "oil tanker gift"]
 MODES = ("dense", "lexical", "hybrid")
@@ -371,7 +371,7 @@ def test_backend_bench_short(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT, SCIFACT
+    from helpers import ROOT, SCIFACT
 
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "backends.py"), "--short", "--scifact", str(SCIFACT),

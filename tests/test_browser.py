@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARTIFACTS, NEWS_PAGE, ROOT
+from helpers import ARTIFACTS, NEWS_PAGE, ROOT, TOKTOGUL, free_port
+
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -31,7 +31,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = ARTIFACTS / "browser"
 README_SHOT = ROOT / "docs" / "search-page.png"
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
 SCRIPT_TITLE = "Bishkek council notes <script>window.__pwned = 'title'</script>"
 SCRIPT_ARTICLE = {
     "id": "script-sample",
@@ -47,12 +46,6 @@ SCRIPT_ARTICLE = {
 }
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

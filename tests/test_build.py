@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NEWS_PAGE, ROOT
 from indexer.ingest.build import build_index
 from indexer.errors import IndexMismatch, IndexMissing
 from indexer.query.search import Searcher
 from indexer.store.embedded import current_version, open_index
+
+from helpers import NEWS_PAGE, ROOT
 
 
 def _news_hits(searcher, query, k=20):

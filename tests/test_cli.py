@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 
 from service.cli import build_parser, main
+
+from helpers import ROOT
 
 GOOD = [
     {"id": "river-1", "title": "River levels fall in autumn", "source": "Valley Post", "date": "2025-10-02",

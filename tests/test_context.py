@@ -12,7 +12,6 @@ import re
 
 import pytest
 
-from conftest import SCIFACT
 from indexer.query.context import (
     BLOCK_SEPARATOR,
     MAX_MAX_TOKENS,
@@ -29,11 +28,11 @@ from indexer.sentences import split_sentences
 from indexer.tokens import ENCODINGS, get_encoding
 from indexer.types import Citation, Hit
 
+from helpers import SCIFACT, TOKTOGUL
+
 BUDGETS = [50, 51, 64, 80, 100, 128, 150, 200, 256, 333, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000, 6000,
            7000, 8000]
 QUERIES = ["Toktogul water levels", "locomotive deal", "Kazakhstan energy investment", "religious leaders"]
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
-
 
 def tiktoken_count(text: str, encoding: str) -> int:
     return len(get_encoding(encoding).encode(text, disallowed_special=()))

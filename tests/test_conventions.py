@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_error
+from helpers import assert_error
+
 
 NONSENSE = "zxqv blorfle wibbleton quaggaroo"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import NEWS_PAGE
 from indexer.embed import Embedder
 from indexer.errors import InvalidParameter
+
+from helpers import NEWS_PAGE
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_encoder_bench_short(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT, SCIFACT
+    from helpers import ROOT, SCIFACT
 
     if not (SCIFACT / "corpus.jsonl").is_file():
         pytest.skip("SciFact is not in ../shared")

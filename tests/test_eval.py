@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import DATA, ROOT, SCIFACT
+from helpers import DATA, ROOT, SCIFACT
+
 
 QA_SET = ROOT / "bench" / "news-qa.jsonl"
 

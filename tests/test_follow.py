@@ -143,7 +143,7 @@ def test_second_round_fetches_nothing_and_a_new_entry_is_fetched_alone(tmp_path,
 
 
 def test_a_new_entry_becomes_searchable_in_a_running_service_without_a_failed_request(tmp_path, site, embedder):
-    from test_updates import LiveServer, QueryLoad, free_port, wait_for
+    from helpers import LiveServer, QueryLoad, free_port, wait_for
 
     from service.app import ServiceSettings
 
@@ -230,7 +230,7 @@ def test_sources_status_route_and_page_show_each_followed_source(followed_app):
 
 
 def test_pushed_articles_are_indexed_and_searchable_at_once_with_per_record_errors(followed_app):
-    from conftest import assert_error
+    from helpers import assert_error
 
     admin = {"Authorization": "Bearer adm"}
     article = {"title": "Lighthouse keeper retires after forty winters",
@@ -259,7 +259,7 @@ def test_pushed_articles_are_indexed_and_searchable_at_once_with_per_record_erro
 
 
 def test_pushing_articles_is_refused_without_an_admin_key(tmp_path, embedder, news_index_dir):
-    from conftest import assert_error
+    from helpers import assert_error
     from litestar.testing import TestClient
 
     from service.app import ServiceSettings, create_app
@@ -399,7 +399,7 @@ def test_an_article_page_that_failed_is_retried_next_round(tmp_path, site, embed
 
 
 def test_search_filters_by_language_on_the_api_the_page_and_the_tools(followed_app):
-    from conftest import assert_error
+    from helpers import assert_error
 
     admin = {"Authorization": "Bearer adm"}
     german = {"id": "de-1", "title": "Neue Straßenbahn zum Flughafen eröffnet", "lang": "de", "source": "Anzeiger",

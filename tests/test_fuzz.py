@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import copy_tree
-from test_updates import LiveServer, free_port
+from helpers import LiveServer, copy_tree, free_port
+
 
 KEYS = {"Authorization": "Bearer fuzz-admin"}
 

@@ -26,7 +26,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from conftest import ROOT, assert_error
+from helpers import ROOT, assert_error, free_port
+
 
 ODD_IDS = ["a/b", "x y", "ü?#", "/lead", "a//b", "trail/", "50%"]
 ODD_ARTICLES = [
@@ -37,12 +38,6 @@ ODD_ARTICLES = [
                                                          "yurt"]))
 ]
 DEEP = b'{"q":' * 1200 + b'"x"' + b"}" * 1200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import shutil
 
 import pytest
 
-from conftest import NEWS_PAGE
 from indexer.ingest.read import ReadReport, read_sources
 from indexer.types import MARKET_RATES, NEWS
+
+from helpers import NEWS_PAGE
 
 TXT = """Glacier Museum Opens in Karakol
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import assert_error
+from helpers import assert_error
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_query_latency_bench_short_mode(tmp_path, news_index_dir):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     out = tmp_path / "latency.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "query_latency.py"), "--short",
@@ -230,7 +230,7 @@ def test_load_test_short_mode_has_no_failures(tmp_path, news_index_dir):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     out = tmp_path / "load.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "load_test.py"), "--short",

@@ -12,12 +12,11 @@ import anyio
 from jsonschema import Draft202012Validator
 from mcp import Client, StdioServerParameters
 
-from conftest import ROOT, copy_tree
 from indexer.ingest.build import delete_articles
 from indexer.tokens import count_tokens
 from service.tools import tool_parameters
 
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+from helpers import ROOT, TOKTOGUL, copy_tree
 
 
 def server_params(index_dir) -> StdioServerParameters:

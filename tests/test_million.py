@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SCIFACT
+from helpers import ROOT, SCIFACT
+
 
 pytestmark = pytest.mark.slow
 

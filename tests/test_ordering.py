@@ -13,7 +13,7 @@ import pytest
 
 from indexer.errors import InvalidParameter
 from indexer.query import ordering
-from tests.conftest import assert_error
+from helpers import assert_error
 
 CANAL = (
     "The regional water authority in Osh announced on Monday that the old canal linking the Ak-Buura river "

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_error
+from helpers import TOKTOGUL, assert_error
 
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+
 LOCOMOTIVES = "Trump and Tokayev Secure a Historic $4.2 Billion Locomotive Deal"
 
 
@@ -148,7 +148,7 @@ def test_filters_apply_before_ranking_not_after_truncation(dated_index, embedder
                                filters=make_filters(date_from="2025-01-01")).hits
         assert [h.citation.article_id for h in hits] == ["new-dam"], mode
     hits = searcher.search("Toktogul reservoir water", k=10, filters=make_filters(source="daily")).hits
-    assert {h.citation.article_id for h in hits} <= {"new-rail"}
+    assert {h.citation.article_id for h in hits} == {"new-rail"}
     hits = searcher.search("Toktogul reservoir water", k=10, filters=make_filters(date_to="2024-12-31"),
                            group="article").hits
     assert [h.citation.article_id for h in hits] == ["old-dam"]

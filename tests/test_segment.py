@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from conftest import NEWS_PAGE
 from indexer.ingest.read import ReadReport, read_sources
 from indexer.ingest.segment import parse_date, segment_dump
 from indexer.types import MARKET_RATES, NEWS
+
+from helpers import NEWS_PAGE
 
 EXPECTED_TITLES = [
     "Trump and Tokayev Secure a Historic $4.2 Billion Locomotive Deal",

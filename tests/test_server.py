@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ROOT
-
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from helpers import ROOT, TOKTOGUL, free_port
 
 
 def newsqa(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

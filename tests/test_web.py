@@ -15,7 +15,7 @@ import pytest
 from indexer.types import Span
 from service.web import Segment, mark_segments, parse_range, pretty_date, safe_url
 
-TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
+from helpers import TOKTOGUL
 
 # An article whose text and title carry markup: it must render as inert text.
 SCRIPT_ARTICLE = {

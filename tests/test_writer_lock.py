@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 
 from indexer.errors import IndexBusy
 from indexer.store.embedded import open_index, writer_lock
+
+from helpers import ROOT
 
 
 def _write_jsonl(path: Path, prefix: str, topics: list[str]) -> list[str]:
