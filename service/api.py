@@ -19,7 +19,8 @@ from litestar.params import Parameter
 from indexer.errors import InvalidParameter
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
-from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters, validate_k
+from indexer.query.search import (DEFAULT_K, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters,
+                                  validate_k)
 from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
 from service.schemas import (
     AnswerOut,
@@ -34,7 +35,6 @@ from service.schemas import (
     search_out,
 )
 
-DEFAULT_K = 10
 # Validators with good messages do the checking; `schema_extra` only documents the contract.
 QueryParam = Annotated[str, Parameter(
     description="What to look for, in plain words (a question or keywords); required, 1..1000 characters.",

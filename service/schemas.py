@@ -9,7 +9,7 @@ from litestar.openapi import ResponseSpec
 
 from indexer.query.answer import AnswerResult
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS
-from indexer.query.search import GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
+from indexer.query.search import DEFAULT_K, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
 from indexer.types import Article, Citation, Hit
 
 
@@ -119,7 +119,8 @@ class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
 
     q: Annotated[str, doc("What to look for, in plain words; 1..1000 characters.", min_length=1,
                           max_length=MAX_QUERY_CHARS)]
-    k: Annotated[int, doc(f"Results per page, 1..{MAX_K}; offset + k <= {MAX_K}.", minimum=1, maximum=MAX_K)] = 10
+    k: Annotated[int, doc(f"Results per page, 1..{MAX_K}; offset + k <= {MAX_K}.", minimum=1,
+                          maximum=MAX_K)] = DEFAULT_K
     offset: Annotated[int, doc("Results to skip (paging).", minimum=0, maximum=MAX_K - 1)] = 0
     mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
                              enum=list(MODES))] = "hybrid"

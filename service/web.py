@@ -27,7 +27,7 @@ from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
 from indexer.query.ordering import make_ordering
-from indexer.query.search import MAX_K, MODES, Searcher, SearchResult, make_filters
+from indexer.query.search import DEFAULT_K, MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
 from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
@@ -37,7 +37,6 @@ log = logging.getLogger("newsqa.web")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-DEFAULT_K = 10
 MODE_LABELS = {"hybrid": "Hybrid", "dense": "Meaning", "lexical": "Exact words"}
 EXAMPLES = ("Toktogul water levels", "locomotive deal with Kazakhstan", "Kyrgyz som exchange rate")
 SERVER_ERROR = ("Something went wrong on our side and the search could not run. "
