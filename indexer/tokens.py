@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from indexer.errors import InvalidParameter, ResourceMissing
+from indexer.settings import cache_root
 
 ENCODINGS = ("cl100k_base", "o200k_base")
 DEFAULT_ENCODING = "cl100k_base"
@@ -31,8 +32,7 @@ _SHA256 = {
 
 def cache_dir() -> Path:
     """Where seeded BPE files live: $NEWSQA_CACHE_DIR/tiktoken or ~/.cache/newsqa/tiktoken."""
-    root = os.environ.get("NEWSQA_CACHE_DIR") or os.path.join(Path.home(), ".cache", "newsqa")
-    return Path(root) / "tiktoken"
+    return cache_root() / "tiktoken"
 
 
 def _packaged_file(name: str) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 
 from indexer.ingest.chunk import ChunkSettings
 from indexer.errors import InvalidParameter, ResourceMissing
+from indexer.settings import cache_root
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "recall@10": "R@10", "recall@100": "R@100", "mrr@10": "MRR@10"}
@@ -54,8 +55,7 @@ WHOLE_DOCUMENTS = ChunkSettings(max_tokens=2000, overlap=0, max_wordpieces=1_000
 
 def cache_dir() -> Path:
     """Where indexes and embeddings of evaluation corpora are kept (never the repository)."""
-    configured = os.environ.get("NEWSQA_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "newsqa"
+    return cache_root()
 
 
 # --- embeddings cache ---------------------------------------------------------------
