@@ -219,7 +219,7 @@ def _pending(embedder, article_dict, *, dimension=None):
     from indexer.ingest.build import content_hash
     from indexer.ingest.chunk import ChunkSettings, chunk_article
     from indexer.ingest.dedupe import signature
-    from indexer.ingest.build import PendingArticle
+    from indexer.store.protocols import PendingArticle
     from indexer.types import Article, Section
 
     end = len(article_dict["text"])

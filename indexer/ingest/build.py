@@ -27,6 +27,7 @@ from indexer.ingest.read import ReadReport, input_size, read_sources
 from indexer.store.embedded import (
     Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts, writer_lock,
 )
+from indexer.store.protocols import PendingArticle
 from indexer.types import Article, Chunk
 
 # Passages collected before embedding: the larger the set, the less padding once sorted by length.
@@ -78,20 +79,6 @@ def _check_compatible(base: Index, model: str, settings: dict, index_dir: Path) 
             f"{base.manifest.get('chunking')}, this run uses {model!r} and {settings}: "
             "add --rebuild to build it again from these sources"
         )
-
-
-@dataclass(frozen=True)
-class PendingArticle:
-    """An article ready to write: its chunks, their vectors, and its signatures.
-
-    Chunk ids are numbered from 0 per article; each writer assigns real ids.
-    """
-
-    article: Article
-    chunks: tuple[Chunk, ...]
-    vectors: np.ndarray
-    content_hash: str
-    minhash: np.ndarray
 
 
 class IngestLoop:

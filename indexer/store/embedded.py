@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,11 +41,8 @@ from indexer.store.common import (
     article_not_found, chunk_from_row, counts, faiss_ef_search, lexical_text, model_mismatch, paragraphs_json,
     sections_json,
 )
-from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
+from indexer.store.protocols import Allowed, LexicalTerms, PendingArticle, Store, StoreWriter
 from indexer.types import Article, Chunk, Filters
-
-if TYPE_CHECKING:
-    from indexer.ingest.build import PendingArticle
 
 FORMAT_VERSION = 1
 WRITER_LOCK = "WRITER.lock"

@@ -34,7 +34,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -48,11 +47,8 @@ from indexer.store.common import (
     model_mismatch, paragraphs_json, sections_json,
 )
 from indexer.store.embedded import FORMAT_VERSION, package_version
-from indexer.store.protocols import Allowed, LexicalTerms, Store, StoreWriter
+from indexer.store.protocols import Allowed, LexicalTerms, PendingArticle, Store, StoreWriter
 from indexer.types import Article, Chunk, Filters
-
-if TYPE_CHECKING:
-    from indexer.ingest.build import PendingArticle
 
 SCHEMA_VERSION = 2
 # Connections each process keeps to one server (serve: about the number of worker threads).

@@ -14,18 +14,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
 from indexer.types import Article, Chunk, Filters
 
-if TYPE_CHECKING:
-    from indexer.ingest.build import PendingArticle
-
 # Chunk ids that pass a query's filters (from `Store.allowed_chunks`), or None for no filters.
 # Resolved once per query, so the dense and the lexical leg do not each run the filter.
 Allowed: TypeAlias = np.ndarray | None
+
+
+@dataclass(frozen=True)
+class PendingArticle:
+    """An article ready to write: its chunks, their vectors, and its signatures.
+
+    Chunk ids are numbered from 0 per article; each writer assigns real ids.
+    """
+
+    article: Article
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+    content_hash: str
+    minhash: np.ndarray
 
 
 @dataclass(frozen=True)
