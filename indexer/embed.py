@@ -99,6 +99,11 @@ class Embedder:
     without oversubscribing them. The default: one call per core on one thread
     each for queries (many small concurrent calls), one call on all cores for
     passages (few large batches). The torch backend runs one call at a time.
+
+    A call that finds every slot free takes them all and runs on all the cores
+    (`wide_threads`): a lone query is not slowed down by the sharing that only
+    pays off under concurrency. The intra-op threads running at once never
+    exceed `concurrency * threads`.
     """
 
     name = MODEL_NAME
@@ -125,7 +130,9 @@ class Embedder:
         self.concurrency = 1 if backend == "torch" else concurrency or (cores if purpose == "queries" else 1)
         self.threads = threads or model_threads(self.concurrency, cores)
         self._slots = threading.BoundedSemaphore(self.concurrency)
-        self._impl = (_OnnxBackend(self._path, self.threads) if backend == "onnx"
+        wide = self.concurrency * self.threads
+        self.wide_threads = wide if backend == "onnx" and threads is None and wide > self.threads else None
+        self._impl = (_OnnxBackend(self._path, self.threads, self.wide_threads) if backend == "onnx"
                       else _TorchBackend(self._path, threads))
         self.dimension = self._impl.dimension
 
@@ -133,8 +140,26 @@ class Embedder:
         """Vectors for `texts`, shape (len(texts), dimension), unit length."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        batch_size = batch_size or self.batch_size
+        if self.wide_threads and self._take_every_slot():
+            try:
+                return self._impl.encode(list(texts), batch_size, wide=True)
+            finally:
+                for _ in range(self.concurrency):
+                    self._slots.release()
         with self._slots:
-            return self._impl.encode(list(texts), batch_size or self.batch_size)
+            return self._impl.encode(list(texts), batch_size)
+
+    def _take_every_slot(self) -> bool:
+        """All the slots without waiting, or none: True when this call may use every core."""
+        taken = 0
+        while taken < self.concurrency and self._slots.acquire(blocking=False):
+            taken += 1
+        if taken == self.concurrency:
+            return True
+        for _ in range(taken):
+            self._slots.release()
+        return False
 
     def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
         """Wordpieces of each text without [CLS]/[SEP]."""
@@ -156,7 +181,7 @@ class _TorchBackend:
         # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int, *, wide: bool = False) -> np.ndarray:
         with self._lock:
             vectors = self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
@@ -164,11 +189,24 @@ class _TorchBackend:
 
 
 class _OnnxBackend:
-    def __init__(self, path: str, threads: int | None) -> None:
-        import onnxruntime as ort
+    """ONNX Runtime sessions over the exported model: one on `threads` intra-op
+    threads, and with `wide_threads` a second one for calls that have every core."""
+
+    def __init__(self, path: str, threads: int, wide_threads: int | None = None) -> None:
         from tokenizers import Tokenizer
 
         onnx_file = export_onnx(path)
+        self._session = self._open(onnx_file, threads)
+        self._wide_session = self._open(onnx_file, wide_threads) if wide_threads else self._session
+        self._tokenizer = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        self._tokenizer.enable_truncation(MODEL_MAX_WORDPIECES)
+        self._tokenizer.no_padding()
+        self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    @staticmethod
+    def _open(onnx_file: Path, threads: int):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -176,13 +214,10 @@ class _OnnxBackend:
         # rest of the request (FAISS, BM25, JSON) on a 2-core machine: measured
         # 17 ms instead of 24 ms per in-process search.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-        self._tokenizer.enable_truncation(MODEL_MAX_WORDPIECES)
-        self._tokenizer.no_padding()
-        self.dimension = int(self._session.get_outputs()[0].shape[-1])
+        return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int, *, wide: bool = False) -> np.ndarray:
+        session = self._wide_session if wide else self._session
         encodings = self._tokenizer.encode_batch(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         # Batches of similar length waste little on padding.
@@ -196,7 +231,7 @@ class _OnnxBackend:
                 n = len(encodings[i].ids)
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
                                               "token_type_ids": np.zeros_like(ids)})[0]
             pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
             out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -375,27 +375,39 @@ def test_one_bounded_json_access_line_per_request(served):
 
 
 class _CountingSession:
-    """The real ONNX session, with the number of `run` calls in flight recorded."""
+    """A real ONNX session; calls and intra-op threads in flight are counted in a shared `tally`."""
 
-    def __init__(self, session) -> None:
-        self.session = session
-        self.lock = threading.Lock()
-        self.running = 0
-        self.peak = 0
+    def __init__(self, session, threads: int, tally: dict, lock: threading.Lock) -> None:
+        self.session, self.threads, self.tally, self.lock = session, threads, tally, lock
 
     def run(self, *args, **kwargs):
         with self.lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
+            self.tally["calls"] += 1
+            self.tally["threads"] += self.threads
+            self.tally["peak_calls"] = max(self.tally["peak_calls"], self.tally["calls"])
+            self.tally["peak_threads"] = max(self.tally["peak_threads"], self.tally["threads"])
+            self.tally["runs"].append(self.threads)
         try:
             time.sleep(0.01)  # widen the window in which calls could overlap
             return self.session.run(*args, **kwargs)
         finally:
             with self.lock:
-                self.running -= 1
+                self.tally["calls"] -= 1
+                self.tally["threads"] -= self.threads
 
     def __getattr__(self, name):
         return getattr(self.session, name)
+
+
+def _count_model_calls(embedder) -> dict:
+    tally = {"calls": 0, "threads": 0, "peak_calls": 0, "peak_threads": 0, "runs": []}
+    lock = threading.Lock()
+    impl = embedder._impl
+    wide = impl._wide_session is not impl._session
+    impl._session = _CountingSession(impl._session, embedder.threads, tally, lock)
+    impl._wide_session = (_CountingSession(impl._wide_session, embedder.wide_threads, tally, lock) if wide
+                          else impl._session)
+    return tally
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
@@ -405,8 +417,7 @@ def test_concurrent_queries_run_the_model_at_most_concurrency_at_once(concurrenc
     embedder = Embedder(backend="onnx", concurrency=concurrency)
     assert embedder.concurrency == concurrency
     assert embedder.threads * concurrency <= max(os.cpu_count() or 1, concurrency)
-    counting = _CountingSession(embedder._impl._session)
-    embedder._impl._session = counting
+    tally = _count_model_calls(embedder)
     results = []
     threads = [threading.Thread(target=lambda i=i: results.append(embedder.encode([f"query number {i}"])))
                for i in range(8)]
@@ -414,7 +425,29 @@ def test_concurrent_queries_run_the_model_at_most_concurrency_at_once(concurrenc
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 8 and counting.peak == concurrency
+    assert len(results) == 8 and tally["peak_calls"] == concurrency
+    # Wide calls (every core) and narrow ones (a share each) never add up to more threads than the slots hold.
+    assert tally["peak_threads"] <= concurrency * embedder.threads
+
+
+def test_a_lone_query_runs_on_every_core_and_concurrent_ones_share_them():
+    from indexer.embed import Embedder
+
+    embedder = Embedder(backend="onnx", concurrency=2, purpose="queries")
+    assert embedder.threads == 1 and embedder.wide_threads == 2
+    tally = _count_model_calls(embedder)
+    embedder.encode(["Toktogul water levels"])
+    assert tally["runs"] == [2]
+    tally["runs"].clear()
+    threads = [threading.Thread(target=embedder.encode, args=([f"query number {i}"],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(tally["runs"]) == 8 and 1 in tally["runs"]
+    assert tally["peak_threads"] <= 2
+    # An explicit thread count is taken as given: no wide session beside it.
+    assert Embedder(backend="onnx", concurrency=2, threads=1).wide_threads is None
 
 
 def test_model_concurrency_is_a_service_setting(news_index_dir):
