@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 
-from indexer.query.highlight import QueryTerms
-from indexer.store.bm25 import tokenize
+from indexer.query.highlight import QueryTerms, Sentences
 from indexer.types import Hit
 
 # Confidence = sigmoid(W0 + W_DENSE * best cosine + W_COVER * best coverage), fitted by
@@ -29,15 +28,15 @@ def confidence_of(dense: float, coverage: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def signals(hits: list[Hit], terms: QueryTerms) -> dict[str, float]:
+def signals(hits: list[Hit], terms: QueryTerms, sentences: Sentences) -> dict[str, float]:
     """The confidence features: best dense cosine and best query-term coverage of the top hits."""
     if not hits:
         return {"dense": 0.0, "coverage": 0.0}
     top = hits[:CONFIDENCE_TOP]
-    return {"dense": max(h.dense or 0.0 for h in top), "coverage": max(coverage(top, terms))}
+    return {"dense": max(h.dense or 0.0 for h in top), "coverage": max(coverage(top, terms, sentences))}
 
 
-def coverage(hits: list[Hit], terms: QueryTerms) -> list[float]:
-    """Each hit's IDF-weighted share of the query terms in its title, section and text (0..1)."""
-    texts = [f"{h.citation.title} {h.citation.section or ''} {h.text}" for h in hits]
-    return [terms.overlap(tokens) for tokens in tokenize(texts)] if texts else []
+def coverage(hits: list[Hit], terms: QueryTerms, sentences: Sentences) -> list[float]:
+    """Each hit's IDF-weighted share of the query terms in its title, section and text (0..1);
+    `sentences` caches each passage's tokens."""
+    return [terms.overlap(sentences.terms(h)) for h in hits]

@@ -269,7 +269,7 @@ class Searcher:
             hits = [g.hits[0] for g in groups]
         hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
         timings["build_ms"] = (time.perf_counter() - t0) * 1000
-        features = signals(hits, terms)
+        features = signals(hits, terms, self.sentences)
         conf = confidence_of(features["dense"], features["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
                             confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=features,
@@ -291,12 +291,12 @@ class Searcher:
 
     def signals(self, hits: list[Hit], terms: QueryTerms) -> dict[str, float]:
         """The confidence features of `hits` (see `indexer.query.confidence.signals`)."""
-        return signals(hits, terms)
+        return signals(hits, terms, self.sentences)
 
     def relevance(self, hits: list[Hit], terms: QueryTerms) -> list[float]:
         """Each hit's calibrated relevance (0..1): the confidence model applied to the hit alone, so
         it means the same for every query, unlike the fused `score` (1.0 for every query's top hit)."""
-        return [confidence_of(h.dense or 0.0, c) for h, c in zip(hits, coverage(hits, terms))]
+        return [confidence_of(h.dense or 0.0, c) for h, c in zip(hits, coverage(hits, terms, self.sentences))]
 
     def _make_hits(self, ranked, dense_scores, lexical_scores) -> tuple[list[Hit], dict[int, Chunk], dict[str, Article]]:
         chunks = self.index.chunks([cid for cid, _ in ranked])
