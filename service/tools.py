@@ -461,8 +461,14 @@ def get_article(searcher: Searcher, arguments: dict) -> dict:
             raise InvalidParameter(f"the article's title and source alone need {needed} tokens, "
                                    f"max_tokens={max_tokens}: raise max_tokens to at least {needed + 50}",
                                    code="invalid_max_tokens")
-    # Binary search on the sentence count; the body returned was measured to fit.
-    lo, hi = 0, len(spans)
+    return largest_fitting(body, len(spans), encoding, max_tokens)
+
+
+def largest_fitting(body: Callable[[int], dict], most: int, encoding: str, max_tokens: int) -> dict:
+    """`body(m)` for the largest m in 0..`most` whose result fits in `max_tokens` tokens of `encoding`
+    (`body(0)` when none does). Bodies grow with m, so a binary search finds it; the body returned was
+    measured to fit."""
+    lo, hi = 0, most
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if result_tokens(body(mid), encoding) <= max_tokens:
@@ -500,14 +506,8 @@ def list_sources(searcher: Searcher, arguments: dict) -> dict:
     def body(m: int) -> dict:
         return {"sources": stats[:m], "truncated": m < len(stats), "max_tokens": max_tokens}
 
-    lo, hi = 0, len(stats)  # the most sources that fit; zero always does (MIN_MAX_TOKENS > its size)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if result_tokens(body(mid), encoding) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return body(lo)
+    # Zero sources always fit (MIN_MAX_TOKENS exceeds that body's size).
+    return largest_fitting(body, len(stats), encoding, max_tokens)
 
 
 _TOOLS: dict[str, Callable[[Searcher, dict], dict]] = {

@@ -356,6 +356,27 @@ def _check_unicode(name: str, value: str) -> None:
         ) from None
 
 
+def extracted_blocks(text: str, title: str | None) -> tuple[str, list[tuple[str | None, str]]]:
+    """The title and (section, paragraph) blocks of trafilatura's formatted text: `#` lines are
+    headings; the first names the article when the page declared no title, later ones start sections."""
+    blocks: list[tuple[str | None, str]] = []
+    section: str | None = None
+    title = (title or "").strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            if not title:
+                title = heading
+            elif heading != title:
+                section = heading
+            continue
+        blocks.append((section, line))
+    return title, blocks
+
+
 def _read_html(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
     try:
         import trafilatura
@@ -368,21 +389,7 @@ def _read_html(text: str, path: Path, report: ReadReport) -> Iterator[Article]:
     if document is None or not (document.text or "").strip():
         report.errors.append(InputError("no article text found in the HTML", path=str(path)))
         return
-    blocks: list[tuple[str | None, str]] = []
-    section: str | None = None
-    title = (document.title or "").strip()
-    for line in document.text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-            if not title:
-                title = heading
-            elif heading != title:
-                section = heading
-            continue
-        blocks.append((section, line))
+    title, blocks = extracted_blocks(document.text, document.title)
     if not blocks:
         report.errors.append(InputError("no article text found in the HTML", path=str(path)))
         return

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from indexer.errors import NewsqaError
 from indexer.ingest.lang import page_language
+from indexer.ingest.read import extracted_blocks
 
 DEFAULT_USER_AGENT = "newsqa-follow/0.1 (+self-hosted news search; honours robots.txt)"
 READ_CHUNK = 65_536
@@ -291,18 +292,8 @@ def extract_article(html: str, url: str | None = None) -> PageArticle | None:
                                            include_comments=False, include_tables=False)
     if document is None or not (document.text or "").strip():
         return None
-    title = (document.title or "").strip()
-    paragraphs: list[str] = []
-    for line in document.text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-            if not title:
-                title = heading
-            continue  # headings are not body text
-        paragraphs.append(line)
+    title, blocks = extracted_blocks(document.text, document.title)
+    paragraphs = [paragraph for _, paragraph in blocks]  # a page's sections are not kept
     if not paragraphs:
         return None
     date = None
