@@ -91,8 +91,7 @@ def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
                              ordering=order)
     page = replace(result, hits=result.hits[body.offset:], groups=result.groups[body.offset:])
     hits = page.hits + [h for g in page.groups for h in g.hits]
-    terms = searcher.query_terms(result.query)
-    relevance = dict(zip((h.chunk_id for h in hits), searcher.relevance(hits, terms)))
+    relevance = dict(zip((h.chunk_id for h in hits), searcher.relevance(hits, result.terms)))
     total = min(result.total, MAX_K)
     reason = empty_reason(searcher, filters) if not result.hits else None
     return search_out(page, relevance, offset=body.offset, total=total,

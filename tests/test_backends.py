@@ -215,6 +215,27 @@ def test_incremental_add_change_delete(store_target, tmp_path, embedder):
         index.close()
 
 
+def test_a_long_lived_searcher_cites_what_a_live_store_holds_now(pg_url, embedder, tmp_path):
+    """PostgreSQL is live: a searcher opened before a change cites the changed article, not a kept copy."""
+    from indexer.query.search import Searcher
+    from indexer.store.backends import build_store, open_store
+
+    corpus = tmp_path / "corpus.jsonl"
+    _write_corpus(corpus, ARTICLES[:2])
+    build_store([corpus], pg_url, embedder=embedder, progress=False)
+    index = open_store(pg_url, model=embedder.name)
+    try:
+        searcher = Searcher(index, embedder)
+        before = searcher.search("cotton freight railway", k=1).hits[0].citation
+        assert before.article_id == "a2" and before.title == ARTICLES[1]["title"]
+        _write_corpus(corpus, [ARTICLES[0], dict(ARTICLES[1], title="Cotton freight, retitled")])
+        build_store([corpus], pg_url, embedder=embedder, progress=False)
+        after = searcher.search("cotton freight railway", k=1).hits[0].citation
+        assert (after.article_id, after.title) == ("a2", "Cotton freight, retitled")
+    finally:
+        index.close()
+
+
 def _pending(embedder, article_dict, *, dimension=None):
     from indexer.ingest.build import content_hash
     from indexer.ingest.chunk import ChunkSettings, chunk_article

@@ -216,7 +216,7 @@ class Answerer:
     def _candidates(self, query: str, question: Question, hits: list[Hit]) -> list[Candidate]:
         searcher = self.searcher
         terms = searcher.query_terms(query)
-        articles = searcher.index.articles({h.citation.article_id for h in hits})
+        articles = searcher.articles({h.citation.article_id for h in hits})
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
         asked = _norm(query)

@@ -36,6 +36,7 @@ How a query is ranked:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -67,6 +68,8 @@ GROUPS = ("passage", "article")
 FUSIONS = ("score", "rrf")
 # Query vectors kept (least recently used dropped).
 QUERY_CACHE = 2048
+# Articles of a fixed index version kept decoded for citations (least recently used dropped).
+ARTICLE_CACHE = 1024
 
 
 def validate_query(query: str | None) -> str:
@@ -167,6 +170,8 @@ class SearchResult:
     total: int = 0
     # With collapse="story": chunk id of a hit -> citations of the near-duplicate articles folded under it.
     similar: dict[int, tuple[Citation, ...]] = field(default_factory=dict)
+    # The query's stemmed terms and idf weights, for callers that score the hits further.
+    terms: QueryTerms = field(default_factory=lambda: QueryTerms({}))
 
 
 def citation(article: Article, chunk: Chunk) -> Citation:
@@ -201,6 +206,8 @@ class Searcher:
         # Sentence spans, tokens and vectors of passages, for highlights and answers.
         self.sentences = Sentences(embedder)
         self._queries: BoundedCache[str, np.ndarray] = BoundedCache(query_cache)  # query text -> its vector
+        # A live store (PostgreSQL) changes under the searcher: its articles are read each time.
+        self._articles: BoundedCache[str, Article] | None = None if index.live else BoundedCache(ARTICLE_CACHE)
 
     def search(
         self,
@@ -273,7 +280,7 @@ class Searcher:
         conf = confidence_of(features["dense"], features["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
                             confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=features,
-                            total=total, similar=similar)
+                            total=total, similar=similar, terms=terms)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector; repeated queries (a page and its answer, paging, popular
@@ -289,6 +296,25 @@ class Searcher:
         """Stemmed content terms of `query` with this store's idf weights."""
         return query_terms(query, self.index.idf)
 
+    def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
+        """The store's articles by id (those it holds); a fixed version's are decoded once and kept
+        while they recur (hits of popular stories do: decoding was a tenth of a search's CPU)."""
+        cache = self._articles
+        if cache is None:
+            return self.index.articles(article_ids)
+        found: dict[str, Article] = {}
+        missing = []
+        for article_id in dict.fromkeys(article_ids):
+            article = cache.get(article_id)
+            if article is None:
+                missing.append(article_id)
+            else:
+                found[article_id] = article
+        for article_id, article in self.index.articles(missing).items():
+            cache.put(article_id, article)
+            found[article_id] = article
+        return found
+
     def signals(self, hits: list[Hit], terms: QueryTerms) -> dict[str, float]:
         """The confidence features of `hits` (see `indexer.query.confidence.signals`)."""
         return signals(hits, terms, self.sentences)
@@ -300,7 +326,7 @@ class Searcher:
 
     def _make_hits(self, ranked, dense_scores, lexical_scores) -> tuple[list[Hit], dict[int, Chunk], dict[str, Article]]:
         chunks = self.index.chunks([cid for cid, _ in ranked])
-        articles = self.index.articles(c.article_id for c in chunks.values())
+        articles = self.articles(c.article_id for c in chunks.values())
         hits: list[Hit] = []
         for cid, score in ranked:
             chunk = chunks.get(cid)
