@@ -178,6 +178,7 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
     wall = time.perf_counter() - began
     return {"clients": clients, "queries": per_client * clients, "queries_per_s": round(per_client * clients / wall, 1),
             "backend": embedder.backend, "model_concurrency": embedder.concurrency, "intra_op_threads": embedder.threads,
+            "wide_threads": embedder.wide_threads,
             "load_before": before, "load_after": load_average()}
 
 
