@@ -1,0 +1,116 @@
+"""Service edges: probes and metrics read off the event loop under a lease, the disk-size metric
+measured once per version, and timed-out work that stops.
+
+Real model, real index, real uvicorn server (tests/helpers.py LiveServer) where the behaviour
+depends on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers import LiveServer, free_port, wait_for
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_probes_answer_while_a_metrics_read_is_stuck_and_the_read_keeps_its_version(
+        monkeypatch, news_index_dir, embedder):
+    """A scrape stuck in an index read (a slow disk, a slow PostgreSQL query) must not stall the
+    event loop, and the version it reads must stay open through a reload until it is done."""
+    import service.app
+    from service.app import ServiceSettings
+
+    entered, release = threading.Event(), threading.Event()
+    real_open = service.app.open_store
+
+    def open_with_stuck_disk(*args, **kwargs):
+        index = real_open(*args, **kwargs)
+        measure = index.disk_bytes
+
+        def stuck() -> int:
+            entered.set()
+            release.wait(30)
+            return measure()
+
+        index.disk_bytes = stuck
+        return index
+
+    monkeypatch.setattr(service.app, "open_store", open_with_stuck_disk)
+    settings = ServiceSettings(index_dir=news_index_dir, port=free_port(), reload_interval=0,
+                               admin_key="admin-secret")
+    with LiveServer(settings, embedder) as server:
+        reloader = server.app.state.reloader
+        reloader.grace = 0.1
+        first = reloader.current.index.version
+        scrape: dict[str, httpx.Response] = {}
+        scraper = threading.Thread(target=lambda: scrape.update(
+            response=httpx.get(f"{server.url}/metrics", timeout=30)))
+        scraper.start()
+        try:
+            assert entered.wait(10), "the scrape never read the index size"
+            with httpx.Client(base_url=server.url, timeout=5) as client:
+                for path, headers in (("/health", {}), ("/ready", {}), ("/v1/admin/status", ADMIN)):
+                    started = time.monotonic()
+                    response = client.get(path, headers=headers)
+                    assert response.status_code == 200, response.text
+                    assert time.monotonic() - started < 2, f"{path} waited for the stuck scrape"
+                assert client.get("/health").json()["index"] == first
+                reloaded = client.post("/v1/admin/reload", params={"force": "true"}, headers=ADMIN)
+                assert reloaded.status_code == 200 and reloaded.json()["changed"] is True
+            time.sleep(1.0)  # ten grace periods: an unleased version would be closed by now
+            assert reloader.retired_versions == [first], "the version the scrape reads was closed under it"
+        finally:
+            release.set()
+            scraper.join(30)
+        response = scrape["response"]
+        assert response.status_code == 200
+        assert f'newsqa_index_disk_bytes {float(dir_bytes(news_index_dir / first))}' in response.text
+        wait_for(lambda: reloader.retired_versions == [], 5, "the scraped version was never closed")
+
+
+def test_disk_size_is_measured_once_per_version(tmp_path, embedder):
+    """The version directory is walked once, not on every scrape; a new version is measured anew."""
+    from litestar.testing import TestClient
+
+    from indexer.ingest.build import build_index, delete_articles
+    from service.app import ServiceSettings, create_app
+
+    records = [{"id": f"a-{i}", "title": f"Article {i}", "date": f"2025-11-0{i}", "source": "Wire",
+                "text": f"Story number {i} about the quokka census and the glacier. It has two sentences."}
+               for i in range(1, 4)]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(r) + "\n" for r in records))
+    index_dir = tmp_path / "index"
+    summary = build_index([feed], index_dir, embedder=embedder, progress=False)
+    assert summary.added == 3 and not summary.errors, summary.errors
+
+    def disk_metric(client) -> float:
+        lines = [line for line in client.get("/metrics").text.splitlines()
+                 if line.startswith("newsqa_index_disk_bytes ")]
+        return float(lines[0].split()[1])
+
+    app = create_app(ServiceSettings(index_dir=index_dir, reload_interval=0, admin_key="admin-secret"),
+                     embedder=embedder)
+    with TestClient(app=app) as client:
+        first = client.get("/health").json()["index"]
+        size = dir_bytes(index_dir / first)
+        assert disk_metric(client) == size
+        # A file added to the served version is not seen: scrapes reuse the first measurement.
+        (index_dir / first / "padding.bin").write_bytes(b"x" * 50_000)
+        assert disk_metric(client) == disk_metric(client) == size
+        delete_articles(index_dir, ["a-3"])
+        reloaded = client.post("/v1/admin/reload", headers=ADMIN).json()
+        assert reloaded["changed"] is True and reloaded["version"] != first
+        assert disk_metric(client) == dir_bytes(index_dir / reloaded["version"])
