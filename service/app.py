@@ -29,7 +29,7 @@ from indexer.store.protocols import Store
 from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
-from service.limits import limit_middleware, security_headers
+from service.limits import BudgetedEmbedder, limit_middleware, security_headers
 from service.reload import Reloader
 
 log = logging.getLogger("newsqa.service")
@@ -161,7 +161,7 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = Resources(settings, embedder, make_searcher=lambda index, model: Searcher(
-            index, admin.TimedEmbedder(model, metrics), query_cache=settings.query_cache))
+            index, admin.TimedEmbedder(BudgetedEmbedder(model), metrics), query_cache=settings.query_cache))
         app.state.resources = resources
         app.state.reloader = resources.reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
