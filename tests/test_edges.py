@@ -172,3 +172,22 @@ def test_a_timed_out_search_stops_at_its_next_step_and_frees_its_worker(news_ind
         slow.delay = 0.0
         assert client.get("/v1/search", params={"q": query}).status_code == 200
         assert slow.calls == 3
+
+
+def test_probes_metrics_and_status_on_postgres(pg_news_url, embedder):
+    """On PostgreSQL every probe is a few queries (run on worker threads under a lease); the
+    facts agree with each other, and a store with no local files reports 0 bytes on disk."""
+    from litestar.testing import TestClient
+
+    from service.app import ServiceSettings, create_app
+
+    app = create_app(ServiceSettings(store=pg_news_url, admin_key="admin-secret"), embedder=embedder)
+    with TestClient(app=app) as client:
+        health = client.get("/health").json()
+        assert health["chunks"] == 29 and health["index"].startswith("pg-")
+        assert client.get("/ready").json() == {"status": "ready", "index": health["index"], "chunks": 29}
+        metrics = client.get("/metrics").text
+        assert 'newsqa_index_items{kind="chunks"} 29.0' in metrics
+        assert "newsqa_index_vectors 29.0" in metrics and "newsqa_index_disk_bytes 0.0" in metrics
+        status = client.get("/v1/admin/status", headers=ADMIN).json()
+        assert status["version"] == health["index"] and status["retired_versions"] == []
