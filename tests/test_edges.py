@@ -24,6 +24,34 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def test_the_reloader_builds_one_searcher_per_version_and_closes_them_all(monkeypatch, news_index_dir, embedder):
+    """No searcher is built at startup only to be replaced: one per version served, each closed at shutdown."""
+    from litestar.testing import TestClient
+
+    import service.app
+    from service.app import ServiceSettings, create_app
+
+    built: list = []
+
+    class CountingSearcher(service.app.Searcher):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(service.app, "Searcher", CountingSearcher)
+    app = create_app(ServiceSettings(index_dir=news_index_dir, reload_interval=0, admin_key="admin-secret"),
+                     embedder=embedder)
+    with TestClient(app=app) as client:
+        reloader = app.state.reloader
+        assert len(built) == 1 and reloader.current is built[0]
+        assert client.post("/v1/admin/reload", params={"force": "true"}, headers=ADMIN).json()["changed"] is True
+        assert len(built) == 2 and reloader.current is built[1]
+        assert reloader.retired_versions  # the first waits out its grace period
+    # Shutdown closed both, the served one and the retired one, at once.
+    assert reloader.retired_versions == []
+    assert all(searcher.index._pin.closed for searcher in built)
+
+
 @pytest.mark.slow
 def test_probes_answer_while_a_metrics_read_is_stuck_and_the_read_keeps_its_version(
         monkeypatch, news_index_dir, embedder):
