@@ -102,7 +102,7 @@ class Resources:
                  make_searcher: Callable[[Store, Embedder], Searcher] | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(concurrency=settings.model_concurrency or None)
-        build = make_searcher or (lambda index, model: Searcher(index, model, query_cache=settings.query_cache))
+        build = make_searcher or (lambda store, encoder: Searcher(store, encoder, query_cache=settings.query_cache))
         index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
                            read_store=settings.read_store or None)
         try:
@@ -160,8 +160,9 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        resources = Resources(settings, embedder, make_searcher=lambda index, model: Searcher(
-            index, admin.TimedEmbedder(BudgetedEmbedder(model), metrics), query_cache=settings.query_cache))
+        # Model calls are timed for /metrics and are the points where a timed-out request stops.
+        resources = Resources(settings, embedder, make_searcher=lambda store, encoder: Searcher(
+            store, admin.TimedEmbedder(BudgetedEmbedder(encoder), metrics), query_cache=settings.query_cache))
         app.state.resources = resources
         app.state.reloader = resources.reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
