@@ -27,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from indexer.errors import IndexMissing
-from service.reload import ReloadResult
+from indexer.query.search import Searcher
+from service.reload import Reloader, ReloadResult
 from service.schemas import error_responses
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -59,39 +60,59 @@ class Metrics:
 
 
 class _IndexCollector:
-    """Index facts read at scrape time, so they follow hot reloads."""
+    """Index facts read at scrape time, so they follow hot reloads.
+
+    Read with the served version leased (a reload meanwhile does not close it).
+    The on-disk size is measured once per version: a version's files do not
+    change, and walking its directory on every scrape costs I/O for nothing.
+    """
 
     def __init__(self, state: State) -> None:
         self.state = state
+        self._disk: tuple[str, int] | None = None  # (version, bytes) last measured
 
     def describe(self):
         return []  # values depend on the loaded index; nothing to check at registration
 
     def collect(self):
-        resources = getattr(self.state, "resources", None)
-        if resources is None:
+        reloader = getattr(self.state, "reloader", None)
+        if reloader is None:
             return
-        index = resources.index
+        with reloader.lease() as searcher:
+            families = self._index_facts(searcher)
+        yield from families
+        yield CounterMetricFamily("newsqa_index_reloads", "index versions swapped in while running",
+                                  value=reloader.reloads)
+        yield CounterMetricFamily("newsqa_index_reload_failures", "reloads refused (old version kept)",
+                                  value=reloader.failures)
+        yield GaugeMetricFamily("newsqa_index_retired_versions", "swapped-out versions not yet closed",
+                                value=len(reloader.retired_versions))
+
+    def _index_facts(self, searcher: Searcher) -> list:
+        index = searcher.index
+        version = index.version
         counts = index.counts
+        manifest = index.manifest
         size = GaugeMetricFamily("newsqa_index_items", "items in the served index version", labels=["kind"])
         for kind in ("articles", "records", "chunks"):
             size.add_metric([kind], counts.get(kind, 0))
-        yield size
-        yield GaugeMetricFamily("newsqa_index_vectors", "vectors in the served vector index",
-                                value=index.vector_count())
-        yield GaugeMetricFamily("newsqa_index_disk_bytes", "on-disk size of the served index version",
-                                value=index.disk_bytes())
-        yield InfoMetricFamily("newsqa_index", "the served index version",
-                               value={"version": index.version, "model": str(index.manifest.get("model")),
-                                      "vector_index": str(index.manifest.get("vector_index", ""))})
-        reloader = getattr(self.state, "reloader", None)
-        if reloader is not None:
-            yield CounterMetricFamily("newsqa_index_reloads", "index versions swapped in while running",
-                                      value=reloader.reloads)
-            yield CounterMetricFamily("newsqa_index_reload_failures", "reloads refused (old version kept)",
-                                      value=reloader.failures)
-            yield GaugeMetricFamily("newsqa_index_retired_versions", "swapped-out versions not yet closed",
-                                    value=len(reloader.retired_versions))
+        return [
+            size,
+            GaugeMetricFamily("newsqa_index_vectors", "vectors in the served vector index",
+                              value=index.vector_count()),
+            GaugeMetricFamily("newsqa_index_disk_bytes", "on-disk size of the served index version",
+                              value=self._disk_bytes(version, index)),
+            InfoMetricFamily("newsqa_index", "the served index version",
+                             value={"version": version, "model": str(manifest.get("model")),
+                                    "vector_index": str(manifest.get("vector_index", ""))}),
+        ]
+
+    def _disk_bytes(self, version: str, index) -> int:
+        cached = self._disk
+        if cached is None or cached[0] != version:
+            # Two scrapes racing here both measure; either result is right.
+            cached = self._disk = (version, index.disk_bytes())
+        return cached[1]
 
 
 class TimedEmbedder:
@@ -157,21 +178,28 @@ class StatusOut(msgspec.Struct):
     retired_versions: list[str]
 
 
-@get("/ready", sync_to_thread=False, summary="Readiness: an index is loaded", security=[{}],
-     responses=error_responses(503, common=False))
-def ready(state: State) -> ReadyOut:
-    """200 once an index version is loaded and served; 503 `index_missing` before that."""
-    resources = getattr(state, "resources", None)
-    if resources is None:
+def served(state: State) -> Reloader:
+    """The app's reloader (the owner of the served version), or 503 `index_missing` before it is loaded."""
+    reloader = getattr(state, "reloader", None)
+    if reloader is None:
         raise IndexMissing("the index is not loaded yet: retry in a moment")
-    index = resources.index
-    return ReadyOut(status="ready", index=index.version, chunks=index.counts["chunks"])
+    return reloader
 
 
-@get("/metrics", sync_to_thread=False, summary="Prometheus metrics", include_in_schema=False)
-def metrics(state: State) -> Response:
+@get("/ready", summary="Readiness: an index is loaded", security=[{}],
+     responses=error_responses(503, common=False))
+async def ready(state: State) -> ReadyOut:
+    """200 once an index version is loaded and served; 503 `index_missing` before that."""
+    return await served(state).read(
+        lambda searcher: ReadyOut(status="ready", index=searcher.index.version, chunks=searcher.index.counts["chunks"]))
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(state: State) -> Response:
     """Requests, latency per route, model inference time and index size, in Prometheus text format."""
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # Rendering reads the index (a lease is taken inside): on a worker thread, never on the event loop.
+    body = await served(state).read(lambda _: state.metrics.render())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @post("/v1/admin/reload", sync_to_thread=True, status_code=200, summary="Serve the newest index version",
@@ -186,14 +214,14 @@ def reload_index(state: State, force: Annotated[bool, Parameter(
     return state.reloader.reload(force=force)
 
 
-@get("/v1/admin/status", sync_to_thread=False, summary="Served index version and reload history",
+@get("/v1/admin/status", summary="Served index version and reload history",
      responses=error_responses(400, 403))
-def admin_status(state: State) -> StatusOut:
+async def admin_status(state: State) -> StatusOut:
     """The served version, versions waiting to be closed, reload counts and the last reload error (admin key)."""
-    reloader = state.reloader
-    return StatusOut(version=state.resources.index.version, index_dir=str(reloader.index_dir),
-                     reloads=reloader.reloads, failures=reloader.failures, last_error=reloader.last_error,
-                     retired_versions=reloader.retired_versions)
+    reloader = served(state)
+    return await reloader.read(lambda searcher: StatusOut(
+        version=searcher.index.version, index_dir=str(reloader.index_dir), reloads=reloader.reloads,
+        failures=reloader.failures, last_error=reloader.last_error, retired_versions=reloader.retired_versions))
 
 
 ROUTES: list = [ready, metrics, reload_index, admin_status]

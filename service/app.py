@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -23,12 +23,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from indexer.embed import Embedder
 from indexer.query.search import QUERY_CACHE, Searcher
-from indexer.store.embedded import Index, package_version
+from indexer.store.embedded import package_version
 from indexer.store.backends import default_index_dir, open_store
+from indexer.store.protocols import Store
 from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
-from service.limits import limit_middleware, security_headers
+from service.limits import BudgetedEmbedder, limit_middleware, security_headers
 from service.reload import Reloader
 
 log = logging.getLogger("newsqa.service")
@@ -88,21 +89,36 @@ def settings_with_env(settings: ServiceSettings) -> ServiceSettings:
 
 
 class Resources:
-    """The loaded model and index version. `searcher` is swapped as one reference."""
+    """The loaded model and the served index versions, from startup to `close()`.
 
-    def __init__(self, settings: ServiceSettings, embedder: Embedder | None = None) -> None:
+    The versions and their searchers have one owner, `reloader`: it builds the
+    searcher of the first version and of every version reloaded after it, with
+    `make_searcher(index, embedder)` (default: a plain `Searcher`), and closes
+    them all. Raises the store's domain error (IndexMissing, IndexMismatch)
+    when there is nothing to serve.
+    """
+
+    def __init__(self, settings: ServiceSettings, embedder: Embedder | None = None, *,
+                 make_searcher: Callable[[Store, Embedder], Searcher] | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(concurrency=settings.model_concurrency or None)
+        build = make_searcher or (lambda store, encoder: Searcher(store, encoder, query_cache=settings.query_cache))
         index = open_store(settings.store or settings.index_dir, model=self.embedder.name,
                            read_store=settings.read_store or None)
-        self.searcher = Searcher(index, self.embedder, query_cache=settings.query_cache)
+        try:
+            self.reloader = Reloader(index, index_dir=settings.index_dir, model=self.embedder.name,
+                                     make_searcher=lambda store: build(store, self.embedder))
+        except BaseException:
+            index.close()
+            raise
 
     @property
-    def index(self) -> Index:
-        return self.searcher.index
+    def index(self) -> Store:
+        """The served version, without a lease: for logs and tests (requests lease it)."""
+        return self.reloader.current.index
 
     def close(self) -> None:
-        self.searcher.index.close()
+        self.reloader.close()
 
 
 # Responses smaller than this are sent uncompressed: gzip would save nothing worth the CPU.
@@ -144,19 +160,17 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        resources = Resources(settings, embedder)
+        # Model calls are timed for /metrics and are the points where a timed-out request stops.
+        resources = Resources(settings, embedder, make_searcher=lambda store, encoder: Searcher(
+            store, admin.TimedEmbedder(BudgetedEmbedder(encoder), metrics), query_cache=settings.query_cache))
         app.state.resources = resources
-        timed = admin.TimedEmbedder(resources.embedder, metrics)
-        reloader = Reloader(resources, make_searcher=lambda index: Searcher(
-            index, timed, query_cache=settings.query_cache))
-        app.state.reloader = reloader
+        app.state.reloader = resources.reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
         try:
             # A PostgreSQL store is live (every query sees committed writes): no versions to poll.
-            async with reloader.polling(0 if settings.store else settings.reload_interval):
+            async with resources.reloader.polling(0 if settings.store else settings.reload_interval):
                 yield
         finally:
-            reloader.close()
             resources.close()
 
     app = Litestar(

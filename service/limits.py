@@ -1,4 +1,5 @@
-"""Limits and safety as ASGI middleware: API keys, a per-client rate limit, a time budget.
+"""Limits and safety as ASGI middleware: API keys, a per-client rate limit, a time budget
+(with the cancellation points that stop a timed-out request's work).
 
 All three answer in the common error shape (`{"error": {"code", "message"}}`)
 and are off by default except the admin key check: admin routes always need a
@@ -14,8 +15,11 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import anyio
@@ -24,6 +28,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from indexer.errors import NewsqaError
 from service.errors import clip, error_body
 
 # Orchestrator probes answer without a key and are never rate limited.
@@ -164,12 +169,52 @@ class RateLimit(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
+class RequestTimedOut(NewsqaError):
+    """Raised in a worker thread at a checkpoint once its request has had its 503 `timeout`."""
+
+    code = "timeout"
+    http_status = 503
+
+
+# The expiry flag of the request the current context serves (None outside a time budget). A
+# context variable, not shared state: each request sets its own, and it follows the request
+# into the worker thread that runs its handler (Litestar and anyio copy the context there).
+_EXPIRED: ContextVar[threading.Event | None] = ContextVar("newsqa_request_expired", default=None)
+
+
+def check_budget() -> None:
+    """A cancellation point for long work: raises RequestTimedOut once the request this thread
+    serves is past its time budget, so a timed-out search stops instead of finishing for no one."""
+    expired = _EXPIRED.get()
+    if expired is not None and expired.is_set():
+        raise RequestTimedOut("the request was cancelled: it ran past its time budget and the client "
+                              "already has a 503 `timeout`")
+
+
+class BudgetedEmbedder:
+    """The embedder with a cancellation point before each model call, the costly steps of a search
+    (query, highlights) and an answer (candidate sentences); everything else passes through."""
+
+    def __init__(self, embedder) -> None:
+        self._embedder = embedder
+
+    def encode(self, texts: Sequence[str], **kwargs):
+        check_budget()
+        return self._embedder.encode(texts, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._embedder, name)
+
+
 class TimeBudget(ASGIMiddleware):
     """A 503 `timeout` when a request has not started its response within `seconds`.
 
-    The work already running in a worker thread cannot be interrupted and
-    finishes in the background; its late response is dropped. Streaming
-    responses that have started are not cut off (the budget is time to first byte).
+    Work not yet started (waiting for a worker thread) never starts. Work
+    running in a worker thread cannot be interrupted mid-step, so it is told to
+    stop: its next `check_budget()` (before each model call, see
+    `BudgetedEmbedder`) raises, which frees the thread after at most the step in
+    progress; its late response is dropped. Streaming responses that have
+    started are not cut off (the budget is time to first byte).
     """
 
     scopes = (ScopeType.HTTP,)
@@ -181,6 +226,8 @@ class TimeBudget(ASGIMiddleware):
         started = False
         timed_out = False
         failure: list[BaseException] = []
+        expired = threading.Event()
+        token = _EXPIRED.set(expired)  # before the task below is made: it copies this context
 
         async def guarded_send(message) -> None:
             nonlocal started
@@ -190,27 +237,31 @@ class TimeBudget(ASGIMiddleware):
                 started = True
             await send(message)
 
-        async with anyio.create_task_group() as group:
-            done = anyio.Event()
+        try:
+            async with anyio.create_task_group() as group:
+                done = anyio.Event()
 
-            async def run() -> None:
-                try:
-                    await next_app(scope, receive, guarded_send)
-                except Exception as exc:  # re-raised below, outside the task group's exception group
-                    failure.append(exc)
-                finally:
-                    done.set()
+                async def run() -> None:
+                    try:
+                        await next_app(scope, receive, guarded_send)
+                    except Exception as exc:  # re-raised below, outside the task group's exception group
+                        failure.append(exc)
+                    finally:
+                        done.set()
 
-            group.start_soon(run)
-            with anyio.move_on_after(self.seconds):
-                await done.wait()
-            if not done.is_set() and not started:
-                timed_out = True
-                await send_error(send, 503, "timeout",
-                                 f"the request took longer than the {self.seconds:g} s time budget: ask for less "
-                                 "(a shorter query, a smaller k, date or source filters) or retry later",
-                                 headers={"Retry-After": "1"})
-                group.cancel_scope.cancel()
+                group.start_soon(run)
+                with anyio.move_on_after(self.seconds):
+                    await done.wait()
+                if not done.is_set() and not started:
+                    timed_out = True
+                    expired.set()
+                    await send_error(send, 503, "timeout",
+                                     f"the request took longer than the {self.seconds:g} s time budget: ask for "
+                                     "less (a shorter query, a smaller k, date or source filters) or retry later",
+                                     headers={"Retry-After": "1"})
+                    group.cancel_scope.cancel()
+        finally:
+            _EXPIRED.reset(token)
         if failure and not timed_out:
             raise failure[0]
 

@@ -268,12 +268,11 @@ def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0, store: str = "
     PostgreSQL URL, is served instead of `index_dir`.
     """
     from service.app import Resources, ServiceSettings
-    from service.reload import Reloader
 
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
         resources = Resources(ServiceSettings(index_dir=Path(index_dir), store=store))
-    reloader = Reloader(resources)
+    reloader = resources.reloader
     server = create_server(reloader.lease)
 
     async def run() -> None:
@@ -296,5 +295,4 @@ def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0, store: str = "
     try:
         anyio.run(run)
     finally:
-        reloader.close()
         resources.close()

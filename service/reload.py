@@ -2,13 +2,17 @@
 
 A build writes a new version beside the live one and switches `CURRENT`
 (indexer/store/embedded.py). `Reloader.reload()` loads that version next to the one in
-use, swaps `resources.searcher` as one reference, and retires the old version:
+use, swaps the current searcher as one reference, and retires the old version:
 it is closed only once every request that leased it has finished, plus a short
-grace period for code that read `resources.searcher` without a lease.
+grace period for work that outlives its lease (a timed-out request's thread
+finishing its current step, see service/limits.py).
 
-Requests take a lease with `Reloader.lease()` (the `searcher` dependency does
-this), so a search that started on the old version finishes on it.
-`Reloader.polling(interval)` watches `CURRENT` in the background.
+The `Reloader` is the one owner of every `Searcher`: it builds one per version it
+serves (`make_searcher`) and closes them all in `close()`. Requests take a lease
+with `Reloader.lease()` (the `searcher` dependency does this), so a search that
+started on the old version finishes on it; probes and metrics read through
+`Reloader.read()`, which leases on a worker thread. `Reloader.polling(interval)`
+watches `CURRENT` in the background.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 import msgspec
 
 from indexer.errors import IndexMismatch, IndexMissing, NewsqaError
@@ -31,8 +37,12 @@ from indexer.store.protocols import Store
 
 log = logging.getLogger("newsqa.reload")
 
-# Readers that took `resources.searcher` directly (no lease) get this long to finish.
+# Work that outlives its lease (a timed-out request's thread) gets this long to finish.
 RELOAD_GRACE_SECONDS = 2.0
+# Probe and metrics reads (`Reloader.read`) running at once, each on its own worker thread.
+READ_THREADS = 4
+
+T = TypeVar("T")
 
 
 class ReloadResult(msgspec.Struct, frozen=True):
@@ -60,36 +70,44 @@ class _Generation:
 
 
 class Reloader:
-    """Owns the served index versions of one `Resources` (see service/app.py).
+    """Owns the served index versions and their searchers, from the first (`index`) to `close()`.
 
-    `make_searcher(index)` builds the searcher for a newly loaded version (the
-    app passes one that times model calls for /metrics). Thread-safe: leases
-    come from worker threads, reloads from the poller or the admin route.
+    `make_searcher(index)` builds the searcher for each version served, the
+    first one included (the app passes one that times model calls for
+    /metrics). New versions are loaded from `index_dir` and must be built with
+    `model`. Thread-safe: leases come from worker threads, reloads from the
+    poller or the admin route.
     """
 
     def __init__(
         self,
-        resources,
+        index: Store,
         *,
-        make_searcher: Callable[[Store], Searcher] | None = None,
+        index_dir: Path,
+        model: str,
+        make_searcher: Callable[[Store], Searcher],
         grace: float = RELOAD_GRACE_SECONDS,
     ) -> None:
-        self.resources = resources
-        self.make_searcher = make_searcher or (lambda index: Searcher(index, resources.embedder))
+        self.index_dir = Path(index_dir)
+        self.model = model
+        self.make_searcher = make_searcher
         self.grace = grace
         self._lock = threading.Lock()  # guards the current generation and the lease counts
         self._reload_lock = threading.Lock()  # one version load at a time
         self._timers: list[threading.Timer] = []
         self._retired: list[_Generation] = []
-        self._current = _Generation(self.make_searcher(resources.index))
-        resources.searcher = self._current.searcher
+        self._current = _Generation(make_searcher(index))
+        # Probe reads get threads of their own: a search backlog never delays /health.
+        self._readers = anyio.CapacityLimiter(READ_THREADS)
         self.reloads = 0
         self.failures = 0
         self.last_error: str | None = None
 
     @property
-    def index_dir(self) -> Path:
-        return Path(self.resources.settings.index_dir)
+    def current(self) -> Searcher:
+        """The served searcher, without a lease: for logs and tests. Code that reads the index
+        takes `lease()` (or `read()`), so a reload cannot close the version under it."""
+        return self._current.searcher
 
     @contextmanager
     def lease(self) -> Iterator[Searcher]:
@@ -105,6 +123,19 @@ class Reloader:
                 idle = generation.retired and generation.users == 0
             if idle:
                 self._close_later(generation)
+
+    async def read(self, read: Callable[[Searcher], T]) -> T:
+        """`read(searcher)` on a worker thread with the served version leased, never on the event loop.
+
+        For probes, metrics and status: on PostgreSQL each is a few queries, and a slow
+        one must not stall every other request. At most `READ_THREADS` run at once, on
+        threads apart from the ones searches use.
+        """
+        def leased() -> T:
+            with self.lease() as searcher:
+                return read(searcher)
+
+        return await anyio.to_thread.run_sync(leased, limiter=self._readers)
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Serve the version `CURRENT` names; a no-op when it is already served (unless `force`)
@@ -127,7 +158,7 @@ class Reloader:
             if live.name == previous.version and not force:
                 return self._result(False, previous, previous.version, started)
             try:
-                index = Index(live, model=self.resources.embedder.name)
+                index = Index(live, model=self.model)
                 # The database must open before the swap: a damaged file fails here, not in a request.
                 index.check()
             except NewsqaError as exc:
@@ -141,7 +172,6 @@ class Reloader:
             with self._lock:
                 old = self._current
                 self._current = _Generation(searcher)
-                self.resources.searcher = searcher
                 old.retired = True
                 self._retired.append(old)
                 idle = old.users == 0
@@ -189,13 +219,14 @@ class Reloader:
             return [g.searcher.index.version for g in self._retired]
 
     def close(self) -> None:
-        """Close the retired versions now (at shutdown; the current one belongs to `resources`)."""
+        """Close every version now, the served one and the retired ones (at shutdown)."""
         with self._lock:
             timers, self._timers = self._timers, []
             retired, self._retired = self._retired, []
+            current = self._current
         for timer in timers:
             timer.cancel()
-        for generation in retired:
+        for generation in [*retired, current]:
             if not generation.closed:
                 generation.closed = True
                 generation.searcher.index.close()

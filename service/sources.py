@@ -28,6 +28,7 @@ from litestar.response import Template
 from indexer.errors import InvalidParameter
 from indexer.ingest.documents import stable_id
 from indexer.ingest.follow import follow_status
+from indexer.query.search import Searcher
 from service.limits import key_matches, presented_key
 from service.schemas import error_responses
 
@@ -81,11 +82,11 @@ def sources_status_route(state: State) -> SourcesStatusOut:
 
 
 @get("/sources", sync_to_thread=True, include_in_schema=False)
-def sources_page(state: State) -> Template:
+def sources_page(state: State, searcher: Searcher) -> Template:
     """The followed sources as a page: last fetch, articles indexed, last error."""
     from service.web import MODE_LABELS, MODES, SearchParams
 
-    index_sources = state.resources.index.sources()
+    index_sources = searcher.index.sources()  # the leased version: a reload cannot close it meanwhile
     return Template(template_name="sources.html", context={
         "followed": sources_status(state), "params": SearchParams(), "modes": MODES, "mode_labels": MODE_LABELS,
         "sources": index_sources, "page": "sources", "state": "sources"}, headers={"Cache-Control": "no-store"})
