@@ -13,6 +13,7 @@ The request body limit is Litestar's `request_max_body_size` (413
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import math
 import threading
@@ -236,6 +237,8 @@ class BudgetedStore:
             check_budget()
             return value(*args, **kwargs)
 
+        if inspect.ismethod(value):
+            setattr(self, name, checked)  # a method stays the same: wrap it once, not on every call
         return checked
 
 
