@@ -29,7 +29,7 @@ from indexer.store.protocols import Store
 from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
-from service.limits import BudgetedEmbedder, limit_middleware, security_headers
+from service.limits import BudgetedEmbedder, BudgetedStore, limit_middleware, security_headers
 from service.reload import Reloader
 
 log = logging.getLogger("newsqa.service")
@@ -160,9 +160,10 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Model calls are timed for /metrics and are the points where a timed-out request stops.
+        # Model calls are timed for /metrics; model and store calls are where a timed-out request stops.
         resources = Resources(settings, embedder, make_searcher=lambda store, encoder: Searcher(
-            store, admin.TimedEmbedder(BudgetedEmbedder(encoder), metrics), query_cache=settings.query_cache))
+            BudgetedStore(store), admin.TimedEmbedder(BudgetedEmbedder(encoder), metrics),
+            query_cache=settings.query_cache))
         app.state.resources = resources
         app.state.reloader = resources.reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])

@@ -13,12 +13,14 @@ The request body limit is Litestar's `request_max_body_size` (413
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -182,6 +184,18 @@ class RequestTimedOut(NewsqaError):
 _EXPIRED: ContextVar[threading.Event | None] = ContextVar("newsqa_request_expired", default=None)
 
 
+@contextmanager
+def request_budget() -> Iterator[threading.Event]:
+    """The expiry flag of the request this context serves: once it is set, `check_budget()` raises
+    in every thread working for the request (`TimeBudget` sets it when the budget runs out)."""
+    expired = threading.Event()
+    token = _EXPIRED.set(expired)
+    try:
+        yield expired
+    finally:
+        _EXPIRED.reset(token)
+
+
 def check_budget() -> None:
     """A cancellation point for long work: raises RequestTimedOut once the request this thread
     serves is past its time budget, so a timed-out search stops instead of finishing for no one."""
@@ -206,15 +220,37 @@ class BudgetedEmbedder:
         return getattr(self._embedder, name)
 
 
+class BudgetedStore:
+    """The store with a cancellation point before each method call, so a timed-out search also stops
+    between its store stages (filters, dense leg, lexical leg, scoring, passages, articles).
+    Attributes and properties (version, counts, manifest) pass through unchecked."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        value = getattr(self._store, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def checked(*args, **kwargs):
+            check_budget()
+            return value(*args, **kwargs)
+
+        if inspect.ismethod(value):
+            setattr(self, name, checked)  # a method stays the same: wrap it once, not on every call
+        return checked
+
+
 class TimeBudget(ASGIMiddleware):
     """A 503 `timeout` when a request has not started its response within `seconds`.
 
     Work not yet started (waiting for a worker thread) never starts. Work
     running in a worker thread cannot be interrupted mid-step, so it is told to
-    stop: its next `check_budget()` (before each model call, see
-    `BudgetedEmbedder`) raises, which frees the thread after at most the step in
-    progress; its late response is dropped. Streaming responses that have
-    started are not cut off (the budget is time to first byte).
+    stop: its next `check_budget()` (before each model call and each store call,
+    see `BudgetedEmbedder` and `BudgetedStore`) raises, which frees the thread
+    after at most the step in progress; its late response is dropped. Streaming
+    responses that have started are not cut off (the budget is time to first byte).
     """
 
     scopes = (ScopeType.HTTP,)
@@ -226,8 +262,6 @@ class TimeBudget(ASGIMiddleware):
         started = False
         timed_out = False
         failure: list[BaseException] = []
-        expired = threading.Event()
-        token = _EXPIRED.set(expired)  # before the task below is made: it copies this context
 
         async def guarded_send(message) -> None:
             nonlocal started
@@ -237,7 +271,8 @@ class TimeBudget(ASGIMiddleware):
                 started = True
             await send(message)
 
-        try:
+        # Set before the task below is made: the task copies this context, its worker thread too.
+        with request_budget() as expired:
             async with anyio.create_task_group() as group:
                 done = anyio.Event()
 
@@ -260,8 +295,6 @@ class TimeBudget(ASGIMiddleware):
                                      "less (a shorter query, a smaller k, date or source filters) or retry later",
                                      headers={"Retry-After": "1"})
                     group.cancel_scope.cancel()
-        finally:
-            _EXPIRED.reset(token)
         if failure and not timed_out:
             raise failure[0]
 

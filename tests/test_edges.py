@@ -144,6 +144,49 @@ def test_disk_size_is_measured_once_per_version(tmp_path, embedder):
         assert disk_metric(client) == dir_bytes(index_dir / reloaded["version"])
 
 
+def test_an_expired_request_stops_at_its_next_store_call(news_index, embedder):
+    """Between search stages: once the budget runs out (here, during the query's model call), the
+    next store call (the dense leg) raises instead of running; outside a budget nothing is checked."""
+    from indexer.query.search import Searcher
+    from service.limits import BudgetedEmbedder, BudgetedStore, RequestTimedOut, request_budget
+
+    called: list[str] = []
+
+    class RecordingStore:  # the real index, recording which of its methods ran
+        def __getattr__(self, name):
+            value = getattr(news_index, name)
+            if not callable(value):
+                return value
+
+            def run(*args, **kwargs):
+                called.append(name)
+                return value(*args, **kwargs)
+
+            return run
+
+    class ExpiringEmbedder:  # the real model; the budget runs out while it embeds the query
+        expired = None
+
+        def encode(self, texts, **kwargs):
+            vectors = embedder.encode(texts, **kwargs)
+            if self.expired is not None:
+                self.expired.set()
+            return vectors
+
+        def __getattr__(self, name):
+            return getattr(embedder, name)
+
+    model = ExpiringEmbedder()
+    searcher = Searcher(BudgetedStore(RecordingStore()), BudgetedEmbedder(model), query_cache=0)
+    assert searcher.search("Toktogul water levels", k=3).hits  # no budget: a whole search
+    called.clear()
+    with request_budget() as expired:
+        model.expired = expired
+        with pytest.raises(RequestTimedOut):
+            searcher.search("locomotives for the railway", k=3)
+    assert called == ["allowed_chunks"], f"store calls after the budget ran out: {called[1:]}"
+
+
 class SlowEmbedder:
     """The real embedder, `delay` seconds slower per call (a loaded machine); counts calls in progress."""
 
