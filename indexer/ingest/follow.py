@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from indexer.errors import InputError, InvalidParameter
 from indexer.ingest.feeds import FEED, SITEMAP, SITEMAP_INDEX, Entry, FeedError, classify, parse_feed, parse_sitemap
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
+from indexer.settings import setting
 
 STATE_FILE = "follow-state.json"
 FOLLOW_LOCK = ".follow.lock"
@@ -58,10 +59,9 @@ class Source:
 class FollowSettings:
     """Settings of `newsqa follow` besides the fetch bounds (`FetchSettings`)."""
 
-    workers: int = field(default=4, metadata={"help": "sources fetched at the same time"})
-    max_entries: int = field(default=200, metadata={
-        "help": "new articles fetched per source per round (the rest wait for the next round)"})
-    max_sitemaps: int = field(default=20, metadata={"help": "child sitemaps read per sitemap index"})
+    workers: int = setting(4, "sources fetched at the same time")
+    max_entries: int = setting(200, "new articles fetched per source per round (the rest wait for the next round)")
+    max_sitemaps: int = setting(20, "child sitemaps read per sitemap index")
 
 
 def read_source_list(path: str | os.PathLike) -> list[Source]:
