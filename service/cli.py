@@ -107,7 +107,7 @@ def _add_store_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from indexer.ingest.chunk import ChunkSettings
     from indexer.query.answer import DEFAULT_PASSAGES
-    from indexer.query.search import DEFAULT_K
+    from indexer.query.search import DEFAULT_K, DEFAULT_MODE
     from indexer.store.embedded import package_version
 
     parser = argparse.ArgumentParser(prog="newsqa", description="Semantic search and question answering over news archives.",
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     _add_index_option(search)
     search.add_argument("-k", type=int, default=DEFAULT_K, help="number of results (default: %(default)s)")
-    search.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
+    search.add_argument("--mode", default=DEFAULT_MODE, help="hybrid, dense or lexical (default: %(default)s)")
     search.add_argument("--group", choices=["passage", "article"], default="passage",
                         help="article: one result per article (default: %(default)s)")
     search.add_argument("--date-from")
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_option(ask)
     ask.add_argument("-k", type=int, default=DEFAULT_PASSAGES,
                      help="passages to search for the answer (default: %(default)s)")
-    ask.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
+    ask.add_argument("--mode", default=DEFAULT_MODE, help="hybrid, dense or lexical (default: %(default)s)")
     ask.add_argument("--date-from")
     ask.add_argument("--date-to")
     ask.add_argument("--source")
@@ -416,7 +416,7 @@ def _cmd_eval(args) -> int:
         return 0
     from indexer.evaluate.harness import CachedEmbedder, cache_dir, calibrate, evaluate_qa, fit_answers, load_qa
     from indexer.query.answer import AnswerWeights
-    from indexer.query.search import Searcher
+    from indexer.query.search import DEFAULT_MODE, Searcher
     from indexer.store.backends import open_store, store_target
 
     if args.known_items is not None:
@@ -431,7 +431,7 @@ def _cmd_eval(args) -> int:
     # Questions and candidate sentences are embedded once across runs (fit, then evaluate, then again).
     embedder = CachedEmbedder(embedder, (args.cache or cache_dir()) / "embeddings")
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
-    modes = args.mode or ["hybrid"]
+    modes = args.mode or [DEFAULT_MODE]
     weights = AnswerWeights.load(args.weights) if args.weights else None
     if args.fit_answers:
         sets = [(searcher, load_qa(args.qa, split="fit"))]

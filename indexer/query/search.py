@@ -54,7 +54,7 @@ from indexer.types import Article, Chunk, Citation, Filters, Hit
 
 # Re-exported: callers import these from here.
 __all__ = [
-    "CONFIDENCE_THRESHOLD", "FUSIONS", "GROUPS", "MAX_K", "MAX_QUERY_CHARS", "MODES", "QUERY_CACHE", "ArticleGroup",
+    "CONFIDENCE_THRESHOLD", "DEFAULT_MODE", "FUSIONS", "GROUPS", "MAX_K", "MAX_QUERY_CHARS", "MODES", "QUERY_CACHE", "ArticleGroup",
     "BoundedCache", "SearchResult", "Searcher", "citation", "make_filters", "span_citation", "validate_fusion",
     "validate_group", "validate_k", "validate_mode", "validate_query",
 ]
@@ -62,7 +62,8 @@ __all__ = [
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
 DEFAULT_K = 10  # results per search when the caller does not say
-MODES = ("hybrid", "dense", "lexical")
+DEFAULT_MODE = "hybrid"  # dense and lexical fused, the mode when the caller does not say
+MODES = (DEFAULT_MODE, "dense", "lexical")
 GROUPS = ("passage", "article")
 FUSIONS = ("score", "rrf")
 # Query vectors kept (least recently used dropped).
@@ -85,7 +86,7 @@ def validate_query(query: str | None) -> str:
 
 def validate_k(k: int) -> int:
     if not 1 <= k <= MAX_K:
-        raise InvalidParameter(f"k={k} is out of range: use 1..{MAX_K} (default 10)", code="invalid_k")
+        raise InvalidParameter(f"k={k} is out of range: use 1..{MAX_K} (default {DEFAULT_K})", code="invalid_k")
     return k
 
 
@@ -207,7 +208,7 @@ class Searcher:
         query: str,
         *,
         k: int = DEFAULT_K,
-        mode: str = "hybrid",
+        mode: str = DEFAULT_MODE,
         filters: Filters = Filters(),
         group: str | None = None,
         fusion: str = "score",
