@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
+    evaluate.add_argument("--fit-confidence", type=Path, metavar="FILE",
+                          help="--qa: --calibrate, then write the fitted confidence weights (of the first "
+                               "--mode) to FILE (e.g. indexer/query/confidence_weights.json), the file a search "
+                               "loads")
     evaluate.add_argument("--fit-answers", type=Path, metavar="FILE",
                           help="--qa: fit the answer weights and threshold on the fit half of --qa (plus every "
                                "--fit-also set), write them to FILE (e.g. indexer/query/answer_weights.json), "
@@ -416,6 +420,7 @@ def _cmd_eval(args) -> int:
         return 0
     from indexer.evaluate.harness import CachedEmbedder, cache_dir, calibrate, evaluate_qa, fit_answers, load_qa
     from indexer.query.answer import AnswerWeights
+    from indexer.query.confidence import ConfidenceWeights
     from indexer.query.search import DEFAULT_MODE, Searcher
     from indexer.store.backends import open_store, store_target
 
@@ -445,8 +450,14 @@ def _cmd_eval(args) -> int:
         print(f"wrote {args.fit_answers}: " + json.dumps(weights.fitted_on), file=sys.stderr)
     reports = [evaluate_qa(searcher, args.qa, mode=mode, split=args.split, weights=weights) for mode in modes]
     for report in reports:
-        if args.calibrate:
+        if args.calibrate or args.fit_confidence:
             report.calibration = calibrate(report.outcomes)
+    if args.fit_confidence:
+        fitted = ConfidenceWeights.from_calibration(reports[0].calibration, qa=str(args.qa), mode=reports[0].mode,
+                                                    split=reports[0].split)
+        args.fit_confidence.write_text(json.dumps(fitted.as_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.fit_confidence}: " + json.dumps(fitted.as_dict()), file=sys.stderr)
+    for report in reports:
         if args.json:
             print(json.dumps(report.as_dict(), indent=2))
             continue
