@@ -210,11 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_store_option(evaluate)
 
-    from service.settings import McpSettings, ServiceSettings
+    from service.settings import LOG_LEVEL, McpSettings, ServiceSettings
 
     serve = sub.add_parser("serve", help="serve the HTTP API and search page")
     _add_settings(serve, ServiceSettings)
-    serve.add_argument("--log-level", default="info")
+    _add_setting(serve, LOG_LEVEL)
 
     mcp = sub.add_parser("mcp", help="serve the index to LLM clients over MCP (stdio transport)")
     _add_settings(mcp, McpSettings)
@@ -522,13 +522,13 @@ def _fetch_settings(args):
 
 
 def _add_follow_parser(sub) -> None:
-    from indexer.ingest.follow import FollowSettings
+    from indexer.ingest.follow import EVERY, FollowSettings
 
     follow = sub.add_parser("follow", help="follow RSS/Atom feeds and news sitemaps: each round indexes what is new")
     follow.add_argument("sources_file", metavar="SOURCES", type=Path,
                         help="plain file, one `URL [NAME]` a line (# comments)")
     _add_index_option(follow)
-    follow.add_argument("--every", default="15m", help="time between rounds, e.g. 15m, 90s, 1h (default: %(default)s)")
+    _add_setting(follow, EVERY)
     follow.add_argument("--once", action="store_true", help="run one round and exit")
     follow.add_argument("--json", action="store_true", help="print each round's report as JSON")
     _add_settings(follow, FollowSettings)

@@ -21,6 +21,8 @@ from typing import TypeVar
 from indexer.query.search import QUERY_CACHE
 from indexer.settings import CORE_SETTINGS, INDEX, STORE, Setting, setting, settings_of
 
+LOG_LEVEL = Setting("log_level", "info", "uvicorn's log level (critical, error, warning, info, debug, trace); "
+                    "debug or info also write the access log", surfaces=("serve",))
 RELOAD_INTERVAL = Setting("reload_interval", 2.0, "seconds between checks of the index's CURRENT version for a "
                           "hot reload (0: no polling)", surfaces=("serve", "mcp"))
 
@@ -107,7 +109,10 @@ def command_groups() -> dict[type, tuple[str, ...]]:
 def declared_settings() -> list[Setting]:
     """Every user-facing setting once, in declaration order, with every command that takes it."""
     found: dict[tuple[str, str], Setting] = {}
+    from indexer.ingest.follow import EVERY
+
     groups = [(CORE_SETTINGS, ())] + [(settings_of(group), surfaces) for group, surfaces in command_groups().items()]
+    groups.append(((LOG_LEVEL, EVERY), ()))  # flags of one command outside any settings group
     for declared, surfaces in groups:
         for s in declared:
             key = (s.name, s.option)

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from indexer.errors import InputError, InvalidParameter
 from indexer.ingest.feeds import FEED, SITEMAP, SITEMAP_INDEX, Entry, FeedError, classify, parse_feed, parse_sitemap
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
-from indexer.settings import setting
+from indexer.settings import Setting, setting
 
 STATE_FILE = "follow-state.json"
 FOLLOW_LOCK = ".follow.lock"
@@ -53,6 +53,10 @@ MAX_ARTICLE_ATTEMPTS = 3
 class Source:
     name: str
     url: str
+
+
+# The time between rounds: a duration `parse_every` reads.
+EVERY = Setting("every", "15m", "time between rounds, e.g. 15m, 90s, 1h", surfaces=("follow",))
 
 
 @dataclass(frozen=True)
