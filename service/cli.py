@@ -67,20 +67,11 @@ def _add_setting(parser: argparse.ArgumentParser, setting, dest: str | None = No
         return
     if not setting.secret:
         notes.append("default: %(default)s")
-    kind = type(setting.default)
-    parser.add_argument(setting.option, dest=dest, type=kind, default=_env_or_default(setting, kind),
+    # argparse converts a string default with `type` as if it were given, so a bad env value is a
+    # usage error (exit 2) naming the flag, like a bad flag value.
+    parser.add_argument(setting.option, dest=dest, type=type(setting.default),
+                        default=setting.from_env() or setting.default,
                         help=setting.help + (f" ({'; '.join(notes)})" if notes else ""))
-
-
-def _env_or_default(setting, kind):
-    value = setting.from_env()
-    if not value:
-        return setting.default
-    try:
-        return kind(value)
-    except ValueError:
-        raise NewsqaError(f"{setting.env}={value!r} is not a valid {kind.__name__} for {setting.option}: "
-                          f"fix or unset it") from None
 
 
 def _add_settings(parser: argparse.ArgumentParser, group: type) -> None:

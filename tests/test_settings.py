@@ -134,3 +134,22 @@ def test_the_readme_check_fails_on_a_setting_added_or_dropped():
     extra = Setting("frobnicate", 3, "a setting nobody documented", surfaces=("serve",))
     assert markdown_table([*declared_settings(), extra]) != table
     assert markdown_table(declared_settings()[1:]) != table
+
+
+def test_an_env_value_is_converted_like_a_flag_and_a_bad_one_is_a_usage_error(clean_env, capsys):
+    from service.cli import _add_setting
+
+    parser = argparse.ArgumentParser(prog="newsqa serve")
+    _add_setting(parser, Setting("workers", 4, "workers at once", env="NEWSQA_TEST_WORKERS"))
+    assert parser.parse_args([]).workers == 4
+    clean_env.setenv("NEWSQA_TEST_WORKERS", "7")
+    parser = argparse.ArgumentParser(prog="newsqa serve")
+    _add_setting(parser, Setting("workers", 4, "workers at once", env="NEWSQA_TEST_WORKERS"))
+    assert parser.parse_args([]).workers == 7
+    assert parser.parse_args(["--workers", "2"]).workers == 2, "the flag wins over the env"
+    clean_env.setenv("NEWSQA_TEST_WORKERS", "many")
+    parser = argparse.ArgumentParser(prog="newsqa serve")
+    _add_setting(parser, Setting("workers", 4, "workers at once", env="NEWSQA_TEST_WORKERS"))
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([])
+    assert exit_.value.code == 2 and "--workers" in capsys.readouterr().err
