@@ -124,4 +124,4 @@ CORE_SETTINGS = (CACHE_DIR, INDEX, STORE, EMBED_BACKEND)
 def cache_root() -> Path:
     """Where derived files live (the ONNX export, tiktoken's BPE files, evaluation indexes and
     embeddings): `$NEWSQA_CACHE_DIR`, else `~/.cache/newsqa`. Never the repository or a dataset."""
-    return Path(CACHE_DIR.from_env() or Path.home() / ".cache" / "newsqa")
+    return Path(CACHE_DIR.from_env() or Path(CACHE_DIR.shown_default).expanduser())

@@ -98,6 +98,7 @@ def _add_store_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from indexer.ingest.chunk import ChunkSettings
     from indexer.query.answer import DEFAULT_PASSAGES
+    from indexer.settings import CACHE_DIR
     from indexer.query.search import DEFAULT_K, DEFAULT_MODE
     from indexer.store.embedded import package_version
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-tokens", type=int,
                           help="--beir: cut documents into passages of this many tokens (default: whole documents)")
     evaluate.add_argument("--cache", type=Path, help="cache directory of embeddings (and --beir indexes) "
-                                                     "(default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
+                                                     f"(default: ${CACHE_DIR.env} or {CACHE_DIR.shown_default})")
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
     evaluate.add_argument("--fit-confidence", type=Path, metavar="FILE",
