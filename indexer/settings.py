@@ -92,17 +92,16 @@ def setting(default: Any, help: str, **declaration: Any) -> Any:
     return dataclasses.field(default=default, metadata={"setting": Setting("", default, help, **declaration)})
 
 
-def settings_of(group: type, surfaces: tuple[str, ...] = ()) -> tuple[Setting, ...]:
-    """The settings declared by the fields of the dataclass `group`, each named after its field
-    unless it reuses a named core setting, with `surfaces` for those that name none."""
-    found = []
-    for f in dataclasses.fields(group):
-        declared = f.metadata.get("setting")
-        if declared is None:
-            continue
-        found.append(dataclasses.replace(declared, name=declared.name or f.name,
-                                         surfaces=declared.surfaces or surfaces))
-    return tuple(found)
+def declared_fields(group: type) -> list[tuple[str, Setting]]:
+    """(field name, setting) for each field of the dataclass `group` that declares a setting, in field
+    order; the setting is named after its field unless it reuses a named one (`INDEX` for `index_dir`)."""
+    return [(f.name, dataclasses.replace(f.metadata["setting"], name=f.metadata["setting"].name or f.name))
+            for f in dataclasses.fields(group) if "setting" in f.metadata]
+
+
+def settings_of(group: type) -> tuple[Setting, ...]:
+    """The settings the fields of the dataclass `group` declare (see `declared_fields`)."""
+    return tuple(s for _, s in declared_fields(group))
 
 
 CACHE_DIR = Setting(

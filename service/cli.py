@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from indexer.errors import IndexBusy, NewsqaError, NotFound
@@ -76,11 +75,10 @@ def _add_setting(parser: argparse.ArgumentParser, setting, dest: str | None = No
 
 def _add_settings(parser: argparse.ArgumentParser, group: type) -> None:
     """The flags of every setting the dataclass `group` declares; each lands on its field's name."""
-    from indexer.settings import settings_of
+    from indexer.settings import declared_fields
 
-    declared = [f for f in fields(group) if "setting" in f.metadata]
-    for f, setting in zip(declared, settings_of(group)):
-        _add_setting(parser, setting, dest=f.name)
+    for name, setting in declared_fields(group):
+        _add_setting(parser, setting, dest=name)
 
 
 def _add_index_option(parser: argparse.ArgumentParser, dest: str = "index") -> None:
@@ -490,8 +488,10 @@ def _cmd_mcp(args) -> int:
 
 def _settings_from_args(group, args):
     """The settings `group` (a dataclass of declared settings) with the values of its flags."""
-    return group(**{f.name: tuple(getattr(args, f.name) or ()) if isinstance(f.default, tuple)
-                    else getattr(args, f.name) for f in fields(group) if "setting" in f.metadata})
+    from indexer.settings import declared_fields
+
+    return group(**{name: tuple(getattr(args, name) or ()) if s.repeated else getattr(args, name)
+                    for name, s in declared_fields(group)})
 
 
 def _require_index(store: str, index_dir: Path) -> None:

@@ -12,14 +12,13 @@ settings table is `python -m service.settings --markdown` (tests pin it).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from indexer.query.search import QUERY_CACHE
-from indexer.settings import CORE_SETTINGS, INDEX, STORE, Setting, setting, settings_of
+from indexer.settings import CORE_SETTINGS, INDEX, STORE, Setting, declared_fields, setting, settings_of
 
 LOG_LEVEL = Setting("log_level", "info", "uvicorn's log level (critical, error, warning, info, debug, trace); "
                     "debug or info also write the access log", surfaces=("serve",))
@@ -87,13 +86,9 @@ Group = TypeVar("Group", ServiceSettings, McpSettings)
 
 def settings_with_env(settings: Group) -> Group:
     """`settings` with empty fields that name an env var (e.g. NEWSQA_API_KEY) taken from the environment."""
-    values = {f.name: s.from_env() for f, s in zip(_declared_fields(type(settings)), settings_of(type(settings)))
-              if s.env and not getattr(settings, f.name) and s.from_env()}
+    values = {name: s.from_env() for name, s in declared_fields(type(settings))
+              if s.env and not getattr(settings, name) and s.from_env()}
     return replace(settings, **values)
-
-
-def _declared_fields(group: type) -> list[dataclasses.Field]:
-    return [f for f in fields(group) if "setting" in f.metadata]
 
 
 def command_groups() -> dict[type, tuple[str, ...]]:
