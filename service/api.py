@@ -19,7 +19,7 @@ from litestar.params import Parameter
 from indexer.errors import InvalidParameter
 from indexer.query.answer import DEFAULT_PASSAGES, Answerer
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
-from indexer.query.search import (DEFAULT_K, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters,
+from indexer.query.search import (DEFAULT_K, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters,
                                   validate_k)
 from service.admin import served
 from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
@@ -109,7 +109,7 @@ def search_get(
     q: QueryParam,
     k: KParam = DEFAULT_K,
     offset: OffsetParam = 0,
-    mode: ModeParam = "hybrid",
+    mode: ModeParam = DEFAULT_MODE,
     group: GroupParam = None,
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
@@ -147,7 +147,7 @@ def answer_get(
     k: Annotated[int, Parameter(description=f"Passages the answer is chosen from, 1..{MAX_K} "
                                             f"(default {DEFAULT_PASSAGES}).",
                                 schema_extra={"minimum": 1, "maximum": MAX_K})] = DEFAULT_PASSAGES,
-    mode: ModeParam = "hybrid",
+    mode: ModeParam = DEFAULT_MODE,
     date_from: DateFromParam = None,
     date_to: DateToParam = None,
     source: SourceParam = None,

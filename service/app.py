@@ -7,11 +7,8 @@ any ASGI server (`uvicorn --factory service.app:app_from_env`).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 
 from litestar import Litestar, Request
 from litestar.datastructures import State
@@ -22,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from indexer.embed import Embedder
-from indexer.query.search import QUERY_CACHE, Searcher
+from indexer.query.search import Searcher
 from indexer.store.embedded import package_version
 from indexer.store.backends import default_index_dir, open_store
 from indexer.store.protocols import Store
@@ -31,61 +28,9 @@ from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
 from service.limits import BudgetedEmbedder, BudgetedStore, limit_middleware, security_headers
 from service.reload import Reloader
+from service.settings import ServiceSettings, settings_with_env
 
 log = logging.getLogger("newsqa.service")
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Settings of a running service; each is also a `newsqa serve` option."""
-
-    index_dir: Path = field(default=Path("index"), metadata={"help": "index directory to serve"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
-    port: int = field(default=8000, metadata={"help": "TCP port to listen on"})
-    api_key: str = field(default="", metadata={
-        "help": "key every route but /health and /ready requires (Authorization: Bearer KEY or X-API-Key); "
-                "empty: no auth", "env": "NEWSQA_API_KEY", "secret": True})
-    admin_key: str = field(default="", metadata={
-        "help": "key for /v1/admin routes (empty: the API key; with neither, admin routes are refused)",
-        "env": "NEWSQA_ADMIN_KEY", "secret": True})
-    rate_limit: float = field(default=0.0, metadata={"help": "requests per second per client IP (0: no limit)"})
-    rate_burst: int = field(default=20, metadata={"help": "requests a client may send at once above the rate"})
-    max_body_bytes: int = field(default=1_048_576, metadata={"help": "largest request body accepted (413 above)"})
-    request_timeout: float = field(default=30.0, metadata={
-        "help": "seconds a request may take before its response starts (503 timeout; 0: no limit)"})
-    reload_interval: float = field(default=2.0, metadata={
-        "help": "seconds between checks of the index's CURRENT version for a hot reload (0: no polling)"})
-    query_cache: int = field(default=QUERY_CACHE, metadata={
-        "help": "query vectors kept for repeated queries (0: embed every query)"})
-    store: str = field(default="", metadata={
-        "help": "PostgreSQL store to serve instead of --index (postgresql://USER@HOST/DB)", "env": "NEWSQA_STORE",
-        "secret": True})
-    read_store: str = field(default="", metadata={
-        "help": "read replica of --store: every search reads from it", "env": "NEWSQA_READ_STORE", "secret": True})
-    forwarded_allow_ips: str = field(default="", metadata={
-        "help": "comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
-                "(empty: none; the client is the connection's peer, which the rate limit counts)"})
-    header_timeout: float = field(default=10.0, metadata={
-        "help": "seconds a client has to send a request's headers (408 and closed after; 0: no limit)"})
-    max_header_bytes: int = field(default=32_768, metadata={
-        "help": "largest request line plus headers, in bytes (431 and closed above; 0: no limit)"})
-    keep_alive_timeout: float = field(default=5.0, metadata={
-        "help": "seconds an idle keep-alive connection stays open"})
-    max_connections: int = field(default=1000, metadata={
-        "help": "open connections (or running requests) above which new requests get 503 (0: no limit)"})
-    model_concurrency: int = field(default=0, metadata={
-        "help": "query embeddings run at once, each on cores/N intra-op threads; more wait in a queue "
-                "(0: one per core)"})
-    cors_origin: tuple[str, ...] = field(default=(), metadata={
-        "help": "browser origin allowed to call the API (CORS), e.g. https://app.example.org; repeat for more "
-                "(none: CORS off)"})
-
-
-def settings_with_env(settings: ServiceSettings) -> ServiceSettings:
-    """`settings` with empty fields that name an env var (e.g. NEWSQA_API_KEY) taken from the environment."""
-    values = {f.name: os.environ[f.metadata["env"]] for f in fields(settings)
-              if "env" in f.metadata and not getattr(settings, f.name) and os.environ.get(f.metadata["env"])}
-    return replace(settings, **values)
 
 
 class Resources:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from indexer.errors import IndexBusy, NewsqaError, NotFound
@@ -49,21 +48,56 @@ class _CommandParser(argparse.ArgumentParser):
         loud.add_argument("-q", "--quiet", action="store_true", help="errors only: no warnings, no progress bar")
 
 
-def _add_index_option(parser: argparse.ArgumentParser, dest: str = "index") -> None:
-    from indexer.store.backends import INDEX_ENV, default_index_dir
+def _add_setting(parser: argparse.ArgumentParser, setting, dest: str | None = None) -> None:
+    """The flag of a declared setting (`indexer.settings.Setting`): its type, default, help and env var.
 
-    parser.add_argument("--index", dest=dest, default=default_index_dir(), type=Path,
-                        help=f"index directory (env {INDEX_ENV}; default: %(default)s)")
+    A flag left out takes the setting's environment variable, else its default; a bool setting that
+    defaults to on is turned off with `--no-NAME`; a tuple setting is a flag given once per value.
+    """
+    dest = dest or setting.name
+    if isinstance(setting.default, bool):
+        parser.add_argument("--no-" + setting.option.removeprefix("--"), dest=dest, action="store_false",
+                            help=f"do not {setting.help}")
+        return
+    notes = [f"env {setting.env}"] if setting.env else []
+    if setting.repeated:
+        parser.add_argument(setting.option, dest=dest, action="append", type=str, default=None,
+                            help=setting.help + (f" ({'; '.join(notes)})" if notes else ""))
+        return
+    if not setting.secret:
+        notes.append("default: %(default)s")
+    # argparse converts a string default with `type` as if it were given, so a bad env value is a
+    # usage error (exit 2) naming the flag, like a bad flag value.
+    parser.add_argument(setting.option, dest=dest, type=type(setting.default),
+                        default=setting.from_env() or setting.default,
+                        help=setting.help + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def _add_settings(parser: argparse.ArgumentParser, group: type) -> None:
+    """The flags of every setting the dataclass `group` declares; each lands on its field's name."""
+    from indexer.settings import declared_fields
+
+    for name, setting in declared_fields(group):
+        _add_setting(parser, setting, dest=name)
+
+
+def _add_index_option(parser: argparse.ArgumentParser, dest: str = "index") -> None:
+    from indexer.settings import INDEX
+
+    _add_setting(parser, INDEX, dest)
 
 
 def _add_store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", help="PostgreSQL store instead of --index: postgresql://USER@HOST/DB "
-                        "(env NEWSQA_STORE; README, PostgreSQL backend)")
+    from indexer.settings import STORE
+
+    _add_setting(parser, STORE)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from indexer.ingest.chunk import ChunkSettings
     from indexer.query.answer import DEFAULT_PASSAGES
-    from indexer.query.search import DEFAULT_K
+    from indexer.settings import CACHE_DIR
+    from indexer.query.search import DEFAULT_K, DEFAULT_MODE
     from indexer.store.embedded import package_version
 
     parser = argparse.ArgumentParser(prog="newsqa", description="Semantic search and question answering over news archives.",
@@ -76,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("sources", nargs="+", help="files or folders: .txt/.md articles or news dumps, .jsonl, .html; "
                        "URLs of RSS/Atom feeds, (news) sitemaps or article pages; - reads JSONL from stdin")
     _add_index_option(index)
-    index.add_argument("--max-tokens", type=int, default=200, help="passage size limit in tokens (default: %(default)s)")
-    index.add_argument("--overlap", type=int, default=1, help="sentences shared by consecutive passages (default: %(default)s)")
+    _add_settings(index, ChunkSettings)
     index.add_argument("--rebuild", action="store_true", help="build from scratch instead of updating the index")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -98,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     _add_index_option(search)
     search.add_argument("-k", type=int, default=DEFAULT_K, help="number of results (default: %(default)s)")
-    search.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
+    search.add_argument("--mode", default=DEFAULT_MODE, help="hybrid, dense or lexical (default: %(default)s)")
     search.add_argument("--group", choices=["passage", "article"], default="passage",
                         help="article: one result per article (default: %(default)s)")
     search.add_argument("--date-from")
@@ -121,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_option(ask)
     ask.add_argument("-k", type=int, default=DEFAULT_PASSAGES,
                      help="passages to search for the answer (default: %(default)s)")
-    ask.add_argument("--mode", default="hybrid", help="hybrid, dense or lexical (default: %(default)s)")
+    ask.add_argument("--mode", default=DEFAULT_MODE, help="hybrid, dense or lexical (default: %(default)s)")
     ask.add_argument("--date-from")
     ask.add_argument("--date-to")
     ask.add_argument("--source")
@@ -146,9 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-tokens", type=int,
                           help="--beir: cut documents into passages of this many tokens (default: whole documents)")
     evaluate.add_argument("--cache", type=Path, help="cache directory of embeddings (and --beir indexes) "
-                                                     "(default: $NEWSQA_CACHE_DIR or ~/.cache/newsqa)")
+                                                     f"(default: ${CACHE_DIR.env} or {CACHE_DIR.shown_default})")
     evaluate.add_argument("--calibrate", action="store_true",
                           help="--qa: fit the confidence weights to the set and print them")
+    evaluate.add_argument("--fit-confidence", type=Path, metavar="FILE",
+                          help="--qa: --calibrate, then write the fitted confidence weights (of the first "
+                               "--mode) to FILE (e.g. indexer/query/confidence_weights.json), the file a search "
+                               "loads")
     evaluate.add_argument("--fit-answers", type=Path, metavar="FILE",
                           help="--qa: fit the answer weights and threshold on the fit half of --qa (plus every "
                                "--fit-also set), write them to FILE (e.g. indexer/query/answer_weights.json), "
@@ -163,25 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_store_option(evaluate)
 
-    from service.app import ServiceSettings
+    from service.settings import LOG_LEVEL, McpSettings, ServiceSettings
 
     serve = sub.add_parser("serve", help="serve the HTTP API and search page")
-    for f in fields(ServiceSettings):
-        flag = "--index" if f.name == "index_dir" else "--" + f.name.replace("_", "-")
-        if f.name == "index_dir":
-            _add_index_option(serve, dest=f.name)
-            continue
-        # A tuple setting (e.g. --cors-origin) is a flag given once per value.
-        repeat = ({"action": "append", "type": str, "default": None} if isinstance(f.default, tuple)
-                  else {"type": type(f.default), "default": f.default})
-        serve.add_argument(flag, dest=f.name, **repeat,
-                           help=f"{f.metadata['help']}" + (f" (env {f.metadata['env']})" if "env" in f.metadata else "")
-                           + ("" if f.metadata.get("secret") else " (default: %(default)s)"))
-    serve.add_argument("--log-level", default="info")
+    _add_settings(serve, ServiceSettings)
+    _add_setting(serve, LOG_LEVEL)
 
     mcp = sub.add_parser("mcp", help="serve the index to LLM clients over MCP (stdio transport)")
-    _add_index_option(mcp)
-    _add_store_option(mcp)
+    _add_settings(mcp, McpSettings)
 
     _add_browse_commands(sub)
     _add_follow_parser(sub)
@@ -384,7 +410,8 @@ def _cmd_eval(args) -> int:
         return 0
     from indexer.evaluate.harness import CachedEmbedder, cache_dir, calibrate, evaluate_qa, fit_answers, load_qa
     from indexer.query.answer import AnswerWeights
-    from indexer.query.search import Searcher
+    from indexer.query.confidence import ConfidenceWeights
+    from indexer.query.search import DEFAULT_MODE, Searcher
     from indexer.store.backends import open_store, store_target
 
     if args.known_items is not None:
@@ -399,7 +426,7 @@ def _cmd_eval(args) -> int:
     # Questions and candidate sentences are embedded once across runs (fit, then evaluate, then again).
     embedder = CachedEmbedder(embedder, (args.cache or cache_dir()) / "embeddings")
     searcher = Searcher(open_store(store_target(args.store, args.index), model=embedder.name), embedder)
-    modes = args.mode or ["hybrid"]
+    modes = args.mode or [DEFAULT_MODE]
     weights = AnswerWeights.load(args.weights) if args.weights else None
     if args.fit_answers:
         sets = [(searcher, load_qa(args.qa, split="fit"))]
@@ -413,8 +440,14 @@ def _cmd_eval(args) -> int:
         print(f"wrote {args.fit_answers}: " + json.dumps(weights.fitted_on), file=sys.stderr)
     reports = [evaluate_qa(searcher, args.qa, mode=mode, split=args.split, weights=weights) for mode in modes]
     for report in reports:
-        if args.calibrate:
+        if args.calibrate or args.fit_confidence:
             report.calibration = calibrate(report.outcomes)
+    if args.fit_confidence:
+        fitted = ConfidenceWeights.from_calibration(reports[0].calibration, qa=str(args.qa), mode=reports[0].mode,
+                                                    split=reports[0].split)
+        args.fit_confidence.write_text(json.dumps(fitted.as_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.fit_confidence}: " + json.dumps(fitted.as_dict()), file=sys.stderr)
+    for report in reports:
         if args.json:
             print(json.dumps(report.as_dict(), indent=2))
             continue
@@ -433,64 +466,64 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from service.app import ServiceSettings, create_app, settings_with_env
+    from service.app import create_app
     from service.server import run_server
+    from service.settings import ServiceSettings, settings_with_env
 
-    settings = settings_with_env(ServiceSettings(**{
-        f.name: tuple(getattr(args, f.name) or ()) if isinstance(f.default, tuple) else getattr(args, f.name)
-        for f in fields(ServiceSettings)}))
-    from indexer.store.embedded import current_version
-
-    if not settings.store and current_version(Path(settings.index_dir)) is None:
-        raise NewsqaError(f"no index at {settings.index_dir}: build one with `newsqa index data/ --index {settings.index_dir}`")
+    settings = settings_with_env(_settings_from_args(ServiceSettings, args))
+    _require_index(settings.store, settings.index_dir)
     run_server(settings, create_app(settings), log_level=args.log_level)
     return 0
 
 
 def _cmd_mcp(args) -> int:
-    from indexer.store.backends import STORE_ENV
-    from indexer.store.embedded import current_version
     from service.mcp_server import serve_stdio
+    from service.settings import McpSettings, settings_with_env
 
-    store = args.store or os.environ.get(STORE_ENV, "")
-    if not store and current_version(Path(args.index)) is None:
-        raise NewsqaError(f"no index at {args.index}: build one with `newsqa index data/ --index {args.index}`")
-    serve_stdio(Path(args.index), store=store)
+    settings = settings_with_env(_settings_from_args(McpSettings, args))
+    _require_index(settings.store, settings.index_dir)
+    serve_stdio(settings)
     return 0
+
+
+def _settings_from_args(group, args):
+    """The settings `group` (a dataclass of declared settings) with the values of its flags."""
+    from indexer.settings import declared_fields
+
+    return group(**{name: tuple(getattr(args, name) or ()) if s.repeated else getattr(args, name)
+                    for name, s in declared_fields(group)})
+
+
+def _require_index(store: str, index_dir: Path) -> None:
+    from indexer.store.embedded import current_version
+
+    if not store and current_version(Path(index_dir)) is None:
+        raise NewsqaError(f"no index at {index_dir}: build one with `newsqa index data/ --index {index_dir}`")
 
 
 def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
     from indexer.ingest.web import FetchSettings
 
-    for f in fields(FetchSettings):
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                help=f"do not {f.metadata['help']}")
-        else:
-            parser.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
-                                help=f"{f.metadata['help']} (default: %(default)s)")
+    _add_settings(parser, FetchSettings)
 
 
 def _fetch_settings(args):
     from indexer.ingest.web import FetchSettings
 
-    return FetchSettings(**{f.name: getattr(args, f.name) for f in fields(FetchSettings)}).validate()
+    return _settings_from_args(FetchSettings, args).validate()
 
 
 def _add_follow_parser(sub) -> None:
-    from indexer.ingest.follow import FollowSettings
+    from indexer.ingest.follow import EVERY, FollowSettings
 
     follow = sub.add_parser("follow", help="follow RSS/Atom feeds and news sitemaps: each round indexes what is new")
     follow.add_argument("sources_file", metavar="SOURCES", type=Path,
                         help="plain file, one `URL [NAME]` a line (# comments)")
     _add_index_option(follow)
-    follow.add_argument("--every", default="15m", help="time between rounds, e.g. 15m, 90s, 1h (default: %(default)s)")
+    _add_setting(follow, EVERY)
     follow.add_argument("--once", action="store_true", help="run one round and exit")
     follow.add_argument("--json", action="store_true", help="print each round's report as JSON")
-    for f in fields(FollowSettings):
-        follow.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
-                            help=f"{f.metadata['help']} (default: %(default)s)")
+    _add_settings(follow, FollowSettings)
     _add_fetch_options(follow)
 
 
@@ -524,7 +557,7 @@ def _cmd_follow(args) -> int:
     every = parse_every(args.every)
     sources = read_source_list(args.sources_file)
     fetch = _fetch_settings(args)
-    settings = FollowSettings(**{f.name: getattr(args, f.name) for f in fields(FollowSettings)})
+    settings = _settings_from_args(FollowSettings, args)
     embedder = Embedder(purpose="passages")
     while True:
         started = time.monotonic()

@@ -1,5 +1,7 @@
 """MCP server (Model Context Protocol, official `mcp` SDK, stdio transport): `newsqa mcp --index DIR`.
 
+Its settings (`service.settings.McpSettings`) are the `newsqa mcp` options.
+
 Tools: `search_news`, `answer_question` and `get_article`, with the same
 input schemas as the OpenAI definitions of `GET /v1/tools` and the same code
 as `POST /v1/tools/{name}` (`service.llm.run_tool`). Every tool result is one
@@ -37,7 +39,6 @@ import logging
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -56,6 +57,7 @@ from indexer.query.search import Searcher
 from indexer.store.embedded import package_version
 from indexer.tokens import DEFAULT_ENCODING, ENCODINGS
 from indexer.types import Article
+from service.settings import McpSettings
 from service.tools import TOOL_NAMES, error_result, result_text, run_tool, tool_definitions
 
 log = logging.getLogger("newsqa.mcp")
@@ -259,19 +261,20 @@ def create_server(lease: Lease) -> Server:
     )
 
 
-def serve_stdio(index_dir: Path, *, reload_interval: float = 2.0, store: str = "") -> None:
+def serve_stdio(settings: McpSettings) -> None:
     """Serve the index over stdin/stdout until the client closes the connection.
 
     Loads the model and the live index version first (domain errors if the
     index is missing or built with another model), then checks `CURRENT`
-    every `reload_interval` seconds for a new version (0: never). `store`, a
-    PostgreSQL URL, is served instead of `index_dir`.
+    every `settings.reload_interval` seconds for a new version (0: never).
+    `settings.store`, a PostgreSQL URL, is served instead of `settings.index_dir`.
     """
-    from service.app import Resources, ServiceSettings
+    from service.app import Resources
 
+    store, reload_interval = settings.store, settings.reload_interval
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        resources = Resources(ServiceSettings(index_dir=Path(index_dir), store=store))
+        resources = Resources(settings.service())
     reloader = resources.reloader
     server = create_server(reloader.lease)
 

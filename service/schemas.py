@@ -9,7 +9,7 @@ from litestar.openapi import ResponseSpec
 
 from indexer.query.answer import AnswerResult
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS
-from indexer.query.search import DEFAULT_K, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
+from indexer.query.search import DEFAULT_K, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, SearchResult
 from indexer.types import Article, Citation, Hit
 
 
@@ -123,7 +123,7 @@ class SearchIn(msgspec.Struct, forbid_unknown_fields=True):
                           maximum=MAX_K)] = DEFAULT_K
     offset: Annotated[int, doc("Results to skip (paging).", minimum=0, maximum=MAX_K - 1)] = 0
     mode: Annotated[str, doc("Ranking: hybrid (default), dense (meaning) or lexical (exact words).",
-                             enum=list(MODES))] = "hybrid"
+                             enum=list(MODES))] = DEFAULT_MODE
     group: Annotated[str | None, doc("passage (default) or article: one result per article.",
                                      enum=[*GROUPS, None])] = None
     date_from: Annotated[str | None, doc("Only articles dated on or after this day (YYYY-MM-DD).", **DATE)] = None

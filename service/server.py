@@ -23,6 +23,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from service.settings import LOG_LEVEL
+
 access_log = logging.getLogger("newsqa.access")
 
 # Longest path (and client address) an access log line carries; the rest is cut and flagged.
@@ -174,7 +176,7 @@ def configure_access_log(level: str) -> None:
                         else logging.WARNING)
 
 
-def uvicorn_config(settings, app, *, log_level: str = "info"):
+def uvicorn_config(settings, app, *, log_level: str = LOG_LEVEL.default):
     """The uvicorn configuration `newsqa serve` runs `app` with (see the module docstring)."""
     import uvicorn
 
@@ -196,7 +198,7 @@ def uvicorn_config(settings, app, *, log_level: str = "info"):
     )
 
 
-def run_server(settings, app, *, log_level: str = "info") -> None:
+def run_server(settings, app, *, log_level: str = LOG_LEVEL.default) -> None:
     """Serve `app` until interrupted, with the limits of `settings`."""
     import uvicorn
 

@@ -27,7 +27,7 @@ from litestar.template.config import TemplateConfig
 
 from indexer.errors import InvalidParameter, NewsqaError
 from indexer.query.ordering import make_ordering
-from indexer.query.search import DEFAULT_K, MAX_K, MODES, Searcher, SearchResult, make_filters
+from indexer.query.search import DEFAULT_K, DEFAULT_MODE, MAX_K, MODES, Searcher, SearchResult, make_filters
 from indexer.store.embedded import package_version
 from indexer.types import Article, Hit, Span
 from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
@@ -65,7 +65,7 @@ class SearchParams:
     """What the search form sends; every field is a URL query parameter of `/`."""
 
     q: str | None = None
-    mode: str = "hybrid"
+    mode: str = DEFAULT_MODE
     date_from: str = ""
     date_to: str = ""
     source: str = ""
@@ -77,7 +77,7 @@ class SearchParams:
     @property
     def advanced(self) -> bool:
         """True when any filter or a non-default mode is set (the advanced corner opens)."""
-        return bool(self.date_from or self.date_to or self.source or self.lang or self.mode != "hybrid")
+        return bool(self.date_from or self.date_to or self.source or self.lang or self.mode != DEFAULT_MODE)
 
     @property
     def filtered(self) -> bool:
@@ -87,7 +87,7 @@ class SearchParams:
         """Non-empty, non-default parameters, in a stable order (for links back to this search)."""
         values = {"q": self.q or "", "mode": self.mode, "date_from": self.date_from, "date_to": self.date_to,
                   "source": self.source, "k": self.k, "sort": self.sort, "lang": self.lang, **override}
-        defaults = {"mode": "hybrid"}
+        defaults = {"mode": DEFAULT_MODE}
         return [(name, value) for name, value in values.items() if value and value != defaults.get(name)]
 
     def url(self, **override: str) -> str:
@@ -330,12 +330,12 @@ def _parse_k(value: str) -> int:
 
 
 def provide_params(
-    q: str | None = None, mode: str = "hybrid", date_from: str = "", date_to: str = "", source: str = "", k: str = "",
+    q: str | None = None, mode: str = DEFAULT_MODE, date_from: str = "", date_to: str = "", source: str = "", k: str = "",
     sort: str = "",
     lang: str = "",
 ) -> SearchParams:
     """The search form's query parameters, shared by the search page and the article page."""
-    return SearchParams(q=q, mode=mode or "hybrid", date_from=date_from, date_to=date_to, source=source, k=k,
+    return SearchParams(q=q, mode=mode or DEFAULT_MODE, date_from=date_from, date_to=date_to, source=source, k=k,
                         sort="" if sort == "relevance" else sort, lang=lang)
 
 

@@ -136,11 +136,11 @@ def test_bad_half_life_names_value_limit_and_fix(value):
 
 
 def test_dated_index_keeps_both_rewrites():
-    """The rewrite is under the ingest dedupe threshold (0.8) but over the story threshold."""
-    from indexer.ingest.dedupe import signature, similarity
+    """The rewrite is under the ingest dedupe threshold but over the story threshold."""
+    from indexer.ingest.dedupe import DEDUPE_THRESHOLD, signature, similarity
 
     estimate = similarity(signature(CANAL), signature(REWRITE))
-    assert ordering.STORY_SIMILARITY <= estimate < 0.8
+    assert ordering.STORY_SIMILARITY <= estimate < DEDUPE_THRESHOLD
 
 
 # --- the searcher ---------------------------------------------------------------------------------

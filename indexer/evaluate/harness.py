@@ -33,6 +33,7 @@ import numpy as np
 
 from indexer.ingest.chunk import ChunkSettings
 from indexer.errors import InvalidParameter, ResourceMissing
+from indexer.query.search import DEFAULT_MODE
 from indexer.settings import cache_root
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -534,7 +535,7 @@ class QAReport:
         }
 
 
-def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid", split: str = "all",
+def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = DEFAULT_MODE, split: str = "all",
                 weights=None) -> QAReport:
     """Ask every question of the set (or of one half) with the `Answerer` and score the outcomes."""
     from indexer.query.answer import Answerer
@@ -566,7 +567,7 @@ def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = "hybrid", spli
 # --- fitting the answer weights ---------------------------------------------------------
 
 
-def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = "hybrid",
+def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = DEFAULT_MODE,
                 l2: float = 0.01, embedded: int | None = None) -> "AnswerWeights":
     """Fit the `Answerer`'s weights on question sets, each `(searcher, items)`, and return them.
 

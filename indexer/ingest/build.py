@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.ingest.chunk import ChunkSettings, chunk_article
-from indexer.ingest.dedupe import DuplicateFinder, signature
+from indexer.ingest.dedupe import DEDUPE_THRESHOLD, DuplicateFinder, signature
 from indexer.ingest.lang import guess_language
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
@@ -101,7 +101,7 @@ class IngestLoop:
         load_signatures: Callable[[], Iterable[tuple[str, np.ndarray]]],
         write: Callable[[list[PendingArticle]], None],
         progress: bool,
-        dedupe_threshold: float = 0.8,
+        dedupe_threshold: float = DEDUPE_THRESHOLD,
         batch_chunks: int = EMBED_BATCH_CHUNKS,
         input_bytes: int | None = None,
         bytes_read: Callable[[], int] | None = None,
@@ -219,7 +219,7 @@ def build_index(
     settings: ChunkSettings = ChunkSettings(),
     rebuild: bool = False,
     progress: bool | None = None,
-    dedupe_threshold: float = 0.8,
+    dedupe_threshold: float = DEDUPE_THRESHOLD,
     wait: bool = True,
 ) -> BuildSummary:
     """Index `sources` into `index_dir` (created, or updated in place atomically).

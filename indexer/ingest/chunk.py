@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from indexer.embed import MODEL_MAX_WORDPIECES, passage_input
 from indexer.errors import InvalidParameter
+from indexer.settings import setting
 from indexer.sentences import split_sentences
 from indexer.tokens import DEFAULT_ENCODING, get_encoding
 from indexer.types import Article, Chunk
@@ -29,18 +30,20 @@ _WORDS = re.compile(r"\S+")
 class ChunkSettings:
     """How passages are cut; recorded in the index manifest."""
 
-    max_tokens: int = 200
-    overlap: int = 1
+    max_tokens: int = setting(200, "passage size limit in tokens")
+    overlap: int = setting(1, "sentences shared by consecutive passages")
     encoding: str = DEFAULT_ENCODING
     max_wordpieces: int = MODEL_MAX_WORDPIECES - 2  # room for [CLS] and [SEP]
 
     def validate(self) -> "ChunkSettings":
         if not 16 <= self.max_tokens <= MAX_TOKENS_LIMIT:
             raise InvalidParameter(
-                f"max_tokens={self.max_tokens} is out of range: use 16..{MAX_TOKENS_LIMIT} (default 200)"
+                f"max_tokens={self.max_tokens} is out of range: use 16..{MAX_TOKENS_LIMIT} "
+                f"(default {ChunkSettings.max_tokens})"
             )
         if not 0 <= self.overlap <= 5:
-            raise InvalidParameter(f"overlap={self.overlap} is out of range: use 0..5 sentences (default 1)")
+            raise InvalidParameter(f"overlap={self.overlap} is out of range: use 0..5 sentences "
+                                   f"(default {ChunkSettings.overlap})")
         return self
 
 

@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection for articles (MinHash over word shingles + LSH).
 
 Two articles are near duplicates when the estimated Jaccard similarity of
-their 5-word shingles is at least `threshold` (default 0.8): a copy with a
+their 5-word shingles is at least `threshold` (default `DEDUPE_THRESHOLD`, 0.8): a copy with a
 fixed typo or an added sentence collapses, a different story does not.
 """
 
@@ -17,6 +17,8 @@ PERMUTATIONS = 64
 BANDS = 16
 ROWS = PERMUTATIONS // BANDS
 SHINGLE = 5
+# Estimated shingle Jaccard at or above which two articles are one (every index build's default).
+DEDUPE_THRESHOLD = 0.8
 _PRIME = (1 << 31) - 1
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -52,7 +54,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 class DuplicateFinder:
     """Remembers signatures and answers which known article a new one duplicates."""
 
-    def __init__(self, threshold: float = 0.8) -> None:
+    def __init__(self, threshold: float = DEDUPE_THRESHOLD) -> None:
         self.threshold = threshold
         self._signatures: dict[str, np.ndarray] = {}
         self._buckets: dict[tuple[int, bytes], set[str]] = defaultdict(set)

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from indexer.errors import InputError, InvalidParameter
 from indexer.ingest.feeds import FEED, SITEMAP, SITEMAP_INDEX, Entry, FeedError, classify, parse_feed, parse_sitemap
 from indexer.ingest.web import FetchError, Fetcher, FetchSettings, extract_article, is_url, normalize_url
+from indexer.settings import Setting, setting
 
 STATE_FILE = "follow-state.json"
 FOLLOW_LOCK = ".follow.lock"
@@ -54,14 +55,17 @@ class Source:
     url: str
 
 
+# The time between rounds: a duration `parse_every` reads.
+EVERY = Setting("every", "15m", "time between rounds, e.g. 15m, 90s, 1h", surfaces=("follow",))
+
+
 @dataclass(frozen=True)
 class FollowSettings:
     """Settings of `newsqa follow` besides the fetch bounds (`FetchSettings`)."""
 
-    workers: int = field(default=4, metadata={"help": "sources fetched at the same time"})
-    max_entries: int = field(default=200, metadata={
-        "help": "new articles fetched per source per round (the rest wait for the next round)"})
-    max_sitemaps: int = field(default=20, metadata={"help": "child sitemaps read per sitemap index"})
+    workers: int = setting(4, "sources fetched at the same time")
+    max_entries: int = setting(200, "new articles fetched per source per round (the rest wait for the next round)")
+    max_sitemaps: int = setting(20, "child sitemaps read per sitemap index")
 
 
 def read_source_list(path: str | os.PathLike) -> list[Source]:

@@ -27,12 +27,13 @@ import ssl
 import threading
 import time
 import urllib.robotparser
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from indexer.errors import NewsqaError
 from indexer.ingest.lang import page_language
 from indexer.ingest.read import extracted_blocks
+from indexer.settings import setting
 
 DEFAULT_USER_AGENT = "newsqa-follow/0.1 (+self-hosted news search; honours robots.txt)"
 READ_CHUNK = 65_536
@@ -53,14 +54,12 @@ class FetchError(NewsqaError):
 class FetchSettings:
     """Bounds and manners of every request (each is a `newsqa follow` / `newsqa index` option)."""
 
-    user_agent: str = field(default=DEFAULT_USER_AGENT, metadata={
-        "help": "User-Agent sent with every request and matched against robots.txt"})
-    timeout: float = field(default=20.0, metadata={
-        "help": "seconds one request may take in all (connect, headers and body)"})
-    max_bytes: int = field(default=5_000_000, metadata={"help": "largest response body accepted, in bytes"})
-    max_redirects: int = field(default=5, metadata={"help": "redirects followed per request"})
-    host_delay: float = field(default=1.0, metadata={"help": "seconds between two requests to the same host"})
-    robots: bool = field(default=True, metadata={"help": "honour robots.txt (turn off only for your own sites)"})
+    user_agent: str = setting(DEFAULT_USER_AGENT, "User-Agent sent with every request and matched against robots.txt")
+    timeout: float = setting(20.0, "seconds one request may take in all (connect, headers and body)")
+    max_bytes: int = setting(5_000_000, "largest response body accepted, in bytes")
+    max_redirects: int = setting(5, "redirects followed per request")
+    host_delay: float = setting(1.0, "seconds between two requests to the same host")
+    robots: bool = setting(True, "honour robots.txt (turn off only for your own sites)")
 
     def validate(self) -> FetchSettings:
         from indexer.errors import InvalidParameter

@@ -41,7 +41,7 @@ import numpy as np
 
 from indexer.errors import ResourceMissing
 from indexer.query.question import Question, analyse
-from indexer.query.search import Searcher, span_citation, validate_k
+from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import TypedSpan, typed_spans
 from indexer.sentences import split_sentences
 from indexer.store.bm25 import tokenize
@@ -169,7 +169,7 @@ class Answerer:
         self.threshold = self.weights.threshold if threshold is None else threshold
 
     def answer(
-        self, query: str, *, k: int = DEFAULT_PASSAGES, mode: str = "hybrid", filters: Filters = Filters()
+        self, query: str, *, k: int = DEFAULT_PASSAGES, mode: str = DEFAULT_MODE, filters: Filters = Filters()
     ) -> AnswerResult:
         """The best answer sentence for `query`, its short answer, and the passages; or None and why."""
         started = time.perf_counter()
@@ -193,7 +193,7 @@ class Answerer:
 
     # --- candidates ----------------------------------------------------------------------
 
-    def consider(self, query: str, *, k: int = DEFAULT_PASSAGES, mode: str = "hybrid",
+    def consider(self, query: str, *, k: int = DEFAULT_PASSAGES, mode: str = DEFAULT_MODE,
                  filters: Filters = Filters(), embed_all: bool = False) -> tuple[Considered, dict[str, float]]:
         """Search, analyse the question and build every candidate with its features (unscored; the
         cosine only with `embed_all`, for fitting: `rank` embeds the few candidates it needs)."""

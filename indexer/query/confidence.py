@@ -1,31 +1,68 @@
 """Confidence that the corpus answers a query, from the retrieval signals of its top hits.
 
 A logistic function of the top hits' best dense cosine and best query-term
-coverage, calibrated on `bench/news-qa.jsonl` (`newsqa eval --qa ... --calibrate`);
-below `CONFIDENCE_THRESHOLD` a result is `low_confidence` and no answer is given.
+coverage, calibrated on `bench/news-qa.jsonl`: the weights are data,
+`confidence_weights.json` (package data), written by
+`newsqa eval --qa bench/news-qa.jsonl --index DIR --calibrate --fit-confidence FILE`
+and loaded by each `Searcher` (`ConfidenceWeights.load`). Below
+`CONFIDENCE_THRESHOLD` a result is `low_confidence` and no answer is given.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from indexer.errors import ResourceMissing
 from indexer.query.highlight import QueryTerms, Sentences
 from indexer.types import Hit
 
-# Confidence = sigmoid(W0 + W_DENSE * best cosine + W_COVER * best coverage), fitted by
-# `newsqa eval --qa bench/news-qa.jsonl --calibrate`; THRESHOLD splits answerable from not.
-CONFIDENCE_W0 = -7.371
-CONFIDENCE_W_DENSE = 13.362
-CONFIDENCE_W_COVER = 8.937
+CONFIDENCE_WEIGHTS_FILE = Path(__file__).with_name("confidence_weights.json")
+# The logistic model's own split: a probability of 0.5 separates answerable from not.
 CONFIDENCE_THRESHOLD = 0.5
 # Hits whose scores feed the confidence features.
 CONFIDENCE_TOP = 3
 
 
-def confidence_of(dense: float, coverage: float) -> float:
-    """Calibrated probability that the corpus answers the query, from the retrieval signals."""
-    z = CONFIDENCE_W0 + CONFIDENCE_W_DENSE * dense + CONFIDENCE_W_COVER * coverage
-    return 1.0 / (1.0 + math.exp(-z))
+@dataclass(frozen=True)
+class ConfidenceWeights:
+    """The fitted model: confidence = sigmoid(w0 + w_dense · best cosine + w_cover · best coverage)."""
+
+    w0: float
+    w_dense: float
+    w_cover: float
+    fitted_on: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, path: str | Path = CONFIDENCE_WEIGHTS_FILE) -> "ConfidenceWeights":
+        """The weights in `path` (default: the packaged ones); ResourceMissing naming the fix if unreadable."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(w0=float(data["w0"]), w_dense=float(data["w_dense"]), w_cover=float(data["w_cover"]),
+                       fitted_on=dict(data.get("fitted_on") or {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ResourceMissing(
+                f"cannot read the confidence weights at {path} ({exc}): reinstall the package, or write them with "
+                "`newsqa eval --qa bench/news-qa.jsonl --index DIR --calibrate --fit-confidence FILE`"
+            ) from None
+
+    @classmethod
+    def from_calibration(cls, calibration: dict, **fitted_on) -> "ConfidenceWeights":
+        """The weights `indexer.evaluate.harness.calibrate` fitted, with what they were fitted on."""
+        return cls(w0=calibration["w0"], w_dense=calibration["w_dense"], w_cover=calibration["w_cover"],
+                   fitted_on={**fitted_on, **{k: v for k, v in calibration.items()
+                                               if k not in ("w0", "w_dense", "w_cover")}})
+
+    def as_dict(self) -> dict:
+        return {"w0": self.w0, "w_dense": self.w_dense, "w_cover": self.w_cover, "fitted_on": self.fitted_on}
+
+    def confidence(self, dense: float, coverage: float) -> float:
+        """Calibrated probability that the corpus answers the query, from the retrieval signals."""
+        z = self.w0 + self.w_dense * dense + self.w_cover * coverage
+        return 1.0 / (1.0 + math.exp(-z))
 
 
 def signals(hits: list[Hit], terms: QueryTerms, sentences: Sentences) -> dict[str, float]:

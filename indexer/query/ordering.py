@@ -19,7 +19,7 @@ default relevance order is untouched) changes what it returns:
   on a held-out set (issue 14 asks for automatic use only after that).
 - `collapse="story"`: near-duplicate articles that survived ingest dedupe
   (estimated Jaccard of the MinHash signatures of `indexer.ingest.dedupe`
-  at least `STORY_SIMILARITY`, below dedupe's 0.8) fold under the best
+  at least `STORY_SIMILARITY`, below dedupe's `DEDUPE_THRESHOLD`) fold under the best
   ranked one, which lists them as `similar`.
 
 Scores are scaled per article (the same factor for each of its passages), so

@@ -29,7 +29,8 @@ How a query is ranked:
    passage.
 7. Confidence (`indexer.query.confidence`): a logistic function of the top
    hits' dense cosine and query term coverage, calibrated on
-   `bench/news-qa.jsonl` (`newsqa eval --qa ... --calibrate`); below
+   `bench/news-qa.jsonl`, its weights loaded from `confidence_weights.json`
+   (`newsqa eval --qa ... --calibrate --fit-confidence FILE` writes it); below
    `CONFIDENCE_THRESHOLD` the result is `low_confidence`.
 """
 
@@ -47,7 +48,7 @@ from indexer.errors import InvalidParameter, InvalidQuery
 from indexer.query import ordering as ordering_
 from indexer.query import fusion as fusing
 from indexer.query.cache import BoundedCache
-from indexer.query.confidence import CONFIDENCE_THRESHOLD, confidence_of, coverage, signals
+from indexer.query.confidence import CONFIDENCE_THRESHOLD, ConfidenceWeights, coverage, signals
 from indexer.query.fusion import HYBRID_ALPHA
 from indexer.query.highlight import QueryTerms, Sentences, highlight, query_terms
 from indexer.store.protocols import Store
@@ -55,7 +56,7 @@ from indexer.types import Article, Chunk, Citation, Filters, Hit
 
 # Re-exported: callers import these from here.
 __all__ = [
-    "CONFIDENCE_THRESHOLD", "FUSIONS", "GROUPS", "MAX_K", "MAX_QUERY_CHARS", "MODES", "QUERY_CACHE", "ArticleGroup",
+    "CONFIDENCE_THRESHOLD", "DEFAULT_MODE", "FUSIONS", "GROUPS", "MAX_K", "MAX_QUERY_CHARS", "MODES", "QUERY_CACHE", "ArticleGroup",
     "BoundedCache", "SearchResult", "Searcher", "citation", "make_filters", "span_citation", "validate_fusion",
     "validate_group", "validate_k", "validate_mode", "validate_query",
 ]
@@ -63,7 +64,8 @@ __all__ = [
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
 DEFAULT_K = 10  # results per search when the caller does not say
-MODES = ("hybrid", "dense", "lexical")
+DEFAULT_MODE = "hybrid"  # dense and lexical fused, the mode when the caller does not say
+MODES = (DEFAULT_MODE, "dense", "lexical")
 GROUPS = ("passage", "article")
 FUSIONS = ("score", "rrf")
 # Query vectors kept (least recently used dropped).
@@ -88,7 +90,7 @@ def validate_query(query: str | None) -> str:
 
 def validate_k(k: int) -> int:
     if not 1 <= k <= MAX_K:
-        raise InvalidParameter(f"k={k} is out of range: use 1..{MAX_K} (default 10)", code="invalid_k")
+        raise InvalidParameter(f"k={k} is out of range: use 1..{MAX_K} (default {DEFAULT_K})", code="invalid_k")
     return k
 
 
@@ -198,11 +200,14 @@ class Searcher:
     """Ranks passages of one index version for a query. Safe to share between threads."""
 
     def __init__(
-        self, index: Store, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE
+        self, index: Store, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE,
+        confidence: ConfidenceWeights | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.alpha = alpha
+        # The fitted confidence model (default: the packaged `confidence_weights.json`).
+        self.confidence_weights = confidence or ConfidenceWeights.load()
         # Sentence spans, tokens and vectors of passages, for highlights and answers.
         self.sentences = Sentences(embedder)
         self._queries: BoundedCache[str, np.ndarray] = BoundedCache(query_cache)  # query text -> its vector
@@ -214,7 +219,7 @@ class Searcher:
         query: str,
         *,
         k: int = DEFAULT_K,
-        mode: str = "hybrid",
+        mode: str = DEFAULT_MODE,
         filters: Filters = Filters(),
         group: str | None = None,
         fusion: str = "score",
@@ -277,7 +282,7 @@ class Searcher:
         hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
         timings["build_ms"] = (time.perf_counter() - t0) * 1000
         features = signals(hits, terms, self.sentences)
-        conf = confidence_of(features["dense"], features["coverage"]) if hits else 0.0
+        conf = self.confidence_weights.confidence(features["dense"], features["coverage"]) if hits else 0.0
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
                             confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=features,
                             total=total, similar=similar, terms=terms)
@@ -322,7 +327,8 @@ class Searcher:
     def relevance(self, hits: list[Hit], terms: QueryTerms) -> list[float]:
         """Each hit's calibrated relevance (0..1): the confidence model applied to the hit alone, so
         it means the same for every query, unlike the fused `score` (1.0 for every query's top hit)."""
-        return [confidence_of(h.dense or 0.0, c) for h, c in zip(hits, coverage(hits, terms, self.sentences))]
+        return [self.confidence_weights.confidence(h.dense or 0.0, c)
+                for h, c in zip(hits, coverage(hits, terms, self.sentences))]
 
     def _make_hits(self, ranked, dense_scores, lexical_scores) -> tuple[list[Hit], dict[int, Chunk], dict[str, Article]]:
         chunks = self.index.chunks([cid for cid, _ in ranked])

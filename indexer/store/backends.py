@@ -12,22 +12,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from indexer.settings import INDEX, STORE
 from indexer.store.postgres import is_store_url
 from indexer.store.protocols import Store
-
-STORE_ENV = "NEWSQA_STORE"
-INDEX_ENV = "NEWSQA_INDEX"
-DEFAULT_INDEX = "index"
 
 
 def default_index_dir() -> Path:
     """The embedded index directory when no option names one: $NEWSQA_INDEX, else ./index."""
-    return Path(os.environ.get(INDEX_ENV) or DEFAULT_INDEX)
+    return Path(INDEX.from_env() or INDEX.default)
 
 
 def store_target(store: str | None, index_dir: str | os.PathLike) -> str | os.PathLike:
     """What to open: `store` if given, else $NEWSQA_STORE, else the index directory."""
-    return store or os.environ.get(STORE_ENV) or index_dir
+    return store or STORE.from_env() or index_dir
 
 
 def open_store(target: str | os.PathLike, *, model: str | None = None, read_store: str | None = None) -> Store:

@@ -200,7 +200,7 @@ def index_into_store(
     settings=None,
     rebuild: bool = False,
     progress: bool | None = None,
-    dedupe_threshold: float = 0.8,
+    dedupe_threshold: float | None = None,
     shard: tuple[int, int] | None = None,
 ):
     """`indexer.ingest.build.build_index` for a PostgreSQL store: same pipeline, same summary.
@@ -209,10 +209,12 @@ def index_into_store(
     atomically, new ones added. With `shard=(i, n)` only articles whose id
     hashes to shard `i` are indexed, so `n` workers (on any machines) can
     split one input; near duplicates are found against what was committed
-    when a worker started plus what it wrote itself.
+    when a worker started plus what it wrote itself. `dedupe_threshold` None is ingest's
+    `DEDUPE_THRESHOLD`, as for an embedded index.
     """
     from indexer.ingest.build import BuildSummary, IngestLoop, finish_summary
     from indexer.ingest.chunk import ChunkSettings
+    from indexer.ingest.dedupe import DEDUPE_THRESHOLD
     from indexer.ingest.read import ReadReport, read_sources
 
     started = time.perf_counter()
@@ -234,7 +236,8 @@ def index_into_store(
     loop = IngestLoop(
         embedder=embedder, settings=settings, summary=summary, known=writer.hashes(),
         load_signatures=writer.signatures, write=write,
-        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
+        progress=sys.stderr.isatty() if progress is None else progress,
+        dedupe_threshold=DEDUPE_THRESHOLD if dedupe_threshold is None else dedupe_threshold,
         batch_chunks=WRITE_BATCH_CHUNKS,
     )
     try:
