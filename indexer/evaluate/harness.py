@@ -277,7 +277,7 @@ class BeirReport:
 
 
 def beir_run(
-    searcher, data: BeirSet, mode: str, *, depth: int = RUN_DEPTH, fusion: str = "score"
+    searcher, data: BeirSet, mode: str, *, depth: int = RUN_DEPTH, fusion: str = "adaptive"
 ) -> dict[str, dict[str, float]]:
     """Document rankings {query id: {doc id: score}} for every query, via `group=article` search."""
     run: dict[str, dict[str, float]] = {}
