@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the weights (JSON)")
     parser.add_argument("--features", default=",".join(QUERY_FEATURES),
                         help="comma-separated query features to use (default: all: %(default)s)")
+    parser.add_argument("--normalise", choices=["minmax", "std"], default="std",
+                        help="how the legs are put on one scale (default: %(default)s)")
     parser.add_argument("--l2", type=float, default=1e-4, help="L2 penalty on the weights (default: %(default)s)")
     parser.add_argument("--no-test", action="store_true", help="do not report the held-out splits")
     args = parser.parse_args(argv)
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for split, data in beir.items():
         embedder.encode(list(data.queries.values()))
         # k=100: the depth `newsqa eval --beir` ranks at, so the candidate sets match.
-        queries = capture(searcher, [(text, data.qrels[qid]) for qid, text in data.queries.items()], k=100)
+        queries = capture(searcher, [(text, data.qrels[qid]) for qid, text in data.queries.items()], k=100,
+                          normalise=args.normalise)
         captured[("beir", split)] = TrainingSet(f"{data.name}-{split}", queries, "ndcg@10")
     index.close()
 
@@ -65,14 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     for split in splits:
         items = load_known_items(args.known_items, split=split)
         embedder.encode([item.query for item in items])
-        queries = capture(searcher, [(item.query, dict.fromkeys(item.article_ids, 1)) for item in items], k=10)
+        queries = capture(searcher, [(item.query, dict.fromkeys(item.article_ids, 1)) for item in items], k=10,
+                          normalise=args.normalise)
         captured[("known", split)] = TrainingSet(f"{args.known_items.stem}-{split}", queries, "mrr@10")
     index.close()
     print(f"captured {sum(len(s.queries) for s in captured.values())} queries in "
           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
-    weights = fit_fusion([captured[("beir", "train")], captured[("known", "train")]], features=features, l2=args.l2)
+    weights = fit_fusion([captured[("beir", "train")], captured[("known", "train")]], features=features, l2=args.l2,
+                          normalise=args.normalise)
     args.out.write_text(json.dumps(weights.as_dict(), indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}: bias {weights.bias}, weights {json.dumps(weights.weights)}")
     print("| set | metric | queries | dense | lexical | fixed 0.5 | adaptive |")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.query.fusion import QUERY_FEATURES, FusionWeights, _minmax, query_features
+from indexer.query.fusion import QUERY_FEATURES, FusionWeights, normalised, query_features
 
 GRID = np.linspace(0.0, 1.0, 41)
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
@@ -48,9 +48,10 @@ class TrainingSet:
     metric: str
 
 
-def capture(searcher, queries: Iterable[tuple[str, Mapping[str, int]]], *, k: int) -> list[Captured]:
+def capture(searcher, queries: Iterable[tuple[str, Mapping[str, int]]], *, k: int,
+            normalise: str = "minmax") -> list[Captured]:
     """Search each `(query text, {article id: relevance})` once as `group="article"` search with `k`
-    results would, and keep what fusion needs."""
+    results would, and keep what fusion needs (legs scaled by `normalise`, see `fusion.normalised`)."""
     from indexer.query.search import validate_query
 
     captured = []
@@ -66,8 +67,8 @@ def capture(searcher, queries: Iterable[tuple[str, Mapping[str, int]]], *, k: in
         column = np.asarray([articles.setdefault(owner[c], len(articles)) if c in owner else -1 for c in found.ids])
         kept = column >= 0
         best_d, best_l = np.full(len(articles), -np.inf), np.full(len(articles), -np.inf)
-        np.maximum.at(best_d, column[kept], _minmax(d)[kept])
-        np.maximum.at(best_l, column[kept], _minmax(lex)[kept])
+        np.maximum.at(best_d, column[kept], normalised(d, normalise)[kept])
+        np.maximum.at(best_l, column[kept], normalised(lex, normalise)[kept])
         relevance = np.asarray([float(judged.get(a, 0)) for a in articles])
         captured.append(Captured(query_features(d, lex, searcher.query_terms(query).weights), best_d, best_l,
                                  relevance, sum(1 for v in judged.values() if v > 0)))
@@ -106,8 +107,9 @@ def _alpha(theta: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_FEATURES, l2: float = 1e-4,
-               restarts: int = 12, seed: int = 0) -> FusionWeights:
-    """The `FusionWeights` that maximise the mean over `sets` of each set's mean metric."""
+               restarts: int = 12, seed: int = 0, normalise: str = "minmax") -> FusionWeights:
+    """The `FusionWeights` that maximise the mean over `sets` of each set's mean metric (`sets` captured
+    with the same `normalise`)."""
     unknown = [f for f in features if f not in QUERY_FEATURES]
     if unknown:
         raise ValueError(f"unknown fusion features {unknown}: use some of {', '.join(QUERY_FEATURES)}")
@@ -153,7 +155,8 @@ def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_F
                          weights={f: round(float(w), 4) for f, w in zip(features, best[1:])},
                          mean={f: round(float(m), 6) for f, m in zip(features, mean)},
                          scale={f: round(float(s), 6) for f, s in zip(features, scale)},
-                         fitted_on={"sets": figures, "l2": l2, "restarts": restarts, "seed": seed})
+                         fitted_on={"sets": figures, "l2": l2, "restarts": restarts, "seed": seed},
+                         normalise=normalise)
 
 
 def evaluate_fusion(weights: FusionWeights, queries: Sequence[Captured], metric: str) -> dict[str, float]:

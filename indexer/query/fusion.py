@@ -7,7 +7,8 @@ two parts, (dense part, lexical part):
 - `hybrid` with `fusion="adaptive"` (the default): `a · minmax(dense)` and `(1 − a) · minmax(lexical)`
   over the candidate set, where the dense weight `a` is set per query from the legs' evidence:
   `a = sigmoid(bias + Σ w·z(feature))` over the query features of `query_features` (how sure each
-  leg is of its best candidate, how much the legs agree, how long the query is). The weights are
+  leg is of its best candidate, how much the legs agree, how long the query is); the weights file
+  may put the legs on one scale by their standard deviation instead of their range. The weights are
   `FusionWeights`, fitted on training data only (SciFact train and the BBC known-item train split)
   by `bench/fit_fusion.py` and shipped as `fusion_weights.json`;
 - `hybrid` with `fusion="score"`: the same with a fixed `a = alpha` (`HYBRID_ALPHA`);
@@ -34,6 +35,9 @@ HYBRID_ALPHA = 0.5
 WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
 # Candidates each leg's "best few" spans in the features (top-k agreement, mean of the head).
 HEAD = 10
+# How each leg's scores are put on one scale before weighting: by their range over the candidates
+# (min-max) or by their standard deviation (a z-score, shifted so the worst candidate scores 0).
+NORMALISATIONS = ("minmax", "std")
 QUERY_FEATURES = ("dense_top", "dense_gap", "dense_z", "lexical_gap", "lexical_z", "lexical_cover", "agreement",
                   "terms")
 # Passages shown per article with group=article.
@@ -53,6 +57,7 @@ class FusionWeights:
     mean: dict[str, float]
     scale: dict[str, float]
     fitted_on: dict = field(default_factory=dict)
+    normalise: str = "minmax"
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_FILE) -> "FusionWeights":
@@ -66,8 +71,11 @@ class FusionWeights:
             scale = {f: float(data["scale"][f]) for f in weights}
             if any(not v > 0 for v in scale.values()):
                 raise ValueError("every scale must be > 0")
+            normalise = str(data.get("normalise", "minmax"))
+            if normalise not in NORMALISATIONS:
+                raise ValueError(f"normalise={normalise!r} is not one of {', '.join(NORMALISATIONS)}")
             return cls(bias=float(data["bias"]), weights=weights, mean={f: float(data["mean"][f]) for f in weights},
-                       scale=scale, fitted_on=dict(data.get("fitted_on") or {}))
+                       scale=scale, fitted_on=dict(data.get("fitted_on") or {}), normalise=normalise)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ResourceMissing(
                 f"cannot read the fusion weights at {path} ({exc}): reinstall the package, or write them with "
@@ -75,8 +83,8 @@ class FusionWeights:
             ) from None
 
     def as_dict(self) -> dict:
-        return {"bias": self.bias, "weights": self.weights, "mean": self.mean, "scale": self.scale,
-                "fitted_on": self.fitted_on}
+        return {"normalise": self.normalise, "bias": self.bias, "weights": self.weights, "mean": self.mean,
+                "scale": self.scale, "fitted_on": self.fitted_on}
 
     def alpha(self, features: Mapping[str, float]) -> float:
         """The dense leg's weight (0..1) for a query with these `query_features`."""
@@ -105,7 +113,7 @@ def fuse(mode: str, fusion: str, candidates: Sequence[int], dense_scores: Mappin
         d = np.fromiter((dense_scores[c] for c in candidates), np.float64, len(candidates))
         lex = np.fromiter((lexical_scores[c] for c in candidates), np.float64, len(candidates))
         alpha = weights.alpha(query_features(d, lex, idf or {}))
-        return _weighted_parts(candidates, d, lex, alpha)
+        return _weighted_parts(candidates, d, lex, alpha, weights.normalise)
     return score_fusion_parts(candidates, dense_scores, lexical_scores, alpha)
 
 
@@ -196,8 +204,23 @@ def score_fusion_parts(candidates: Sequence[int], dense_scores: Mapping[int, flo
     return _weighted_parts(candidates, d, lex, alpha)
 
 
-def _weighted_parts(candidates: Sequence[int], d: np.ndarray, lex: np.ndarray, alpha: float) -> Parts:
-    dense_part, lexical_part = alpha * _minmax(d), (1 - alpha) * _minmax(lex)
+def normalised(values: np.ndarray, how: str = "minmax") -> np.ndarray:
+    """A leg's scores on the common scale (`NORMALISATIONS`); the worst candidate gets 0, and a leg that
+    gives every candidate one score gets 0 throughout (it cannot tell them apart)."""
+    if how == "std":
+        spread = float(values.std())
+        return (values - float(values.min())) / spread if spread > 1e-12 else np.zeros_like(values)
+    return _minmax(values)
+
+
+def _weighted_parts(candidates: Sequence[int], d: np.ndarray, lex: np.ndarray, alpha: float,
+                    how: str = "minmax") -> Parts:
+    dense_part, lexical_part = alpha * normalised(d, how), (1 - alpha) * normalised(lex, how)
+    if how != "minmax":
+        # Fused scores stay within 0..1 as with min-max (one factor for both legs: the order is kept).
+        top = float(dense_part.max()) + float(lexical_part.max())
+        if top > 0:
+            dense_part, lexical_part = dense_part / top, lexical_part / top
     return ({c: float(v) for c, v in zip(candidates, dense_part)},
             {c: float(v) for c, v in zip(candidates, lexical_part)})
 
