@@ -124,3 +124,16 @@ def test_query_features_read_each_legs_sureness():
     assert f["dense_top"] == pytest.approx(0.9) and f["dense_gap"] == pytest.approx(0.5)
     assert f["dense_z"] > 2 and f["lexical_z"] == 0.0 and f["lexical_gap"] == 0.0
     assert f["lexical_cover"] == pytest.approx(0.4 / 5.0) and f["terms"] == pytest.approx(np.log(3))
+
+
+@pytest.mark.parametrize("n", [1, 2, 11])
+def test_adaptive_fusion_handles_few_candidates(n):
+    """A filter can leave one or two passages: features and fusion still give finite scores in 0..1."""
+    from indexer.query.fusion import FusionWeights, fuse
+
+    candidates = _candidates(n)
+    dense = dict(zip(candidates, np.linspace(0.2, 0.6, n)))
+    lexical = dict(zip(candidates, np.linspace(3.0, 0.0, n)))
+    parts = fuse("hybrid", "adaptive", candidates, dense, lexical, weights=FusionWeights.load(), idf={})
+    totals = [parts[0][c] + parts[1][c] for c in candidates]
+    assert all(np.isfinite(totals)) and all(0.0 <= t <= 1.0 + 1e-9 for t in totals)
