@@ -2,7 +2,7 @@
 
 1. `capture`: each training query is searched once (`group="article"`, the depth the evaluation
    uses); its candidates' exact leg scores give its `query_features` and, per article, the best
-   min-max normalised dense and lexical part. An article's fused score at dense weight `a` is then
+   normalised dense and lexical part (`fusion.normalised`). An article's fused score at dense weight `a` is then
    `a · dense + (1 − a) · lexical`, exactly as `group_by_article` ranks it.
 2. `curves`: the query's metric (nDCG@10 with graded judgements, MRR@10 for known items) at each
    dense weight of a grid; between grid points it is interpolated.

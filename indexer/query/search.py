@@ -15,9 +15,10 @@ How a query is ranked:
    leg did not return is scored by its stored vector · the query vector, one
    the lexical leg did not return by its BM25 score. So every hit reports
    `dense` and `lexical`, in every mode.
-4. `hybrid` fuses the two legs by min-max normalised score fusion whose
+4. `hybrid` fuses the two legs by normalised score fusion whose
    dense weight adapts to the query (`fusion="adaptive"`, `indexer.query.fusion`):
-   how sure each leg is and how much they agree set it, with weights fitted on
+   how sure each leg is of its best candidate sets it (the packaged weights use
+   the best cosine and how much of the query the best BM25 hit covers), fitted on
    training data only (`FusionWeights`, `fusion_weights.json`, loaded when the
    Searcher is built). `fusion="score"` (fixed `HYBRID_ALPHA`) and
    `fusion="rrf"` are kept for comparison (README, "Retrieval quality").
