@@ -278,7 +278,7 @@ class BeirReport:
 
 
 def beir_run(
-    searcher, data: BeirSet, mode: str, *, depth: int = RUN_DEPTH, fusion: str = "score"
+    searcher, data: BeirSet, mode: str, *, depth: int = RUN_DEPTH, fusion: str = "adaptive"
 ) -> dict[str, dict[str, float]]:
     """Document rankings {query id: {doc id: score}} for every query, via `group=article` search."""
     run: dict[str, dict[str, float]] = {}
@@ -465,6 +465,9 @@ class QAReport:
     threshold: float
     calibration: dict | None = None
     split: str = "all"
+    # Article-level MRR@10 of a plain `group="article"` search (k=10) over the answerable questions
+    # that name their articles (`article_ids`): the retrieval figure comparable across modes.
+    article_mrr: float | None = None
 
     @property
     def answerable(self) -> list[QAOutcome]:
@@ -498,6 +501,10 @@ class QAReport:
             f"| abstention accuracy | {m['abstention_accuracy']:.3f} | {una} unanswerable questions |",
             f"| false abstentions | {m['false_abstentions']:.3f} | {ans} answerable questions |",
         ]
+        if self.article_mrr is not None:
+            named = sum(1 for o in self.answerable if o.item.article_ids)
+            rows.append(f"| article MRR@10 (search, group=article) | {self.article_mrr:.3f} | {named} answerable "
+                        "questions with article_ids |")
         return "\n".join(rows)
 
     def by_type(self) -> dict[str, tuple[int, int, int]]:
@@ -524,7 +531,7 @@ class QAReport:
     def as_dict(self) -> dict:
         return {
             "path": self.path, "mode": self.mode, "split": self.split, "threshold": self.threshold,
-            "metrics": self.metrics(), "calibration": self.calibration,
+            "metrics": self.metrics(), "calibration": self.calibration, "article_mrr@10": self.article_mrr,
             "outcomes": [
                 {"qid": o.item.qid, "question": o.item.question, "answerable": o.item.answerable,
                  "expected": o.item.answer, "answer": o.answer, "span": o.span, "top_title": o.top_title,
@@ -561,7 +568,22 @@ def evaluate_qa(searcher, path: str | os.PathLike, *, mode: str = DEFAULT_MODE, 
             span=found.span.text if found and found.span else None,
             asked_type=answer_type(item.question),
         ))
-    return QAReport(path=str(path), mode=mode, outcomes=outcomes, threshold=answerer.threshold, split=split)
+    return QAReport(path=str(path), mode=mode, outcomes=outcomes, threshold=answerer.threshold, split=split,
+                    article_mrr=article_mrr(searcher, [o.item for o in outcomes], mode=mode))
+
+
+def article_mrr(searcher, items: Sequence[QAItem], *, mode: str = "hybrid", depth: int = 10) -> float | None:
+    """MRR@`depth` of the first article of `item.article_ids` in a `group="article"` search, over the
+    answerable items that list their articles (None when none does)."""
+    named = [item for item in items if item.answerable and item.article_ids]
+    if not named:
+        return None
+    total = 0.0
+    for item in named:
+        hits = searcher.search(item.question, k=depth, mode=mode, group="article", highlights=False).hits
+        rank = next((h.rank for h in hits if h.citation.article_id in item.article_ids), None)
+        total += 1 / rank if rank else 0.0
+    return total / len(named)
 
 
 # --- fitting the answer weights ---------------------------------------------------------

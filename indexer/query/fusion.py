@@ -4,8 +4,14 @@ Every candidate carries both legs' exact scores. Its ranking score is the sum of
 two parts, (dense part, lexical part):
 
 - `dense` / `lexical` mode: the leg's own score, and 0 for the other part;
-- `hybrid` with `fusion="score"`: `alpha · minmax(dense)` and `(1 − alpha) · minmax(lexical)`
-  over the candidate set (`HYBRID_ALPHA`, chosen on the SciFact train split, README);
+- `hybrid` with `fusion="adaptive"` (the default): `a · minmax(dense)` and `(1 − a) · minmax(lexical)`
+  over the candidate set, where the dense weight `a` is set per query from the legs' evidence:
+  `a = sigmoid(bias + Σ w·z(feature))` over the query features of `query_features` (how sure each
+  leg is of its best candidate, how much the legs agree, how long the query is); the weights file
+  may put the legs on one scale by their standard deviation instead of their range. The weights are
+  `FusionWeights`, fitted on training data only (SciFact train and the BBC known-item train split)
+  by `bench/fit_fusion.py` and shipped as `fusion_weights.json`;
+- `hybrid` with `fusion="score"`: the same with a fixed `a = alpha` (`HYBRID_ALPHA`);
 - `hybrid` with `fusion="rrf"`: reciprocal rank fusion terms `1/(RRF_K + rank)` of each leg.
 
 An article (`group="article"`) scores as each leg's best passage part, summed.
@@ -13,23 +19,85 @@ An article (`group="article"`) scores as each leg's best passage part, summed.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from indexer.errors import ResourceMissing
+
 RRF_K = 60
-# Weight of the dense leg in normalised score fusion; chosen on SciFact train (see README).
+# Weight of the dense leg in fixed score fusion (`fusion="score"`); chosen on SciFact train (see README).
 HYBRID_ALPHA = 0.5
+WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
+# Candidates each leg's "best few" spans in the features (top-k agreement, mean of the head).
+HEAD = 10
+# How each leg's scores are put on one scale before weighting: by their range over the candidates
+# (min-max) or by their standard deviation (a z-score, shifted so the worst candidate scores 0).
+NORMALISATIONS = ("minmax", "std")
+QUERY_FEATURES = ("dense_top", "dense_gap", "dense_z", "lexical_gap", "lexical_z", "lexical_cover", "agreement",
+                  "terms")
 # Passages shown per article with group=article.
 GROUP_PASSAGES = 3
 
 Parts = tuple[dict[int, float], dict[int, float]]
 
 
+@dataclass(frozen=True)
+class FusionWeights:
+    """The adaptive fusion's parameters: dense weight = sigmoid(bias + Σ weights[f] · (x_f − mean[f]) / scale[f]).
+
+    Features missing from `weights` count 0. `fitted_on` records the data and the figures of the fit."""
+
+    bias: float
+    weights: dict[str, float]
+    mean: dict[str, float]
+    scale: dict[str, float]
+    fitted_on: dict = field(default_factory=dict)
+    normalise: str = "minmax"
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS_FILE) -> "FusionWeights":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            weights = {str(k): float(v) for k, v in data["weights"].items()}
+            unknown = sorted(set(weights) - set(QUERY_FEATURES))
+            if unknown:
+                raise KeyError(f"unknown features {', '.join(unknown)}; known: {', '.join(QUERY_FEATURES)}")
+            scale = {f: float(data["scale"][f]) for f in weights}
+            if any(not v > 0 for v in scale.values()):
+                raise ValueError("every scale must be > 0")
+            normalise = str(data.get("normalise", "minmax"))
+            if normalise not in NORMALISATIONS:
+                raise ValueError(f"normalise={normalise!r} is not one of {', '.join(NORMALISATIONS)}")
+            return cls(bias=float(data["bias"]), weights=weights, mean={f: float(data["mean"][f]) for f in weights},
+                       scale=scale, fitted_on=dict(data.get("fitted_on") or {}), normalise=normalise)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ResourceMissing(
+                f"cannot read the fusion weights at {path} ({exc}): reinstall the package, or write them with "
+                "`python bench/fit_fusion.py --out FILE` (README, \"Retrieval quality\")"
+            ) from None
+
+    def as_dict(self) -> dict:
+        return {"normalise": self.normalise, "bias": self.bias, "weights": self.weights, "mean": self.mean,
+                "scale": self.scale, "fitted_on": self.fitted_on}
+
+    def alpha(self, features: Mapping[str, float]) -> float:
+        """The dense leg's weight (0..1) for a query with these `query_features`."""
+        z = self.bias + sum(w * (features[f] - self.mean[f]) / self.scale[f] for f, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
 def fuse(mode: str, fusion: str, candidates: Sequence[int], dense_scores: Mapping[int, float],
-         lexical_scores: Mapping[int, float], alpha: float = HYBRID_ALPHA) -> Parts:
-    """Each candidate's score as (dense part, lexical part); its ranking score is their sum."""
+         lexical_scores: Mapping[int, float], alpha: float = HYBRID_ALPHA, *,
+         weights: FusionWeights | None = None, idf: Mapping[str, float] | None = None) -> Parts:
+    """Each candidate's score as (dense part, lexical part); its ranking score is their sum.
+
+    `fusion="adaptive"` needs `weights` and the query terms' `idf`; `"score"` uses `alpha`."""
     zero = dict.fromkeys(candidates, 0.0)
     if not candidates:
         return zero, zero
@@ -39,7 +107,51 @@ def fuse(mode: str, fusion: str, candidates: Sequence[int], dense_scores: Mappin
         return zero, {c: lexical_scores[c] for c in candidates}
     if fusion == "rrf":
         return reciprocal_rank_parts(candidates, dense_scores, lexical_scores)
+    if fusion == "adaptive":
+        if weights is None:
+            raise ValueError("fusion='adaptive' needs the fusion weights")
+        d = np.fromiter((dense_scores[c] for c in candidates), np.float64, len(candidates))
+        lex = np.fromiter((lexical_scores[c] for c in candidates), np.float64, len(candidates))
+        alpha = weights.alpha(query_features(d, lex, idf or {}))
+        return _weighted_parts(candidates, d, lex, alpha, weights.normalise)
     return score_fusion_parts(candidates, dense_scores, lexical_scores, alpha)
+
+
+def query_features(dense: np.ndarray, lexical: np.ndarray, idf: Mapping[str, float]) -> dict[str, float]:
+    """What the adaptive fusion knows of a query, from its candidates' scores (same order in both arrays):
+
+    - `dense_top`: the best cosine (a sure dense leg finds something close to the query);
+    - `dense_gap`, `lexical_gap`: how far each leg's best stands above its second (lexical: as a share
+      of the best, BM25 having no fixed scale);
+    - `dense_z`, `lexical_z`: the best over the mean of the leg's first `HEAD`, in standard deviations
+      of all candidates;
+    - `lexical_cover`: the best BM25 over the query terms' summed idf (how much of the query it matches);
+    - `agreement`: the share of each leg's first `HEAD` candidates the other leg also has there;
+    - `terms`: log(1 + number of distinct query terms).
+    """
+    n = len(dense)
+    head = min(HEAD, n)
+    features = {}
+    for name, x in (("dense", dense), ("lexical", lexical)):
+        top = np.partition(x, n - head)[n - head:] if n > head else x.copy()
+        top.sort()
+        best = float(top[-1])
+        second = float(top[-2]) if head > 1 else best
+        gap = best - second
+        features[f"{name}_gap"] = gap if name == "dense" else (gap / best if best > 0 else 0.0)
+        spread = float(x.std())
+        features[f"{name}_z"] = (best - float(top.mean())) / spread if spread > 1e-12 else 0.0
+        features[f"{name}_top"] = best
+    total_idf = float(sum(idf.values()))
+    features["lexical_cover"] = features.pop("lexical_top") / total_idf if total_idf > 0 else 0.0
+    if n > head:
+        dense_head = np.argpartition(-dense, head - 1)[:head]
+        lexical_head = np.argpartition(-lexical, head - 1)[:head]
+        features["agreement"] = len(np.intersect1d(dense_head, lexical_head)) / head
+    else:
+        features["agreement"] = 1.0
+    features["terms"] = math.log1p(len(idf))
+    return features
 
 
 def rank(candidates: Sequence[int], parts: Parts) -> list[tuple[int, float]]:
@@ -89,7 +201,26 @@ def score_fusion_parts(candidates: Sequence[int], dense_scores: Mapping[int, flo
     """alpha · minmax(dense) and (1 − alpha) · minmax(lexical) over the candidate set."""
     d = np.asarray([dense_scores[c] for c in candidates], dtype=np.float64)
     lex = np.asarray([lexical_scores[c] for c in candidates], dtype=np.float64)
-    dense_part, lexical_part = alpha * _minmax(d), (1 - alpha) * _minmax(lex)
+    return _weighted_parts(candidates, d, lex, alpha)
+
+
+def normalised(values: np.ndarray, how: str = "minmax") -> np.ndarray:
+    """A leg's scores on the common scale (`NORMALISATIONS`); the worst candidate gets 0, and a leg that
+    gives every candidate one score gets 0 throughout (it cannot tell them apart)."""
+    if how == "std":
+        spread = float(values.std())
+        return (values - float(values.min())) / spread if spread > 1e-12 else np.zeros_like(values)
+    return _minmax(values)
+
+
+def _weighted_parts(candidates: Sequence[int], d: np.ndarray, lex: np.ndarray, alpha: float,
+                    how: str = "minmax") -> Parts:
+    dense_part, lexical_part = alpha * normalised(d, how), (1 - alpha) * normalised(lex, how)
+    if how != "minmax":
+        # Fused scores stay within 0..1 as with min-max (one factor for both legs: the order is kept).
+        top = float(dense_part.max()) + float(lexical_part.max())
+        if top > 0:
+            dense_part, lexical_part = dense_part / top, lexical_part / top
     return ({c: float(v) for c, v in zip(candidates, dense_part)},
             {c: float(v) for c, v in zip(candidates, lexical_part)})
 

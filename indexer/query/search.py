@@ -15,10 +15,13 @@ How a query is ranked:
    leg did not return is scored by its stored vector · the query vector, one
    the lexical leg did not return by its BM25 score. So every hit reports
    `dense` and `lexical`, in every mode.
-4. `hybrid` fuses the two legs by min-max normalised score fusion
-   (`HYBRID_ALPHA` on dense; `indexer.query.fusion`). It was picked over
-   reciprocal rank fusion by measurement on the SciFact *train* split
-   (README, "Retrieval quality"); `fusion="rrf"` is kept for comparison.
+4. `hybrid` fuses the two legs by normalised score fusion whose
+   dense weight adapts to the query (`fusion="adaptive"`, `indexer.query.fusion`):
+   how sure each leg is of its best candidate sets it (the packaged weights use
+   the best cosine and how much of the query the best BM25 hit covers), fitted on
+   training data only (`FusionWeights`, `fusion_weights.json`, loaded when the
+   Searcher is built). `fusion="score"` (fixed `HYBRID_ALPHA`) and
+   `fusion="rrf"` are kept for comparison (README, "Retrieval quality").
 5. `group="article"` keeps one result per article (its best passage first,
    with up to `GROUP_PASSAGES` passages). An article scores as each leg's best
    passage of the article, fused; with one leg, as its best passage.
@@ -49,7 +52,7 @@ from indexer.query import ordering as ordering_
 from indexer.query import fusion as fusing
 from indexer.query.cache import BoundedCache
 from indexer.query.confidence import CONFIDENCE_THRESHOLD, ConfidenceWeights, coverage, signals
-from indexer.query.fusion import HYBRID_ALPHA
+from indexer.query.fusion import HYBRID_ALPHA, FusionWeights
 from indexer.query.highlight import QueryTerms, Sentences, highlight, query_terms
 from indexer.store.protocols import Store
 from indexer.types import Article, Chunk, Citation, Filters, Hit
@@ -67,7 +70,7 @@ DEFAULT_K = 10  # results per search when the caller does not say
 DEFAULT_MODE = "hybrid"  # dense and lexical fused, the mode when the caller does not say
 MODES = (DEFAULT_MODE, "dense", "lexical")
 GROUPS = ("passage", "article")
-FUSIONS = ("score", "rrf")
+FUSIONS = ("adaptive", "score", "rrf")
 # Query vectors kept (least recently used dropped).
 QUERY_CACHE = 2048
 # Articles of a fixed index version kept decoded for citations (least recently used dropped).
@@ -196,18 +199,31 @@ def span_citation(article: Article, start: int, end: int) -> Citation:
     )
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The passages one search ranks, with both legs' exact scores, and the query vector."""
+
+    ids: list[int]
+    dense: dict[int, float]
+    lexical: dict[int, float]
+    vector: np.ndarray
+
+
 class Searcher:
     """Ranks passages of one index version for a query. Safe to share between threads."""
 
     def __init__(
         self, index: Store, embedder: Embedder, *, alpha: float = HYBRID_ALPHA, query_cache: int = QUERY_CACHE,
-        confidence: ConfidenceWeights | None = None,
+        confidence: ConfidenceWeights | None = None, fusion_weights: FusionWeights | None = None,
     ) -> None:
+        """`fusion_weights` drive `fusion="adaptive"` (default: the packaged `fusion_weights.json`);
+        `alpha` is the fixed dense weight of `fusion="score"`."""
         self.index = index
         self.embedder = embedder
         self.alpha = alpha
         # The fitted confidence model (default: the packaged `confidence_weights.json`).
         self.confidence_weights = confidence or ConfidenceWeights.load()
+        self.fusion_weights = fusion_weights if fusion_weights is not None else FusionWeights.load()
         # Sentence spans, tokens and vectors of passages, for highlights and answers.
         self.sentences = Sentences(embedder)
         self._queries: BoundedCache[str, np.ndarray] = BoundedCache(query_cache)  # query text -> its vector
@@ -222,7 +238,7 @@ class Searcher:
         mode: str = DEFAULT_MODE,
         filters: Filters = Filters(),
         group: str | None = None,
-        fusion: str = "score",
+        fusion: str = "adaptive",
         highlights: bool = True,
         ordering: ordering_.Ordering = ordering_.Ordering(),
     ) -> SearchResult:
@@ -235,6 +251,39 @@ class Searcher:
         group = validate_group(group)
         validate_fusion(fusion)
         timings: dict[str, float] = {}
+        found = self.candidates(query, k=k, mode=mode, group=group, filters=filters, timings=timings)
+        candidates, dense_scores, lexical_scores, vector = found.ids, found.dense, found.lexical, found.vector
+        t0 = time.perf_counter()
+        terms = self.query_terms(query)
+        parts = fusing.fuse(mode, fusion, candidates, dense_scores, lexical_scores, self.alpha,
+                            weights=self.fusion_weights, idf=terms.weights)
+        ranked = fusing.rank(candidates, parts)
+        ranked, parts = ordering_.rescore(self.index, query, ranked, parts, ordering, group)
+        timings["fuse_ms"] = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        wanted = ordering_.depth(k, group, ordering)
+        if group == "article":
+            hits, groups, total = self._grouped(ranked, parts, wanted, dense_scores, lexical_scores)
+        else:
+            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, vector), []
+            total = len(ranked)
+        if group == "article" and highlights:
+            self._highlight_groups(groups, terms, vector)
+            hits = [g.hits[0] for g in groups]
+        hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
+        timings["build_ms"] = (time.perf_counter() - t0) * 1000
+        features = signals(hits, terms, self.sentences)
+        conf = self.confidence_weights.confidence(features["dense"], features["coverage"]) if hits else 0.0
+        return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
+                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=features,
+                            total=total, similar=similar, terms=terms)
+
+    def candidates(self, query: str, *, k: int, mode: str, group: str, filters: Filters = Filters(),
+                   timings: dict[str, float] | None = None) -> "Candidates":
+        """The passages a search ranks for a validated `query` (the union of each leg's top, or one leg's
+        top in a one-leg mode) with both legs' exact scores; `timings` gets each step's milliseconds."""
+        timings = timings if timings is not None else {}
         allowed = self.index.allowed_chunks(filters)
         # Grouping needs passages from k different articles, and fusion needs both legs deep.
         depth = max(k * 10, 200) if group == "article" else max(k * 5, 100)
@@ -253,39 +302,17 @@ class Searcher:
 
         t0 = time.perf_counter()
         if mode == "dense":
-            candidates = [cid for cid, _ in dense]
+            ids = [cid for cid, _ in dense]
         elif mode == "lexical":
-            candidates = [cid for cid, _ in lexical]
+            ids = [cid for cid, _ in lexical]
         else:
-            candidates = list(dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical]))
+            ids = list(dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical]))
         dense_scores = dict(dense)
-        dense_scores.update(self.index.dense_scores([c for c in candidates if c not in dense_scores], vector))
+        dense_scores.update(self.index.dense_scores([c for c in ids if c not in dense_scores], vector))
         lexical_scores = dict(lexical)
-        missing = [c for c in candidates if c not in lexical_scores]
-        lexical_scores.update(self.index.lexical_scores(missing, bm25))
-        parts = fusing.fuse(mode, fusion, candidates, dense_scores, lexical_scores, self.alpha)
-        ranked = fusing.rank(candidates, parts)
-        ranked, parts = ordering_.rescore(self.index, query, ranked, parts, ordering, group)
-        timings["fuse_ms"] = (time.perf_counter() - t0) * 1000
-
-        t0 = time.perf_counter()
-        terms = self.query_terms(query)
-        wanted = ordering_.depth(k, group, ordering)
-        if group == "article":
-            hits, groups, total = self._grouped(ranked, parts, wanted, dense_scores, lexical_scores)
-        else:
-            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, vector), []
-            total = len(ranked)
-        if group == "article" and highlights:
-            self._highlight_groups(groups, terms, vector)
-            hits = [g.hits[0] for g in groups]
-        hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
-        timings["build_ms"] = (time.perf_counter() - t0) * 1000
-        features = signals(hits, terms, self.sentences)
-        conf = self.confidence_weights.confidence(features["dense"], features["coverage"]) if hits else 0.0
-        return SearchResult(query, hits, (time.perf_counter() - started) * 1000, mode, timings, group, groups,
-                            confidence=conf, low_confidence=conf < CONFIDENCE_THRESHOLD, signals=features,
-                            total=total, similar=similar, terms=terms)
+        lexical_scores.update(self.index.lexical_scores([c for c in ids if c not in lexical_scores], bm25))
+        timings["score_ms"] = (time.perf_counter() - t0) * 1000
+        return Candidates(ids, dense_scores, lexical_scores, vector)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector; repeated queries (a page and its answer, paging, popular
