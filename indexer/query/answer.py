@@ -252,7 +252,7 @@ class Answerer:
                 span_cover = 0.0 if span is None else terms.overlap(tokens[j] if in_second else tokens[i])
                 lower = text.lower()
                 features = {"cover": cover, "span_cover": span_cover,
-                            "head": float(bool(question.head) and question.head in lower),
+                            "head": float(question.head is not None and question.head in lower),
                             "spans": min(len(found.spans), 5) / 5,
                             "type": type_score, "near": near,
                             "typed_near": type_score * near, "apposition": float(bonus > 0), "pair": float(i != j),
