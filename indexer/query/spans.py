@@ -99,7 +99,7 @@ _NAME = re.compile(
 )
 # Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
 # St Etienne"): each side is also a span of its own.
-_JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+")
+_JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+|[’']s[^\S\n]+")
 # Nationality and regional adjectives: a name run does not start with one ("Argentine Juan Ignacio
 # Chela"), and alone one is not a name of a person, organisation, place or work.
 DEMONYMS = set("""afghan african albanian algerian american argentine argentinian armenian asian australian
@@ -116,7 +116,10 @@ anglican islamic scandinavian caribbean""".split())
 # A title inside a name run: the person's name follows it ("Planning Minister Julio De Vido").
 _TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
                            r"Director|Judge|Justice|Governor|Senator|Commissioner|Spokesman|Spokeswoman|Mayor|"
-                           r"Ambassador|Coach|Manager|Captain|Editor|Analyst|Economist|Professor|Dr|Sir)[^\S\n]+")
+                           r"Ambassador|Coach|Manager|Captain|Editor|Analyst|Economist|Professor|Dr|Sir|Rapper|"
+                           r"Singer|Model|Actor|Actress|Star|Striker|Boss|Author|Writer|Designer|Comedian|Presenter|"
+                           r"Chef|Entrepreneur|Businessman|Tycoon|Magnate|Officer|Defender|Midfielder|Goalkeeper|"
+                           r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion)[^\S\n]+")
 # All-capital abbreviations that name places, not organisations.
 _PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
@@ -225,8 +228,10 @@ def typed_spans(text: str) -> list[TypedSpan]:
         if text[start:end].lower() in DEMONYMS:
             kind = "nationality"
         add(kind, start, end)
-        # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development").
-        for part_start, part_end in (_parts(text, start, end) if kind != "organisation" else ()):
+        # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development"),
+        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises").
+        for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
+                                     or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
             add(name_kind(text, part_start, part_end), part_start, part_end)
         titled = _TITLE_INSIDE.search(text, start, end)
         if titled and titled.end() < end and _TITLE_INSIDE.search(text, titled.end(), end) is None:
@@ -235,7 +240,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
 
 
 def _parts(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The names a joining word ("and", "in", ...) separates inside the name run `text[start:end]`."""
+    """The names a joining word ("and", "in", ...) or a possessive ("Robert Sillerman's Sports
+    Entertainment") separates inside the name run `text[start:end]`."""
     parts, at = [], start
     for m in _JOINERS.finditer(text, start, end):
         parts.append((at, m.start()))
@@ -291,7 +297,8 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "place"
     if _TITLE_PERSON.search(before):
         return "person"
-    if _PLACE_CUE.search(before) and len(words) <= 2:
+    if _PLACE_CUE.search(before) and len(words) <= 2 and not (
+            len(words) == 2 and re.match(r"[’']s\s+[a-z]", text[end:end + 4])):  # "at Jack Straw's country house"
         return "place"
     if 2 <= len(words) <= 4 and all(w[0].isupper() or w in _PARTICLES for w in words[1:-1]) and \
             words[0][0].isupper() and words[-1][0].isupper():
