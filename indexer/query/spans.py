@@ -220,7 +220,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for start, end in _names(text):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and _bare(first.group(0)) in DEMONYMS and kind != "organisation":
+        if first and _bare(first.group(0).strip()) in DEMONYMS and kind != "organisation":
             # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
             # whole is an organisation's name ("European Bank for Reconstruction and Development").
             start += first.end()
@@ -298,7 +298,7 @@ def name_kind(text: str, start: int, end: int) -> str:
     if _TITLE_PERSON.search(before):
         return "person"
     if _PLACE_CUE.search(before) and len(words) <= 2 and not (
-            len(words) == 2 and re.match(r"[’']s\s+[a-z]", text[end:end + 4])):  # "at Jack Straw's country house"
+            len(words) == 2 and re.match(r"[’']s\s", text[end:end + 3])):  # "at Jack Straw's country house"
         return "place"
     if 2 <= len(words) <= 4 and all(w[0].isupper() or w in _PARTICLES for w in words[1:-1]) and \
             words[0][0].isupper() and words[-1][0].isupper():
