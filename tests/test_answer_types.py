@@ -185,6 +185,8 @@ def test_a_nationality_is_no_entity_constraint():
 
     # The article may say "Turkey's Everasia": "Turkish" must not count as a name the article lacks.
     assert analyse("Which Turkish firm won the Khurmala Dome contract?").entities == ("Khurmala Dome",)
+    # The name after a title is what an article would carry.
+    assert analyse("Which seat is Lib Dem MEP Nick Clegg hoping to win?").entities == ("Nick Clegg",)
 
 
 SPAN_ARTICLES = [

@@ -253,7 +253,6 @@ class Answerer:
                 lower = text.lower()
                 features = {"cover": cover, "span_cover": span_cover,
                             "head": float(question.head is not None and question.head in lower),
-                            "spans": min(len(found.spans), 5) / 5,
                             "type": type_score, "near": near,
                             "typed_near": type_score * near, "apposition": float(bonus > 0), "pair": float(i != j),
                             "lead": float(start == hit.citation.start and position == 1), **common}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from indexer.query.spans import DEMONYMS, _names
+from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
                 "place", "work", "other")
@@ -207,6 +207,10 @@ def analyse(question: str) -> Question:
             # The question's first word is capitalised anyway; keep it only if it is part of a longer name.
             if " " not in name:
                 continue
+        # The name after a title is the constraint: an article names "Nick Clegg", not "Lib Dem MEP Nick Clegg".
+        titled = list(TITLE_INSIDE.finditer(name))
+        if titled and titled[-1].end() < len(name):
+            name = name[titled[-1].end():]
         if _YEAR.fullmatch(name) or name.lower() in DEMONYMS:
             continue  # a nationality ("Turkish firm") is no constraint: the article may say "Turkey's"
         entities.append(name)

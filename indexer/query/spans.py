@@ -114,12 +114,12 @@ turkish turkmen ugandan ukrainian uzbek venezuelan vietnamese welsh yemeni zimba
 northern southern latin arab arabic catholic muslim christian jewish hindu sikh buddhist protestant
 anglican islamic scandinavian caribbean""".split())
 # A title inside a name run: the person's name follows it ("Planning Minister Julio De Vido").
-_TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
+TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
                            r"Director|Judge|Justice|Governor|Senator|Commissioner|Spokesman|Spokeswoman|Mayor|"
                            r"Ambassador|Coach|Manager|Captain|Editor|Analyst|Economist|Professor|Dr|Sir|Rapper|"
                            r"Singer|Model|Actor|Actress|Star|Striker|Boss|Author|Writer|Designer|Comedian|Presenter|"
                            r"Chef|Entrepreneur|Businessman|Tycoon|Magnate|Officer|Defender|Midfielder|Goalkeeper|"
-                           r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion)[^\S\n]+")
+                           r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion|MEP|MP)[^\S\n]+")
 # All-capital abbreviations that name places, not organisations.
 _PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
@@ -233,8 +233,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
         for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
                                      or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
             add(name_kind(text, part_start, part_end), part_start, part_end)
-        titled = _TITLE_INSIDE.search(text, start, end)
-        if titled and titled.end() < end and _TITLE_INSIDE.search(text, titled.end(), end) is None:
+        titled = TITLE_INSIDE.search(text, start, end)
+        if titled and titled.end() < end and TITLE_INSIDE.search(text, titled.end(), end) is None:
             add("person", titled.end(), end)
     return found
 
