@@ -172,6 +172,8 @@ def test_names_do_not_run_across_a_paragraph_break_or_keep_a_nationality():
     ("How quickly did Liverpool score in the final?", "duration", None, None),
     ("How many countries sent delegates to the congress?", "number", None, "countries"),
     ("How many scan lines can a high-definition TV picture have?", "number", None, "lines"),
+    # A measure after the noun: a level is asked for, not a reservoir.
+    ("At what reservoir level would the turbines stop?", "quantity", None, None),
 ])
 def test_question_heads_and_counted_nouns(question, kind, head, counted):
     from indexer.query.question import analyse
@@ -198,6 +200,9 @@ SPAN_ARTICLES = [
     {"id": "dunmore", "title": "Dunmore to host trade congress", "source": "test",
      "text": "Dunmore will host this year's trade congress, organisers said on Monday.\n\n"
              "Over the next three days, delegates from 45 countries will meet in the city's old harbour hall."},
+    {"id": "grid", "title": "Ministers agree grid link", "source": "test",
+     "text": "Trade ministers met in the town of Ashbury on Friday, where the Kenya trade ministers signed "
+             "a power link.\n\nHeavy rain swelled the Ostra River, which feeds the Marrow Reservoir near Tallin."},
 ]
 
 
@@ -224,6 +229,10 @@ def span_answerer(tmp_path_factory, embedder):
     ("Which Corran Bank analyst said demand for Harlow Foods would stay strong?", "Maya Lindqvist"),
     # The count of the noun a "how many" question counts, not the other number of the sentence.
     ("How many countries will send delegates to the Dunmore trade congress?", "45 countries"),
+    # A place after a locative preposition answers "where", not the place named as a modifier.
+    ("Where did the trade ministers meet?", "Ashbury"),
+    # "Which river": the name that is a river by its own last word.
+    ("Which river feeds the reservoir near Tallin?", "Ostra River"),
 ])
 def test_span_choice_rules(span_answerer, question, expected):
     result = span_answerer.answer(question)

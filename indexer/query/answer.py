@@ -382,6 +382,12 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                     re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
                              text[span.end:span.end + 30]):
                 bonus = _APPOSITION
+        if question.head and span.kind in _NAMES and \
+                re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE) and " " in span.text:
+            bonus = _APPOSITION  # "Which river ...": "the Ili River" is a river by its own name
+        if question.answer_type == "place" and span.kind in ("place", "name") and \
+                _LOCATIVE.search(text[max(0, span.start - 30):span.start]):
+            bonus = max(bonus, _LOCATIVE_BONUS)  # "Where did they meet?": "met in the town of Cholpon-Ata"
         if counted and span.kind in _COUNTS and counted in {stem(w) for w in _TERM.findall(
                 lower[span.start:span.end + 25])[:span.text.count(" ") + 4]}:
             bonus = _APPOSITION  # "How many countries ...": "60 countries", not "two days"
@@ -399,6 +405,9 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
 _APPOSITION = 0.5
 _CONVERSION_PENALTY = 0.3
 _CONVERSION = re.compile(r"[(;]\s?$")
+# A place after a locative preposition answers "where" more likely than a place named as a modifier.
+_LOCATIVE = re.compile(r"\b(?:in|at|near|outside|inside)\s+(?:the\s+(?:\w+\s+of\s+)?)?$")
+_LOCATIVE_BONUS = 0.25
 # Character distance at which a focus word counts half as near as one next to the span.
 _NEAR_CHARS = 30.0
 

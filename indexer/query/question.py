@@ -98,7 +98,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
     ("quantity", re.compile(r"\bhow\s+(?:much|far|big|large|tall|high|deep|long|wide|heavy|fast)\b|"
                             r"\bhow\s+many\s+(?:kilomet|met|mile|ton|barrel|acre|hectare|point|goal|run|"
                             r"wicket|line|file|cubic|square|gigawatt|megawatt)|"
-                            r"\bwhat\s+(?:level|speed|time|distance|size|height|capacity|volume|weight|"
+                            r"\bwhat\s+(?:\w+\s+)?(?:level|speed|time|distance|size|height|capacity|volume|weight|"
                             r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
     ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
     ("work", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_WORK_NOUNS}\b|"
@@ -116,6 +116,9 @@ _HEAD_WINDOW = re.compile(r"^\s*(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|
 # "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
 _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
                        rf"(?:[\w'’-]+\s+){{0,3}}?(?:new\s+|former\s+|current\s+)?{_PERSON_NOUNS.replace('(?:', '(', 1)}\b", _I)
+# A measure after the listed noun makes the noun a modifier: "what reservoir level", "which club record".
+_MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|number|size|cost|value|share|"
+                            r"capacity|height|length|record|total|figure|score|age|fee|budget|revenue|profit)\b", _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
@@ -169,6 +172,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     for later in found[1:]:
         if later[0] <= noun[1] + 1:
             noun = later
+    if _MEASURE_AFTER.match(window, noun[1]):
+        return None  # "At what reservoir level ...": a level is asked for, not a reservoir
     return noun[2], window[noun[0]:noun[1]].lower()
 
 
