@@ -200,6 +200,9 @@ SPAN_ARTICLES = [
     {"id": "dunmore", "title": "Dunmore to host trade congress", "source": "test",
      "text": "Dunmore will host this year's trade congress, organisers said on Monday.\n\n"
              "Over the next three days, delegates from 45 countries will meet in the city's old harbour hall."},
+    {"id": "cards", "title": "Tory doubts over ID cards", "source": "test",
+     "text": "Shadow cabinet members with doubts included Oliver Letwin and Tim Yeo, reports said.\n\n"
+             "Transport spokesman Mr Yeo reportedly had doubts about backing ID cards, but denied a split."},
     {"id": "grid", "title": "Ministers agree grid link", "source": "test",
      "text": "Trade ministers met in the town of Ashbury on Friday, where the Kenya trade ministers signed "
              "a power link.\n\nHeavy rain swelled the Ostra River, which feeds the Marrow Reservoir near Tallin."},
@@ -231,6 +234,8 @@ def span_answerer(tmp_path_factory, embedder):
     ("How many countries will send delegates to the Dunmore trade congress?", "45 countries"),
     # A place after a locative preposition answers "where", not the place named as a modifier.
     ("Where did the trade ministers meet?", "Ashbury"),
+    # The full name given earlier, not the surname the answer sentence repeats.
+    ("Which Tory transport spokesman reportedly had doubts about backing ID cards?", "Tim Yeo"),
     # "Which river": the name that is a river by its own last word.
     ("Which river feeds the reservoir near Tallin?", "Ostra River"),
 ])

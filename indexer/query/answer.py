@@ -256,7 +256,7 @@ class Answerer:
                             "type": type_score, "near": near,
                             "typed_near": type_score * near, "apposition": float(bonus > 0), "pair": float(i != j),
                             "lead": float(start == hit.citation.start and position == 1), **common}
-                candidates.append(Candidate(hit, start, end, text, features, span,
+                candidates.append(Candidate(hit, start, end, text, features, _fuller_name(span, found),
                                             sentences=tuple(texts[i:j + 1])))
         return candidates
 
@@ -434,6 +434,15 @@ def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float, float]:
         if key > best_key:
             best, best_key, best_fit, best_near, best_bonus = span, key, fit, near, bonus
     return best, best_fit, best_near, best_bonus
+
+
+def _fuller_name(span: TypedSpan | None, typed: _Typed) -> TypedSpan | None:
+    """The short answer for `span`: the nearest person's name of the candidate that ends with it ("Mr Yeo"
+    near the question's words, "Tim Yeo" earlier: the full name), else `span` itself."""
+    if span is None or span.kind != "person":
+        return span
+    fuller = [t for t, _, _ in typed.spans if t.kind == "person" and t.text.endswith(" " + span.text)]
+    return min(fuller, key=lambda t: abs(t.start - span.start)) if fuller else span
 
 
 _NAMES = ("person", "organisation", "place", "work", "name")
