@@ -588,9 +588,13 @@ def article_mrr(searcher, items: Sequence[QAItem], *, mode: str = "hybrid", dept
 
 # --- fitting the answer weights ---------------------------------------------------------
 
+# The largest share of a fitting set's answerable questions the fitted threshold may abstain on.
+MAX_FALSE_ABSTENTIONS = 0.05
+
 
 def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = DEFAULT_MODE,
-                l2: float = 0.01, embedded: int | None = None) -> "AnswerWeights":
+                l2: float = 0.01, embedded: int | None = None,
+                max_false_abstentions: float = MAX_FALSE_ABSTENTIONS) -> "AnswerWeights":
     """Fit the `Answerer`'s weights on question sets, each `(searcher, items)`, and return them.
 
     1. Candidate weights: a conditional logit over each answerable question's candidates
@@ -601,7 +605,9 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
     The confidence is fitted for the ranking in use: with `embedded=0` (no sentence embedding
     at query time) the first-pass score is the candidate's score.
     3. Threshold: the one that maximises abstention accuracy plus answered share on these
-       sets (balanced), nearest 0.5 among ties.
+       sets (balanced), nearest 0.5 among ties, among those that abstain on no more than
+       `max_false_abstentions` of any one set's answerable questions (the issue allows 0.10 on
+       held-out questions; the fit keeps half of that as a margin).
     """
     from indexer.query.answer import (CANDIDATE_FEATURES, CONFIDENCE_FEATURES, EMBEDDED_CANDIDATES, Answerer,
                                       AnswerWeights, _default_weights)
@@ -614,7 +620,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
         answerer = Answerer(searcher, weights=start_weights)
         for item in items:
             seen, _ = answerer.consider(item.question, mode=mode, embed_all=True)
-            considered.append((answerer, item, seen))
+            considered.append((answerer, item, seen, number))
             if not item.answerable or not seen.candidates:
                 continue
             x = np.asarray([[c.features[f] for f in CANDIDATE_FEATURES] for c in seen.candidates])
@@ -631,8 +637,9 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
     prefilter = {CANDIDATE_FEATURES[i]: round(float(w), 4) for i, w in zip(cheap, w_prefilter)}
     interim = AnswerWeights(candidate=candidate, confidence=start_weights.confidence, threshold=0.5,
                             prefilter=prefilter, embedded=embedded)
-    rows, labels = [], []
-    for answerer, item, seen in considered:
+    rows, labels, origin = [], [], []
+    for answerer, item, seen, number in considered:
+        origin.append(number)
         answerer.weights = interim
         best = answerer.rank(seen)
         features = answerer.confidence_features(seen, best)
@@ -643,7 +650,8 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
     confidence = {"bias": round(float(w_conf[0]), 4)}
     confidence.update({f: round(float(w), 4) for f, w in zip(CONFIDENCE_FEATURES, w_conf[1:])})
     p = 1.0 / (1.0 + np.exp(-np.clip(x @ w_conf, -50, 50)))
-    threshold = _best_threshold(p, y)
+    p[x[:, 1 + CONFIDENCE_FEATURES.index("year_miss")] > 0] = 0.0  # the year-miss veto of `Answerer.confidence`
+    threshold = _best_threshold(p, y, np.asarray(origin), max_false_abstentions=max_false_abstentions)
     right = sum(int(y[int(np.argmax(x @ w_candidate))] > 0) for x, y, _ in groups)
     fitted_on = {"questions": len(considered), "answerable": int(y.sum()), "unanswerable": int(len(y) - y.sum()),
                  "answerable_with_a_right_candidate": len(groups),
@@ -681,12 +689,19 @@ def _fit_conditional_logit(groups, *, l2: float, steps: int = 3000, rate: float 
     return w
 
 
-def _best_threshold(p: np.ndarray, y: np.ndarray) -> float:
+def _best_threshold(p: np.ndarray, y: np.ndarray, origin: np.ndarray | None = None, *,
+                    max_false_abstentions: float = 1.0) -> float:
+    """The threshold maximising abstention accuracy plus answered share, among those that abstain on no
+    more than `max_false_abstentions` of the answerable questions of each question set (`origin`
+    numbers each row's set); nearest 0.5 among ties."""
+    origin = np.zeros(len(p), dtype=int) if origin is None else origin
     best, best_key = 0.5, None
     for t in sorted(set(np.round(p, 4).tolist()) | {0.5}):
         abstain_ok = float(np.mean(p[y == 0] < t)) if (y == 0).any() else 1.0
         answered = float(np.mean(p[y == 1] >= t)) if (y == 1).any() else 1.0
-        key = (abstain_ok + answered, -abs(t - 0.5))
+        worst = max((float(np.mean(p[(y == 1) & (origin == n)] < t)) for n in set(origin.tolist())
+                     if ((y == 1) & (origin == n)).any()), default=0.0)
+        key = (worst <= max_false_abstentions, abstain_ok + answered, -abs(t - 0.5))
         if best_key is None or key > best_key:
             best, best_key = float(t), key
     # Midway to the next probability up, so the threshold does not sit on a fitted point.

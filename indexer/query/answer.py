@@ -21,7 +21,8 @@
 5. computes the confidence: a logistic model of the search's signals, the best
    candidate's score, its type match and the constraint misses (a question's year that
    appears nowhere in the article is the strongest sign that the archive does not cover
-   the event). Below the fitted threshold the answer is None with the reason.
+   the event: it vetoes the answer, confidence 0). Below the fitted threshold the answer is
+   None with the reason.
 
 Every weight and the threshold come from `answer_weights.json` (package data),
 written by `newsqa eval --qa ... --fit-answers FILE` (`indexer.evaluate.harness.fit_answers`);
@@ -44,7 +45,7 @@ from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import TypedSpan, typed_spans
 from indexer.sentences import split_sentences
-from indexer.store.bm25 import tokenize
+from indexer.store.bm25 import stem, tokenize
 from indexer.types import Citation, Filters, Hit
 
 WEIGHTS_FILE = Path(__file__).with_name("answer_weights.json")
@@ -55,7 +56,7 @@ DEFAULT_PASSAGES = 5
 MIN_ANSWER_CHARS = 40
 # Pairs longer than this are not candidates: an answer is a sentence or two, not a paragraph.
 MAX_PAIR_CHARS = 400
-CANDIDATE_FEATURES = ("cosine", "cover", "context", "type", "near", "typed_near", "retrieval", "rank",
+CANDIDATE_FEATURES = ("cosine", "cover", "span_cover", "head", "context", "type", "near", "typed_near", "apposition", "retrieval", "rank",
                       "year_miss", "entity_miss", "pair", "lead")
 CONFIDENCE_FEATURES = ("dense", "coverage", "best", "type", "year_miss", "entity_miss", "margin")
 # Embedding sentences is most of an answer's cost (about 12 ms a sentence on 2 quiet cores): a first
@@ -225,7 +226,7 @@ class Answerer:
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
         asked = _norm(query)
-        focus = {f[:5] for f in question.focus}
+        focus = terms.weights
         asked_words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
         candidates = []
         for position, hit in enumerate(hits, start=1):
@@ -249,11 +250,18 @@ class Answerer:
                 text = hit.text[start - base: end - base]
                 cover = terms.overlap(tokens[i] if i == j else tokens[i] + tokens[j])
                 found = typed[i] if i == j else typed[i] + typed[j].shifted(spans[j][0] - start)
-                span, type_score, near = _best_span(found)
-                features = {"cover": cover, "type": type_score, "near": near,
-                            "typed_near": type_score * near, "pair": float(i != j),
+                span, type_score, near, bonus = _best_span(found)
+                # The coverage of the one sentence that holds the answer span: a pair whose first
+                # sentence restates the question and whose second holds a stray span does not get it.
+                in_second = span is not None and i != j and span.start >= spans[j][0] - start
+                span_cover = 0.0 if span is None else terms.overlap(tokens[j] if in_second else tokens[i])
+                lower = text.lower()
+                features = {"cover": cover, "span_cover": span_cover,
+                            "head": float(question.head is not None and question.head in lower),
+                            "type": type_score, "near": near,
+                            "typed_near": type_score * near, "apposition": float(bonus > 0), "pair": float(i != j),
                             "lead": float(start == hit.citation.start and position == 1), **common}
-                candidates.append(Candidate(hit, start, end, text, features, span,
+                candidates.append(Candidate(hit, start, end, text, features, _fuller_name(span, found),
                                             sentences=tuple(texts[i:j + 1])))
         return candidates
 
@@ -306,6 +314,11 @@ class Answerer:
         """Calibrated probability that `best` answers the question."""
         if best is None:
             return 0.0
+        if best.features["year_miss"]:
+            # A veto, not a weight: on every fitting question a year that the chosen article does not
+            # carry meant a question the archive cannot answer (perfect separation, where the fitted
+            # logistic weight only stops growing because of its L2 penalty).
+            return 0.0
         w = self.weights.confidence
         x = self.confidence_features(considered, best)
         z = w["bias"] + sum(w[name] * x[name] for name in CONFIDENCE_FEATURES)
@@ -330,7 +343,8 @@ def _norm(text: str) -> str:
     return " ".join(text.replace("’", "'").lower().split())
 
 
-_WORD = re.compile(r"[\w’'-]+")
+# The words the index's tokenizer stems (`indexer.store.bm25.tokenize`).
+_TERM = re.compile(r"(?u)\b\w\w+\b")
 
 
 @dataclass(frozen=True)
@@ -338,49 +352,106 @@ class _Typed:
     """A sentence's answer spans for one question (accepted kind, not already in the question) with
     their fit, and where the question's focus words occur; offsets relative to the sentence."""
 
-    spans: tuple[tuple[TypedSpan, float], ...]
-    focus_at: tuple[int, ...]
+    spans: tuple[tuple[TypedSpan, float, float], ...]  # (span, type fit, bonus)
+    focus_at: tuple[tuple[int, str, float], ...]  # (offset, stemmed question term, its idf)
 
     def shifted(self, shift: int) -> "_Typed":
-        return _Typed(tuple((TypedSpan(t.kind, t.start + shift, t.end + shift, t.text), f) for t, f in self.spans),
-                      tuple(f + shift for f in self.focus_at))
+        return _Typed(tuple((TypedSpan(t.kind, t.start + shift, t.end + shift, t.text), f, b)
+                            for t, f, b in self.spans),
+                      tuple((at + shift, term, w) for at, term, w in self.focus_at))
 
     def __add__(self, other: "_Typed") -> "_Typed":
         return _Typed(self.spans + other.spans, self.focus_at + other.focus_at)
 
 
-def _typed(question: Question, text: str, asked: str, asked_words: set[str], focus: set[str]) -> _Typed:
+def _typed(question: Question, text: str, asked: str, asked_words: set[str], focus: dict[str, float]) -> _Typed:
+    """`focus`: the question's stemmed terms with their idf weights."""
     kept = []
     lower = text.lower()
+    counted = stem(question.counted) if question.counted else None
     for span in typed_spans(text):
         fit = question.accepts(span.kind)
         if fit <= 0 or not _is_new(span, asked, asked_words):
             continue
+        bonus = 0.0
         if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20]:
             fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
-        kept.append((span, fit))
-    focus_at = tuple(m.start() for m in _WORD.finditer(text) if m.group(0).lower()[:5] in focus) if kept else ()
+            # In apposition to the noun asked for ("Gartner analyst Carolina Milanesi", "Solidere, the
+            # company"): the strongest sign that this name is the one asked for.
+            # The noun in lower case: "River" in "the Ili River enabled the Kapchagay Reservoir" belongs to
+            # another name.
+            # A capitalised noun only as a title right before the name ("Energy Minister Taalaibek Ibraev").
+            before = text[max(0, span.start - 25):span.start]
+            if re.search(rf"\b{re.escape(question.head)}s?\b", before) or \
+                    re.search(rf"\b{re.escape(question.head)}[^\S\n]+$", before, re.IGNORECASE) or \
+                    re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
+                             text[span.end:span.end + 30]):
+                bonus = _APPOSITION
+        if question.head and span.kind in _NAMES and \
+                re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE) and " " in span.text:
+            bonus = _APPOSITION  # "Which river ...": "the Ili River" is a river by its own name
+        if question.answer_type == "place" and span.kind in ("place", "name") and \
+                _LOCATIVE.search(text[max(0, span.start - 30):span.start]):
+            bonus = max(bonus, _LOCATIVE_BONUS)  # "Where did they meet?": "met in the town of Cholpon-Ata"
+        if counted and span.kind in _COUNTS and counted in {stem(w) for w in _TERM.findall(
+                lower[span.start:span.end + 25])[:span.text.count(" ") + 4]}:
+            bonus = _APPOSITION  # "How many countries ...": "60 countries", not "two days"
+        if _CONVERSION.search(text[max(0, span.start - 2):span.start]) and span.kind == "money":
+            bonus -= _CONVERSION_PENALTY  # "£280.2m ($532m)": the bracketed amount restates the first
+        kept.append((span, fit, bonus))
+    focus_at = tuple((m.start(), term, focus[term]) for m in _TERM.finditer(text.lower())
+                     if (term := stem(m.group(0))) in focus)
     return _Typed(tuple(kept), focus_at)
 
 
-def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float]:
-    """The span that best answers the question: (span, type score, nearness to the focus words)."""
-    best, best_key, best_fit, best_near = None, (0.0, 0.0), 0.0, 0.0
-    for span, fit in typed.spans:
-        if typed.focus_at:
-            distance = min(0 if span.start <= f < span.end else min(abs(span.start - f), abs(span.end - f))
-                           for f in typed.focus_at)
-            near = 1.0 / (1.0 + distance / 30.0)
-        else:
-            near = 0.0
+# Span choice: a name in apposition to the question's head noun (or a count of the noun a "how many"
+# question counts) gets this bonus; a bracketed amount
+# after another one (a currency conversion) this penalty (on the 0..1 scale of type fit × nearness).
+_APPOSITION = 0.5
+_CONVERSION_PENALTY = 0.3
+_CONVERSION = re.compile(r"[(;]\s?$")
+# A place after a locative preposition answers "where" more likely than a place named as a modifier.
+_LOCATIVE = re.compile(r"\b(?:in|at|near|outside|inside)\s+(?:the\s+(?:\w+\s+of\s+)?)?$")
+_LOCATIVE_BONUS = 0.25
+# Character distance at which a focus word counts half as near as one next to the span.
+_NEAR_CHARS = 30.0
+
+
+def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float, float]:
+    """The span that best answers the question: (span, type score, nearness to the focus words, bonus).
+
+    Nearness is the idf-weighted share of the question's terms that occur near the span (each term
+    counts 1/(1 + distance/30 chars) at its nearest occurrence outside the span), so a span among
+    several of the question's words beats one beside a single word."""
+    best, best_key, best_fit, best_near, best_bonus = None, (-1.0, 0.0), 0.0, 0.0, 0.0
+    weights = {term: w for _, term, w in typed.focus_at}
+    total = sum(weights.values())
+    for span, fit, bonus in typed.spans:
+        nearest: dict[str, float] = {}
+        for at, term, _ in typed.focus_at:
+            if span.start <= at < span.end:
+                continue
+            distance = min(abs(span.start - at), abs(span.end - at))
+            nearest[term] = max(nearest.get(term, 0.0), 1.0 / (1.0 + distance / _NEAR_CHARS))
+        near = sum(p * weights[t] for t, p in nearest.items()) / total if total else 0.0
         # Longer spans of the same kind and fit carry the unit or the full name: prefer them.
-        key = (fit * (0.5 + 0.5 * near), len(span.text))
+        key = (fit * (0.5 + 0.5 * near) + bonus, len(span.text))
         if key > best_key:
-            best, best_key, best_fit, best_near = span, key, fit, near
-    return best, best_fit, best_near
+            best, best_key, best_fit, best_near, best_bonus = span, key, fit, near, bonus
+    return best, best_fit, best_near, best_bonus
+
+
+def _fuller_name(span: TypedSpan | None, typed: _Typed) -> TypedSpan | None:
+    """The short answer for `span`: the nearest person's name of the candidate that ends with it ("Mr Yeo"
+    near the question's words, "Tim Yeo" earlier: the full name), else `span` itself."""
+    if span is None or span.kind != "person":
+        return span
+    fuller = [t for t, _, _ in typed.spans if t.kind == "person" and t.text.endswith(" " + span.text)]
+    return min(fuller, key=lambda t: abs(t.start - span.start)) if fuller else span
 
 
 _NAMES = ("person", "organisation", "place", "work", "name")
+_COUNTS = ("number", "quantity", "duration")
 _ASKED_WORD = re.compile(r"[\w'-]+")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from indexer.query.spans import _names
+from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
                 "place", "work", "other")
@@ -46,7 +46,7 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "organisation": {"organisation": 1.0, "name": 0.6, "person": 0.3, "place": 0.2, "work": 0.2},
     "place": {"place": 1.0, "name": 0.6, "organisation": 0.3, "person": 0.2},
     "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
-    "other": {"name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
+    "other": {"event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
 
@@ -80,7 +80,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
-                            r"\bfor\s+how\s+long\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
+                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon)\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
@@ -98,7 +98,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
     ("quantity", re.compile(r"\bhow\s+(?:much|far|big|large|tall|high|deep|long|wide|heavy|fast)\b|"
                             r"\bhow\s+many\s+(?:kilomet|met|mile|ton|barrel|acre|hectare|point|goal|run|"
                             r"wicket|line|file|cubic|square|gigawatt|megawatt)|"
-                            r"\bwhat\s+(?:level|speed|time|distance|size|height|capacity|volume|weight|"
+                            r"\bwhat\s+(?:\w+\s+)?(?:level|speed|time|distance|size|height|capacity|volume|weight|"
                             r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
     ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
     ("work", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_WORK_NOUNS}\b|"
@@ -113,6 +113,12 @@ _RULES: list[tuple[str, re.Pattern]] = [
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
 _HEAD_WINDOW = re.compile(r"^\s*(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+# "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
+_WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
+                       rf"(?:[\w'’-]+\s+){{0,3}}?(?:new\s+|former\s+|current\s+)?{_PERSON_NOUNS.replace('(?:', '(', 1)}\b", _I)
+# A measure after the listed noun makes the noun a modifier: "what reservoir level", "which club record".
+_MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|number|size|cost|value|share|"
+                            r"capacity|height|length|record|total|figure|score|age|fee|budget|revenue|profit)\b", _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
@@ -121,6 +127,7 @@ _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publi
 _MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
                           r"revenue|turnover|dividend|fine|salary|debt|owe|compensation|spend|spent)\b", _I)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
+_COUNTED = re.compile(r"\bhow\s+many\s+([a-z][\w-]+)(?:\s+([a-z][\w-]+))?", _I)
 STOPWORDS = set("""a an the and or but if of in on at by for to from with without into onto about over under
 after before since during as is are was were be been being do does did done has have had will would shall
 should can could may might must what which who whom whose when where why how that this these those there here
@@ -139,6 +146,7 @@ class Question:
     years: tuple[str, ...]
     entities: tuple[str, ...]
     head: str | None = None
+    counted: str | None = None  # the noun after "how many" ("countries"), which the answer counts
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -149,6 +157,9 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     """(answer type, noun) when a listed noun after "which"/"what" names the kind of thing asked for
     ("river" in "Which river supplies ..."), else None."""
     q = question.strip()
+    who = _WHO_HEAD.match(q)
+    if who:
+        return "person", who.group(1).lower()
     head = _HEAD_WINDOW.match(q)
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None
@@ -161,6 +172,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     for later in found[1:]:
         if later[0] <= noun[1] + 1:
             noun = later
+    if _MEASURE_AFTER.match(window, noun[1]):
+        return None  # "At what reservoir level ...": a level is asked for, not a reservoir
     return noun[2], window[noun[0]:noun[1]].lower()
 
 
@@ -199,8 +212,24 @@ def analyse(question: str) -> Question:
             # The question's first word is capitalised anyway; keep it only if it is part of a longer name.
             if " " not in name:
                 continue
-        if _YEAR.fullmatch(name):
-            continue
+        # The name after a title is the constraint: an article names "Nick Clegg", not "Lib Dem MEP Nick Clegg".
+        titled = list(TITLE_INSIDE.finditer(name))
+        if titled and titled[-1].end() < len(name):
+            name = name[titled[-1].end():]
+        if _YEAR.fullmatch(name) or name.lower() in DEMONYMS:
+            continue  # a nationality ("Turkish firm") is no constraint: the article may say "Turkey's"
         entities.append(name)
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question))
+                    head_noun(question), counted_noun(question))
+
+
+def counted_noun(question: str) -> str | None:
+    """The noun a "how many" question counts ("countries" in "How many countries sent ...", "lines" in
+    "How many scan lines ..."), or None."""
+    m = _COUNTED.search(question)
+    if not m:
+        return None
+    first, second = m.group(1).lower(), (m.group(2) or "").lower()
+    if second and second.endswith("s") and not first.endswith("s") and first not in STOPWORDS:
+        return second
+    return None if first in STOPWORDS else first

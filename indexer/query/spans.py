@@ -13,7 +13,11 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
   words before it; a name that none of those rules settles stays `name` and counts
-  half for any of the four.
+  half for any of the four; a lone nationality ("Lebanese", "Italian") is `nationality`,
+  which answers none of them. A name run split by "and", "&", "in", "on" or "for" also
+  gives each side as a span ("Oliver Letwin and Tim Yeo": "Tim Yeo"), and a name after a title inside the run as a person
+  ("Planning Minister Julio De Vido": "Julio De Vido"). A name that ends in an event word ("World
+  Cup", "Champions League") is an `event`.
 
 Offsets are character offsets into `text`. Spans may overlap (a `money` span and
 the `number` inside it); the scorer picks the one of the wanted type.
@@ -43,7 +47,9 @@ _MONEY = re.compile(
     rf"|\b{_NUM}{_SCALE}?\s{_CURRENCY_WORD}\b|\b{_DIGITS}p\b)",
     re.IGNORECASE,
 )
-_PERCENT = re.compile(rf"(?:\b{_NUM}\s?(?:%|per\s?cent\b|percent\b|percentage points?\b))", re.IGNORECASE)
+# A comparative after an amount belongs to it ("1.5 billion cubic meters less", "3% more").
+_COMPARED = r"(?:\s(?:less|more|fewer|lower|higher)\b)?"
+_PERCENT = re.compile(rf"(?:\b{_NUM}\s?(?:%|per\s?cent\b|percent\b|percentage points?\b){_COMPARED})", re.IGNORECASE)
 _UNITS = (r"(?:cubic\s+met(?:er|re)s|square\s+(?:met(?:er|re)s|miles|kilomet(?:er|re)s|feet)|"
           r"kilomet(?:er|re)s?|km|met(?:er|re)s?|centimet(?:er|re)s?|cm|millimet(?:er|re)s?|mm|miles?|feet|foot|"
           r"ft|inch(?:es)?|yards?|acres?|hectares?|tonnes?|tons?|kg|kilos?|kilograms?|grams?|pounds?\s+in\s+weight|"
@@ -51,7 +57,8 @@ _UNITS = (r"(?:cubic\s+met(?:er|re)s|square\s+(?:met(?:er|re)s|miles|kilomet(?:e
           r"Mbps|Kbps|Gbps|mbps|MB|GB|TB|megabytes?|gigabytes?|terabytes?|pixels?|megapixels?|mph|km/h|knots?|"
           r"degrees?|points?|goals?|runs?|wickets?|seconds?|lines?|files?|series|storeys?|floors?|laps?|"
           r"calories|decibels?)")
-_QUANTITY = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s?-?\s?|\s(?:active\s|new\s|extra\s)?){_UNITS}\b)", re.IGNORECASE)
+_QUANTITY = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s?-?\s?|\s(?:active\s|new\s|extra\s)?){_UNITS}\b{_COMPARED})",
+                       re.IGNORECASE)
 _DURATION = re.compile(
     rf"(?:\b(?:{_NUM}|a|an|several|few)(?:\s(?:and\s(?:a\s)?half)\s|[\s-])"
     r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?)\b"
@@ -64,7 +71,7 @@ _AGE = re.compile(
     re.IGNORECASE,
 )
 _DATE = re.compile(
-    rf"(?:\b(?:{_DAY},?\s)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
+    rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}\s?[-–]\s?)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
@@ -85,10 +92,36 @@ _NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
+# Words of a name are separated by spaces, never by a line break (a paragraph ends a name).
 _NAME = re.compile(
-    r"(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?)(?:\s+(?:(?:of|de|del|da|van|von|der|le|la|al|bin|&|and|the|on|for|in)\s+)?"
-    r"(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b))*"
+    r"(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?)(?:[^\S\n]+(?:(?:of|de|del|della|di|da|du|des|dos|van|von|der|le|la|al|bin|&|and|the|on|for|in)"
+    r"[^\S\n]+)?(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b))*"
 )
+# Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
+# St Etienne"): each side is also a span of its own.
+_JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+|[’']s[^\S\n]+")
+# Nationality and regional adjectives: a name run does not start with one ("Argentine Juan Ignacio
+# Chela"), and alone one is not a name of a person, organisation, place or work.
+DEMONYMS = set("""afghan african albanian algerian american argentine argentinian armenian asian australian
+austrian azerbaijani bangladeshi belarusian belgian bolivian bosnian brazilian british bulgarian cambodian
+canadian chilean chinese colombian croatian cuban cypriot czech danish dutch egyptian english estonian
+ethiopian european filipino finnish french georgian german ghanaian greek hungarian icelandic indian
+indonesian iranian iraqi irish israeli italian jamaican japanese jordanian kazakh kenyan korean kosovan
+kuwaiti kyrgyz latvian lebanese libyan lithuanian malaysian mexican moroccan nigerian norwegian pakistani
+palestinian peruvian polish portuguese qatari romanian russian rwandan saudi scottish serbian singaporean
+slovak slovakian slovenian somali spanish sudanese swedish swiss syrian taiwanese tajik thai tunisian
+turkish turkmen ugandan ukrainian uzbek venezuelan vietnamese welsh yemeni zimbabwean western eastern
+northern southern latin arab arabic catholic muslim christian jewish hindu sikh buddhist protestant
+anglican islamic scandinavian caribbean""".split())
+# A title inside a name run: the person's name follows it ("Planning Minister Julio De Vido").
+TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
+                           r"Director|Judge|Justice|Governor|Senator|Commissioner|Spokesman|Spokeswoman|Mayor|"
+                           r"Ambassador|Coach|Manager|Captain|Editor|Analyst|Economist|Professor|Dr|Sir|Rapper|"
+                           r"Singer|Model|Actor|Actress|Star|Striker|Boss|Author|Writer|Designer|Comedian|Presenter|"
+                           r"Chef|Entrepreneur|Businessman|Tycoon|Magnate|Officer|Defender|Midfielder|Goalkeeper|"
+                           r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion|MEP|MP)[^\S\n]+")
+# All-capital abbreviations that name places, not organisations.
+_PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
 STARTERS = set("""a an the and but or if in on at of for to by with from as after before since while when where
 what which who whom whose why how this that these those it its he she they we i you his her their our my your
@@ -112,15 +145,21 @@ court society foundation trust club church churches federation league committee 
 news times post guardian standard mail telegraph herald journal magazine review bbc itv fifa uefa nato
 un eu imf wto opec nhs fbi cia police service services partners capital securities insurance energy oil gas
 petroleum electric electronics pharmaceuticals entertainment pictures games software networks""".split())
+# Lower-case words inside a person's name ("Piero della Francesco", "Ludwig van Beethoven").
+_PARTICLES = {"de", "del", "della", "di", "da", "du", "dos", "van", "von", "der", "le", "la", "al", "bin"}
+# Names of competitions, prizes and events: none of person, organisation, place or work.
+_EVENT_WORDS = set("""cup championship championships olympics olympic games league trophy prize award awards open
+tournament series festival final finals trial marathon grand slam prix""".split())
 _PLACE_WORDS = set("""street road avenue park square stadium arena theatre theater centre center hall palace house
 river lake sea ocean mountains mountain island islands valley bay gulf county province state region city town
-village airport port""".split())
+village airport port reservoir dam canal bridge district""".split())
 _WORK_CUE = re.compile(
     r"(?:\b(?:film|movie|album|single|song|book|novel|play|musical|show|series|sitcom|drama|documentary|game|"
     r"programme|program|opera|record|track|comedy|thriller|biopic|titled|called|entitled|epic|hit)\s+)$",
     re.IGNORECASE,
 )
-_PLACE_CUE = re.compile(r"(?:\b(?:in|at|to|from|near|outside|across|into|inside)\s+(?:the\s+)?)$")
+_PLACE_CUE = re.compile(r"(?:\b(?:in|at|to|from|near|outside|across|into|inside)\s+(?:the\s+)?|"
+                        r"\b(?:town|city|village|region|resort|port|province|district)\s+of\s+)$")
 _QUOTED = re.compile(r"[\"“‘']([A-Z][^\"”’']{1,60}?)[\"”’']")
 # Countries and big places the news name most often; the rest are found by their cue words.
 PLACES = set("""afghanistan africa albania algeria america argentina armenia asia athens australia austria
@@ -179,8 +218,38 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for m in _QUOTED.finditer(text):
         add("work", m.start(1), m.end(1))
     for start, end in _names(text):
-        add(name_kind(text, start, end), start, end)
+        kind = name_kind(text, start, end)
+        first = re.match(r"\S+[^\S\n]+", text[start:end])
+        if first and _bare(first.group(0).strip()) in DEMONYMS and kind != "organisation":
+            # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
+            # whole is an organisation's name ("European Bank for Reconstruction and Development").
+            start += first.end()
+            kind = name_kind(text, start, end)
+        if text[start:end].lower() in DEMONYMS:
+            kind = "nationality"
+        add(kind, start, end)
+        # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development"),
+        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises").
+        for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
+                                     or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
+            add(name_kind(text, part_start, part_end), part_start, part_end)
+        titled = TITLE_INSIDE.search(text, start, end)
+        if titled and titled.end() < end and TITLE_INSIDE.search(text, titled.end(), end) is None:
+            add("person", titled.end(), end)
     return found
+
+
+def _parts(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The names a joining word ("and", "in", ...) or a possessive ("Robert Sillerman's Sports
+    Entertainment") separates inside the name run `text[start:end]`."""
+    parts, at = [], start
+    for m in _JOINERS.finditer(text, start, end):
+        parts.append((at, m.start()))
+        at = m.end()
+    if not parts:
+        return []
+    parts.append((at, end))
+    return [(s, e) for s, e in parts if e - s >= 2 and text[s].isupper()]
 
 
 def _names(text: str) -> list[tuple[int, int]]:
@@ -218,14 +287,20 @@ def name_kind(text: str, start: int, end: int) -> str:
     before = text[max(0, start - 40):start]
     if _WORK_CUE.search(before):
         return "work"
+    if phrase in _PLACE_ABBREVIATIONS:
+        return "place"
+    if lower[-1] in _EVENT_WORDS:
+        return "event"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
         return "organisation"
     if phrase.lower() in PLACES or any(w in _PLACE_WORDS for w in lower[1:]) or lower[-1] in PLACES:
         return "place"
     if _TITLE_PERSON.search(before):
         return "person"
-    if _PLACE_CUE.search(before) and len(words) <= 2:
+    if _PLACE_CUE.search(before) and len(words) <= 2 and not (
+            len(words) == 2 and re.match(r"[’']s\s", text[end:end + 3])):  # "at Jack Straw's country house"
         return "place"
-    if 2 <= len(words) <= 4 and all(w[0].isupper() for w in words):
+    if 2 <= len(words) <= 4 and all(w[0].isupper() or w in _PARTICLES for w in words[1:-1]) and \
+            words[0][0].isupper() and words[-1][0].isupper():
         return "person"
     return "name"

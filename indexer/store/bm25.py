@@ -47,6 +47,11 @@ def _stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
+def stem(word: str) -> str:
+    """The Snowball English stem of a lower-case `word`, as `tokenize` stems it."""
+    return _stem(word)
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
     """Lower-cased, stop-worded, stemmed tokens of each text.
 
