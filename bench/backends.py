@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from indexer.embed import Embedder
     from indexer.evaluate.harness import NO_DEDUPE, WHOLE_DOCUMENTS, CachedEmbedder, beir_index, cache_dir, load_beir
-    from indexer.store.postgres import index_into_store
+    from indexer.ingest.targets import index_into_store
 
     cache = args.cache or cache_dir()
     embedder = Embedder()

@@ -7,5 +7,6 @@
 
 Shared by all of them, at this level: `types` (small immutable types), `errors` (domain errors),
 `settings` (environment settings, each declared once),
-`embed` (the sentence model), `sentences` and `tokens`. These import nothing from the layers.
+`embed` (the sentence model), `sentences`, `tokens` and `minhash` (near-duplicate signatures).
+These import nothing from the layers.
 """

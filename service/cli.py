@@ -283,7 +283,8 @@ def _cmd_index(args) -> int:
     from indexer.ingest.chunk import ChunkSettings
     from indexer.embed import Embedder
     from indexer.store.postgres import parse_shard
-    from indexer.store.backends import build_store, store_target
+    from indexer.ingest.targets import build_store
+    from indexer.store.backends import store_target
 
     settings = ChunkSettings(max_tokens=args.max_tokens, overlap=args.overlap).validate()
     with _web_sources(args) as (sources, web_errors):
@@ -313,7 +314,8 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_delete(args) -> int:
-    from indexer.store.backends import delete_from, store_target
+    from indexer.ingest.targets import delete_from
+    from indexer.store.backends import store_target
 
     removed = delete_from(store_target(args.store, args.index), args.ids, wait=not args.no_wait)
     missing = [i for i in args.ids if i not in removed]

@@ -176,7 +176,8 @@ def push_articles(state: State, body: bytes) -> PushOut:
     `url`, `section`, `lang`) like `newsqa index` does, then serve the new version. Bad records are listed in
     `errors` by position and the others are indexed; a 400 `invalid_input` when none is usable."""
     from indexer.ingest.build import BuildSummary
-    from indexer.store.backends import build_store, store_target
+    from indexer.ingest.targets import build_store
+    from indexer.store.backends import store_target
 
     records = _records(body)
     errors: list[RecordErrorOut] = []

@@ -59,7 +59,7 @@ def pg_url(pg_server) -> str:
 @pytest.fixture(scope="session")
 def pg_news_url(pg_server, embedder) -> str:
     """A PostgreSQL store holding the shipped news page (read-only use)."""
-    from indexer.store.postgres import index_into_store
+    from indexer.ingest.targets import index_into_store
 
     url = pg_server.database("news")
     summary = index_into_store([NEWS_PAGE], url, embedder=embedder, progress=False)

@@ -181,7 +181,8 @@ def store_target(backend, tmp_path, request):
 
 def test_incremental_add_change_delete(store_target, tmp_path, embedder):
     from indexer.query.search import Searcher
-    from indexer.store.backends import build_store, delete_from, open_store
+    from indexer.ingest.targets import build_store, delete_from
+    from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES[:2])
@@ -218,7 +219,8 @@ def test_incremental_add_change_delete(store_target, tmp_path, embedder):
 def test_a_long_lived_searcher_cites_what_a_live_store_holds_now(pg_url, embedder, tmp_path):
     """PostgreSQL is live: a searcher opened before a change cites the changed article, not a kept copy."""
     from indexer.query.search import Searcher
-    from indexer.store.backends import build_store, open_store
+    from indexer.ingest.targets import build_store
+    from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES[:2])
@@ -308,7 +310,8 @@ def test_postgres_schema_is_created_once_and_checked(pg_url, embedder):
 
 
 def test_shard_workers_together_index_everything(pg_server, tmp_path, embedder):
-    from indexer.store.postgres import index_into_store, shard_of
+    from indexer.ingest.targets import index_into_store
+    from indexer.store.postgres import shard_of
     from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
@@ -330,7 +333,8 @@ def test_shard_workers_together_index_everything(pg_server, tmp_path, embedder):
 def test_shard_and_url_errors(tmp_path, embedder):
     from indexer.errors import IndexMissing, InvalidParameter
     from indexer.store.postgres import parse_shard
-    from indexer.store.backends import build_store, open_store
+    from indexer.ingest.targets import build_store
+    from indexer.store.backends import open_store
 
     assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
     for bad in ("4/4", "x", "1/0", "-1/2"):
@@ -365,7 +369,8 @@ def test_postgres_schema_migrates_an_older_store(pg_url, embedder, tmp_path):
     from indexer.errors import IndexMismatch
     from indexer.store.postgres import SCHEMA_VERSION
     from indexer.query.search import Searcher
-    from indexer.store.backends import build_store, open_store
+    from indexer.ingest.targets import build_store
+    from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
     _write_corpus(corpus, ARTICLES)

@@ -339,7 +339,8 @@ def stories_of(result) -> dict[str, list[str]]:
 def test_postgres_store_orders_and_collapses_like_the_embedded_one(pg_url, dated_index_dir, dated_searcher, embedder,
                                                                    tmp_path):
     from indexer.query.search import Searcher
-    from indexer.store.postgres import index_into_store, open_pg_index
+    from indexer.ingest.targets import index_into_store
+    from indexer.store.postgres import open_pg_index
 
     data = tmp_path / "articles.jsonl"
     data.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES), encoding="utf-8")

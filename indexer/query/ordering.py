@@ -36,7 +36,7 @@ from datetime import date
 import numpy as np
 
 from indexer.errors import InvalidParameter
-from indexer.ingest.dedupe import similarity
+from indexer.minhash import similarity
 from indexer.types import Citation
 
 SORTS = ("relevance", "date")

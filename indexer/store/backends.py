@@ -9,7 +9,6 @@ the store when no option does.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.settings import INDEX, STORE
@@ -40,36 +39,3 @@ def open_store(target: str | os.PathLike, *, model: str | None = None, read_stor
     from indexer.store.embedded import open_index
 
     return open_index(target, model=model)
-
-
-def build_store(sources: Sequence, target: str | os.PathLike, *, embedder, shard: tuple[int, int] | None = None,
-                **options):
-    """Index `sources` into the directory or PostgreSQL store `target` (see `indexer.ingest.build.build_index`)."""
-    if is_store_url(str(target)):
-        from indexer.store.postgres import index_into_store
-
-        options.pop("wait", None)  # transactional: concurrent writers never lose each other's rows
-        return index_into_store(sources, str(target), embedder=embedder, shard=shard, **options)
-    if shard is not None:
-        from indexer.errors import InvalidParameter
-
-        raise InvalidParameter("--shard needs a PostgreSQL store (--store postgresql://...): workers of an "
-                               "embedded index cannot write to one directory", code="invalid_shard")
-    from indexer.ingest.build import build_index
-
-    return build_index(sources, target, embedder=embedder, **options)
-
-
-def delete_from(target: str | os.PathLike, article_ids: Sequence[str], *, wait: bool = True) -> list[str]:
-    """Remove articles by id from the directory or PostgreSQL store `target`; return those present.
-
-    `wait=False`: an embedded index busy with another writer raises `IndexBusy`
-    (a PostgreSQL store is transactional and never refuses).
-    """
-    if is_store_url(str(target)):
-        from indexer.store.postgres import delete_from_store
-
-        return delete_from_store(str(target), article_ids)
-    from indexer.ingest.build import delete_articles
-
-    return delete_articles(target, article_ids, wait=wait)

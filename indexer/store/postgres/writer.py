@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 
 import numpy as np
@@ -190,73 +186,6 @@ class PgWriter(StoreWriter):
 
     def close(self) -> None:
         self.conn.close()
-
-
-def index_into_store(
-    sources: Sequence[str | os.PathLike],
-    url: str,
-    *,
-    embedder,
-    settings=None,
-    rebuild: bool = False,
-    progress: bool | None = None,
-    dedupe_threshold: float | None = None,
-    shard: tuple[int, int] | None = None,
-):
-    """`indexer.ingest.build.build_index` for a PostgreSQL store: same pipeline, same summary.
-
-    Incremental: unchanged articles cost nothing, changed ones are replaced
-    atomically, new ones added. With `shard=(i, n)` only articles whose id
-    hashes to shard `i` are indexed, so `n` workers (on any machines) can
-    split one input; near duplicates are found against what was committed
-    when a worker started plus what it wrote itself. `dedupe_threshold` None is ingest's
-    `DEDUPE_THRESHOLD`, as for an embedded index.
-    """
-    from indexer.ingest.build import BuildSummary, IngestLoop, finish_summary
-    from indexer.ingest.chunk import ChunkSettings
-    from indexer.ingest.dedupe import DEDUPE_THRESHOLD
-    from indexer.ingest.read import ReadReport, read_sources
-
-    started = time.perf_counter()
-    settings = (settings or ChunkSettings()).validate()
-    if rebuild and shard is not None:
-        raise InvalidParameter("--rebuild empties the store, so it cannot run as one of several --shard workers: "
-                               "run `newsqa index --store URL --rebuild` with the first batch of sources alone, "
-                               "then start the shard workers", code="invalid_shard")
-    summary = BuildSummary()
-    writer = PgWriter(url, model=embedder.name, dimension=embedder.dimension, settings=asdict(settings),
-                      rebuild=rebuild)
-    wrote = False
-
-    def write(batch) -> None:
-        nonlocal wrote
-        writer.write(batch)
-        wrote = True
-
-    loop = IngestLoop(
-        embedder=embedder, settings=settings, summary=summary, known=writer.hashes(),
-        load_signatures=writer.signatures, write=write,
-        progress=sys.stderr.isatty() if progress is None else progress,
-        dedupe_threshold=DEDUPE_THRESHOLD if dedupe_threshold is None else dedupe_threshold,
-        batch_chunks=WRITE_BATCH_CHUNKS,
-    )
-    try:
-        report = ReadReport()
-        for article in read_sources(sources, embed=embedder.encode, report=report):
-            if shard is None or shard_of(article.article_id, shard[1]) == shard[0]:
-                loop.offer(article)
-        loop.flush()
-        finish_summary(summary, report, started)
-        summary.total_articles, summary.total_chunks = writer.totals()
-        if wrote:
-            # Fresh planner statistics, so term look-ups use the postings index from the first query on.
-            writer.conn.execute("ANALYZE articles, chunks, postings")
-        if wrote or rebuild:
-            summary.version = f"{writer.url.safe} (committed)"
-    finally:
-        loop.close()
-        writer.close()
-    return summary
 
 
 def delete_from_store(url: str, article_ids: Sequence[str]) -> list[str]:
