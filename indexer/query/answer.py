@@ -31,7 +31,6 @@ nothing is tuned by hand in this module.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -40,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import ResourceMissing
 from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import TypedSpan, typed_spans
+from indexer.query.weights import read_weights
 from indexer.sentences import split_sentences
 from indexer.store.bm25 import stem, tokenize
 from indexer.types import Citation, Filters, Hit
@@ -87,9 +86,7 @@ class AnswerWeights:
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_FILE) -> "AnswerWeights":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+        def parse(data: dict) -> "AnswerWeights":
             candidate = {k: float(data["candidate"].get(k, 0.0)) for k in CANDIDATE_FEATURES}
             prefilter = data.get("prefilter") or {k: v for k, v in candidate.items() if k != "cosine"}
             return cls(candidate=candidate,
@@ -97,11 +94,9 @@ class AnswerWeights:
                        threshold=float(data["threshold"]), fitted_on=data.get("fitted_on", {}),
                        prefilter={k: float(prefilter.get(k, 0.0)) for k in CANDIDATE_FEATURES if k != "cosine"},
                        embedded=int(data.get("embedded", EMBEDDED_CANDIDATES)))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ResourceMissing(
-                f"cannot read the answer weights at {path} ({exc}): reinstall the package, or write them with "
-                "`newsqa eval --qa bench/bbc-qa.jsonl --index DIR --fit-answers FILE`"
-            ) from None
+
+        return read_weights(path, "answer weights",
+                            "`newsqa eval --qa bench/bbc-qa.jsonl --index DIR --fit-answers FILE`", parse)
 
     def as_dict(self) -> dict:
         return {"candidate": self.candidate, "prefilter": self.prefilter, "embedded": self.embedded,

@@ -10,13 +10,12 @@ and loaded by each `Searcher` (`ConfidenceWeights.load`). Below
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.errors import ResourceMissing
 from indexer.query.highlight import QueryTerms, Sentences
+from indexer.query.weights import read_weights
 from indexer.types import Hit
 
 CONFIDENCE_WEIGHTS_FILE = Path(__file__).with_name("confidence_weights.json")
@@ -38,16 +37,11 @@ class ConfidenceWeights:
     @classmethod
     def load(cls, path: str | Path = CONFIDENCE_WEIGHTS_FILE) -> "ConfidenceWeights":
         """The weights in `path` (default: the packaged ones); ResourceMissing naming the fix if unreadable."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(w0=float(data["w0"]), w_dense=float(data["w_dense"]), w_cover=float(data["w_cover"]),
-                       fitted_on=dict(data.get("fitted_on") or {}))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ResourceMissing(
-                f"cannot read the confidence weights at {path} ({exc}): reinstall the package, or write them with "
-                "`newsqa eval --qa bench/news-qa.jsonl --index DIR --calibrate --fit-confidence FILE`"
-            ) from None
+        return read_weights(
+            path, "confidence weights",
+            "`newsqa eval --qa bench/news-qa.jsonl --index DIR --calibrate --fit-confidence FILE`",
+            lambda data: cls(w0=float(data["w0"]), w_dense=float(data["w_dense"]), w_cover=float(data["w_cover"]),
+                             fitted_on=dict(data.get("fitted_on") or {})))
 
     @classmethod
     def from_calibration(cls, calibration: dict, **fitted_on) -> "ConfidenceWeights":

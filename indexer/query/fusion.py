@@ -19,7 +19,6 @@ An article (`group="article"`) scores as each leg's best passage part, summed.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import ResourceMissing
+from indexer.query.weights import read_weights
 
 RRF_K = 60
 # Weight of the dense leg in fixed score fusion (`fusion="score"`); chosen on SciFact train (see README).
@@ -61,9 +60,7 @@ class FusionWeights:
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_FILE) -> "FusionWeights":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+        def parse(data: dict) -> "FusionWeights":
             weights = {str(k): float(v) for k, v in data["weights"].items()}
             unknown = sorted(set(weights) - set(QUERY_FEATURES))
             if unknown:
@@ -76,11 +73,9 @@ class FusionWeights:
                 raise ValueError(f"normalise={normalise!r} is not one of {', '.join(NORMALISATIONS)}")
             return cls(bias=float(data["bias"]), weights=weights, mean={f: float(data["mean"][f]) for f in weights},
                        scale=scale, fitted_on=dict(data.get("fitted_on") or {}), normalise=normalise)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ResourceMissing(
-                f"cannot read the fusion weights at {path} ({exc}): reinstall the package, or write them with "
-                "`python bench/fit_fusion.py --out FILE` (README, \"Retrieval quality\")"
-            ) from None
+
+        return read_weights(path, "fusion weights",
+                            "`python bench/fit_fusion.py --out FILE` (README, \"Retrieval quality\")", parse)
 
     def as_dict(self) -> dict:
         return {"normalise": self.normalise, "bias": self.bias, "weights": self.weights, "mean": self.mean,
