@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.query.highlight import QueryTerms
 from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import TypedSpan, typed_spans
@@ -207,16 +208,15 @@ class Answerer:
         candidates: list[Candidate] = []
         vector = searcher.query_vector(result.query) if hits else None
         if hits:
-            candidates = self._candidates(result.query, question, hits)
+            candidates = self._candidates(result.query, result.terms, question, hits)
         considered = Considered(question, result.hits, candidates, result.signals, result.confidence, vector)
         if embed_all:
             self._embed(considered, candidates)
         timings["answer_ms"] = (time.perf_counter() - t0) * 1000
         return considered, timings
 
-    def _candidates(self, query: str, question: Question, hits: list[Hit]) -> list[Candidate]:
+    def _candidates(self, query: str, terms: QueryTerms, question: Question, hits: list[Hit]) -> list[Candidate]:
         searcher = self.searcher
-        terms = searcher.query_terms(query)
         articles = searcher.articles({h.citation.article_id for h in hits})
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
