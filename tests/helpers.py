@@ -5,6 +5,7 @@ Test modules import from here, never from each other or from conftest.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
@@ -31,6 +32,12 @@ def assert_error(response, status: int, code: str) -> dict:
     assert isinstance(body["error"]["message"], str) and len(body["error"]["message"]) > 10
     assert "Traceback" not in response.text
     return body["error"]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """`records` as a JSON-lines file at `path` (an input `newsqa index` reads); returns `path`."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

@@ -3,9 +3,9 @@ trap and a temporal near-miss, over made-up articles (real model, real index, pa
 
 from __future__ import annotations
 
-import json
-
 import pytest
+
+from helpers import write_jsonl
 
 ARTICLES = [
     {"id": "mining", "title": "Vellmoor Mining posts record profit", "source": "test",
@@ -81,18 +81,23 @@ def test_typed_spans(text, kind, phrase):
 
 @pytest.fixture(scope="module")
 def made_up(tmp_path_factory, embedder):
+    answerer, index = _answerer_over(tmp_path_factory.mktemp("typed"), ARTICLES, embedder)
+    yield answerer, index
+    index.close()
+
+
+def _answerer_over(folder, articles, embedder):
+    """An `Answerer` over an index of `articles` built in `folder`, and that index (the caller closes it)."""
     from indexer.ingest.build import build_index
     from indexer.query.answer import Answerer
     from indexer.query.search import Searcher
     from indexer.store.embedded import open_index
 
-    folder = tmp_path_factory.mktemp("typed")
-    (folder / "news.jsonl").write_text("\n".join(json.dumps(a) for a in ARTICLES) + "\n")
-    summary = build_index([folder / "news.jsonl"], folder / "index", embedder=embedder, progress=False)
+    summary = build_index([write_jsonl(folder / "news.jsonl", articles)], folder / "index", embedder=embedder,
+                          progress=False)
     assert not summary.errors
     index = open_index(folder / "index")
-    yield Answerer(Searcher(index, embedder)), index
-    index.close()
+    return Answerer(Searcher(index, embedder)), index
 
 
 @pytest.mark.parametrize("question,kind,expected", TYPED)
@@ -211,17 +216,8 @@ SPAN_ARTICLES = [
 
 @pytest.fixture(scope="module")
 def span_answerer(tmp_path_factory, embedder):
-    from indexer.ingest.build import build_index
-    from indexer.query.answer import Answerer
-    from indexer.query.search import Searcher
-    from indexer.store.embedded import open_index
-
-    folder = tmp_path_factory.mktemp("spans")
-    (folder / "news.jsonl").write_text("\n".join(json.dumps(a) for a in SPAN_ARTICLES) + "\n")
-    summary = build_index([folder / "news.jsonl"], folder / "index", embedder=embedder, progress=False)
-    assert not summary.errors
-    index = open_index(folder / "index")
-    yield Answerer(Searcher(index, embedder))
+    answerer, index = _answerer_over(tmp_path_factory.mktemp("spans"), SPAN_ARTICLES, embedder)
+    yield answerer
     index.close()
 
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import NEWS_PAGE, TOKTOGUL, assert_error
+from helpers import NEWS_PAGE, TOKTOGUL, assert_error, write_jsonl
 
 
 QUERIES = ["Toktogul water levels", "exchange rate of the som", "locomotive deal with the United States",
@@ -159,10 +159,6 @@ def test_postgres_ts_rank_cd_leg(pg_news_index):
 # --- writes: incremental and transactional ---------------------------------------------------
 
 
-def _write_corpus(path, articles) -> None:
-    path.write_text("".join(json.dumps(a) + "\n" for a in articles), encoding="utf-8")
-
-
 ARTICLES = [
     {"id": "a1", "title": "Glacier melt in the Pamir", "date": "2025-01-02", "source": "wire",
      "text": "Glaciers in the Pamir mountains lost a tenth of their ice over a decade, scientists said."},
@@ -185,14 +181,14 @@ def test_incremental_add_change_delete(store_target, tmp_path, embedder):
     from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
-    _write_corpus(corpus, ARTICLES[:2])
+    write_jsonl(corpus, ARTICLES[:2])
     first = build_store([corpus], store_target, embedder=embedder, progress=False)
     assert (first.added, first.updated, first.unchanged) == (2, 0, 0)
     again = build_store([corpus], store_target, embedder=embedder, progress=False)
     assert (again.added, again.updated, again.unchanged, again.chunks) == (0, 0, 2, 0)
 
     changed = dict(ARTICLES[1], text="A railway line to the Caspian port was closed for repairs of the bridge.")
-    _write_corpus(corpus, [ARTICLES[0], changed, ARTICLES[2]])
+    write_jsonl(corpus, [ARTICLES[0], changed, ARTICLES[2]])
     update = build_store([corpus], store_target, embedder=embedder, progress=False)
     assert (update.added, update.updated, update.unchanged) == (1, 1, 1)
     index = open_store(store_target, model=embedder.name)
@@ -223,14 +219,14 @@ def test_a_long_lived_searcher_cites_what_a_live_store_holds_now(pg_url, embedde
     from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
-    _write_corpus(corpus, ARTICLES[:2])
+    write_jsonl(corpus, ARTICLES[:2])
     build_store([corpus], pg_url, embedder=embedder, progress=False)
     index = open_store(pg_url, model=embedder.name)
     try:
         searcher = Searcher(index, embedder)
         before = searcher.search("cotton freight railway", k=1).hits[0].citation
         assert before.article_id == "a2" and before.title == ARTICLES[1]["title"]
-        _write_corpus(corpus, [ARTICLES[0], dict(ARTICLES[1], title="Cotton freight, retitled")])
+        write_jsonl(corpus, [ARTICLES[0], dict(ARTICLES[1], title="Cotton freight, retitled")])
         build_store([corpus], pg_url, embedder=embedder, progress=False)
         after = searcher.search("cotton freight railway", k=1).hits[0].citation
         assert (after.article_id, after.title) == ("a2", "Cotton freight, retitled")
@@ -315,7 +311,7 @@ def test_shard_workers_together_index_everything(pg_server, tmp_path, embedder):
     from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
-    _write_corpus(corpus, ARTICLES)
+    write_jsonl(corpus, ARTICLES)
     assert {shard_of(a["id"], 2) for a in ARTICLES} == {0, 1}  # both workers get work
     single, split = pg_server.database(), pg_server.database()
     index_into_store([corpus], single, embedder=embedder, progress=False)
@@ -373,7 +369,7 @@ def test_postgres_schema_migrates_an_older_store(pg_url, embedder, tmp_path):
     from indexer.store.backends import open_store
 
     corpus = tmp_path / "corpus.jsonl"
-    _write_corpus(corpus, ARTICLES)
+    write_jsonl(corpus, ARTICLES)
     build_store([corpus], pg_url, embedder=embedder, progress=False)
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what version 1 of newsqa left behind
         conn.execute("DROP TABLE newsqa_stats; DELETE FROM newsqa_schema WHERE version > 1")

@@ -13,7 +13,7 @@ import pytest
 
 from indexer.errors import InvalidParameter
 from indexer.query import ordering
-from helpers import assert_error
+from helpers import assert_error, write_jsonl
 
 CANAL = (
     "The regional water authority in Osh announced on Monday that the old canal linking the Ak-Buura river "
@@ -65,7 +65,7 @@ def dated_index_dir(tmp_path_factory, embedder):
 
     root = tmp_path_factory.mktemp("ordering")
     data = root / "articles.jsonl"
-    data.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES), encoding="utf-8")
+    write_jsonl(data, ARTICLES)
     summary = build_index([data], root / "index", embedder=embedder, progress=False)
     assert not summary.errors, summary.errors
     return root / "index"
@@ -343,7 +343,7 @@ def test_postgres_store_orders_and_collapses_like_the_embedded_one(pg_url, dated
     from indexer.store.postgres import open_pg_index
 
     data = tmp_path / "articles.jsonl"
-    data.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES), encoding="utf-8")
+    write_jsonl(data, ARTICLES)
     summary = index_into_store([data], pg_url, embedder=embedder, progress=False)
     assert not summary.errors, summary.errors
     index = open_pg_index(pg_url, model=embedder.name)

@@ -6,14 +6,13 @@ uvicorn server for the hot swap.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import NEWS_PAGE, CountingEmbedder, LiveServer, QueryLoad, copy_tree, free_port, wait_for
+from helpers import NEWS_PAGE, CountingEmbedder, LiveServer, QueryLoad, copy_tree, free_port, wait_for, write_jsonl
 
 
 ARTICLES = [
@@ -30,11 +29,6 @@ ARTICLES = [
 CHANGED_GLACIER = {**ARTICLES[1], "text": "Hydrologists found a colony of snow leopards near the Fedchenko glacier "
                    "camp. Camera traps recorded three cubs. Rangers will close the trail to protect the narwhal-shaped "
                    "ice cave where the animals shelter."}
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def live_version(index_dir: Path) -> str:
