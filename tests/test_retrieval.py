@@ -109,9 +109,30 @@ def test_highlights_are_real_sentences_of_the_article(searcher, news_index):
 
 
 def test_a_paraphrase_still_gets_highlights(searcher, news_index):
-    # Shares no stemmed term with its best sentence; sentence vectors pick it instead.
+    # Shares no stemmed term with its best sentence; wordpiece similarity picks it instead.
     result = searcher.search("present for Ashgabat", k=3, mode="dense")
     assert result.hits and all(h.highlights for h in result.hits)
+
+
+def test_a_paraphrase_highlight_picks_the_related_sentence_without_running_the_model(embedder, monkeypatch):
+    from indexer.query.highlight import QueryTerms, Sentences, highlight
+    from indexer.types import Citation, Hit
+
+    text = ("The weather stayed cold through the spring. Farmers planted late. "
+            "The delegation handed the mayor a gift of carpets. Trains ran on time.")
+    citation = Citation(article_id="a", title="Visit", date=None, source="test", url=None, section=None,
+                        start=100, end=100 + len(text), paragraph=1)
+    hit = Hit(rank=1, score=1.0, text=text, citation=citation, chunk_id=7)
+    sentences = Sentences(embedder)
+    calls = []
+    encode = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda *a, **k: calls.append(a) or encode(*a, **k))
+    # No stemmed term of the query is in the passage, so word overlap scores every sentence 0.
+    [marked] = highlight([hit], QueryTerms({"present": 1.0, "visitor": 1.0}), "present for visitors", sentences)
+    marks = [(s.start, s.end) for s in marked.highlights]
+    assert (100 + text.index("The delegation"), 100 + text.index(" Trains")) in marks
+    assert (100 + text.index("Trains"), 100 + len(text)) not in marks
+    assert calls == []
 
 
 @pytest.fixture(scope="module")

@@ -266,10 +266,10 @@ class Searcher:
         if group == "article":
             hits, groups, total = self._grouped(ranked, parts, wanted, dense_scores, lexical_scores)
         else:
-            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, vector), []
+            hits, groups = self._hits(ranked[:wanted], dense_scores, lexical_scores, terms, highlights, query), []
             total = len(ranked)
         if group == "article" and highlights:
-            self._highlight_groups(groups, terms, vector)
+            self._highlight_groups(groups, terms, query)
             hits = [g.hits[0] for g in groups]
         hits, groups, total, similar = ordering_.arrange(self.index, hits, groups, total, k, ordering, group)
         timings["build_ms"] = (time.perf_counter() - t0) * 1000
@@ -378,9 +378,9 @@ class Searcher:
             )
         return hits, chunks, articles
 
-    def _hits(self, ranked, dense_scores, lexical_scores, terms, highlights, vector) -> list[Hit]:
+    def _hits(self, ranked, dense_scores, lexical_scores, terms, highlights, query) -> list[Hit]:
         hits, _, _ = self._make_hits(ranked, dense_scores, lexical_scores)
-        return highlight(hits, terms, vector, self.sentences) if highlights else hits
+        return highlight(hits, terms, query, self.sentences) if highlights else hits
 
     def _grouped(self, ranked, parts, k, dense_scores, lexical_scores) -> tuple[list[Hit], list[ArticleGroup], int]:
         """One result per article (`indexer.query.fusion.group_by_article`), its best passage first; and
@@ -408,10 +408,10 @@ class Searcher:
                   for i, g in enumerate(groups)]
         return best, groups, total
 
-    def _highlight_groups(self, groups: list[ArticleGroup], terms: QueryTerms, vector: np.ndarray) -> None:
+    def _highlight_groups(self, groups: list[ArticleGroup], terms: QueryTerms, query: str) -> None:
         flat = [h for g in groups for h in g.hits]
         # A passage belongs to one article, so chunk ids are unique across groups.
-        done = {h.chunk_id: h for h in highlight(flat, terms, vector, self.sentences)}
+        done = {h.chunk_id: h for h in highlight(flat, terms, query, self.sentences)}
         for i, g in enumerate(groups):
             groups[i] = ArticleGroup(g.rank, g.score, g.article_id, g.title, tuple(done[h.chunk_id] for h in g.hits))
 
