@@ -2,7 +2,11 @@
 
     python bench/fit_fusion.py --beir ../shared/datasets/beir-scifact \
         --known-items .cache/bbc-known-items.jsonl --index /path/to/bbc-index \
-        --out indexer/query/fusion_weights.json
+        --out indexer/query/fusion_weights.json [--select]
+
+`--select` also chooses the features and the normalisation from training data alone: forward
+selection by 5-fold cross-validation over the training splits (`indexer.evaluate.fusion_fit.
+select_features`), for each normalisation, keeping the best; the held-out splits play no part.
 
 Fits on the SciFact `train` qrels (nDCG@10) and the known-item `train` split (MRR@10), each set
 counting as much as the other (`indexer.evaluate.fusion_fit`). Then, with the weights it wrote, it
@@ -39,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="how the legs are put on one scale (default: %(default)s)")
     parser.add_argument("--l2", type=float, default=1e-4, help="L2 penalty on the weights (default: %(default)s)")
     parser.add_argument("--no-test", action="store_true", help="do not report the held-out splits")
+    parser.add_argument("--select", action="store_true",
+                        help="choose features and normalisation by cross-validation on the training splits")
     args = parser.parse_args(argv)
 
     from indexer.embed import Embedder
     from indexer.evaluate.harness import CachedEmbedder, beir_index, cache_dir, load_beir
+    from indexer.evaluate.fusion_fit import select_features
     from indexer.evaluate.known_items import load_known_items
     from indexer.query.search import Searcher
     from indexer.store.embedded import open_index
@@ -50,30 +57,49 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     embedder = CachedEmbedder(Embedder(), cache_dir() / "embeddings")
     splits = ("train",) if args.no_test else ("train", "test")
-    captured: dict[tuple[str, str], TrainingSet] = {}
 
     beir = {split: load_beir(args.beir, split=split) for split in splits}
-    index = open_index(beir_index(beir["train"], embedder), model=embedder.name)
-    searcher = Searcher(index, embedder)
-    for split, data in beir.items():
-        embedder.encode(list(data.queries.values()))
-        # k=100: the depth `newsqa eval --beir` ranks at, so the candidate sets match.
-        queries = capture(searcher, [(text, data.qrels[qid]) for qid, text in data.queries.items()], k=100,
-                          normalise=args.normalise)
-        captured[("beir", split)] = TrainingSet(f"{data.name}-{split}", queries, "ndcg@10")
-    index.close()
+    known = {split: load_known_items(args.known_items, split=split) for split in splits}
 
-    index = open_index(args.index, model=embedder.name)
-    searcher = Searcher(index, embedder)
-    for split in splits:
-        items = load_known_items(args.known_items, split=split)
-        embedder.encode([item.query for item in items])
-        queries = capture(searcher, [(item.query, dict.fromkeys(item.article_ids, 1)) for item in items], k=10,
-                          normalise=args.normalise)
-        captured[("known", split)] = TrainingSet(f"{args.known_items.stem}-{split}", queries, "mrr@10")
-    index.close()
-    print(f"captured {sum(len(s.queries) for s in captured.values())} queries in "
-          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    def capture_all(normalise: str) -> dict[tuple[str, str], TrainingSet]:
+        captured: dict[tuple[str, str], TrainingSet] = {}
+        index = open_index(beir_index(beir["train"], embedder), model=embedder.name)
+        searcher = Searcher(index, embedder)
+        for split, data in beir.items():
+            embedder.encode(list(data.queries.values()))
+            # k=100: the depth `newsqa eval --beir` ranks at, so the candidate sets match.
+            queries = capture(searcher, [(text, data.qrels[qid]) for qid, text in data.queries.items()], k=100,
+                              normalise=normalise)
+            captured[("beir", split)] = TrainingSet(f"{data.name}-{split}", queries, "ndcg@10")
+        index.close()
+
+        index = open_index(args.index, model=embedder.name)
+        searcher = Searcher(index, embedder)
+        for split, items in known.items():
+            embedder.encode([item.query for item in items])
+            queries = capture(searcher, [(item.query, dict.fromkeys(item.article_ids, 1)) for item in items], k=10,
+                              normalise=normalise)
+            captured[("known", split)] = TrainingSet(f"{args.known_items.stem}-{split}", queries, "mrr@10")
+        index.close()
+        print(f"captured {sum(len(s.queries) for s in captured.values())} queries ({normalise}) in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        return captured
+
+    if args.select:
+        best = None
+        for normalise in ("minmax", "std"):
+            sets = capture_all(normalise)
+            train = [sets[("beir", "train")], sets[("known", "train")]]
+            chosen, value = select_features(train, l2=args.l2, log=lambda line: print(f"{normalise}: {line}",
+                                                                                       file=sys.stderr))
+            print(f"selected ({normalise}, 5-fold cv on train): {chosen or 'no feature'} cv {value:.4f}")
+            if best is None or value > best[0]:
+                best = (value, normalise, chosen, sets)
+        assert best is not None
+        _, args.normalise, selected, captured = best
+        args.features = ",".join(selected)
+    else:
+        captured = capture_all(args.normalise)
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     weights = fit_fusion([captured[("beir", "train")], captured[("known", "train")]], features=features, l2=args.l2,

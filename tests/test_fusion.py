@@ -137,3 +137,24 @@ def test_adaptive_fusion_handles_few_candidates(n):
     parts = fuse("hybrid", "adaptive", candidates, dense, lexical, weights=FusionWeights.load(), idf={})
     totals = [parts[0][c] + parts[1][c] for c in candidates]
     assert all(np.isfinite(totals)) and all(0.0 <= t <= 1.0 + 1e-9 for t in totals)
+
+
+def test_feature_selection_by_cross_validation_keeps_the_informative_feature_only():
+    from indexer.evaluate.fusion_fit import Captured, TrainingSet, cross_validate, select_features
+    from indexer.query.fusion import QUERY_FEATURES
+
+    # Each query's relevant article is the dense leg's top when `agreement` is high and the lexical
+    # leg's top otherwise; every other feature is noise.
+    rng = np.random.default_rng(1)
+    queries = []
+    for _ in range(160):
+        dense_wins = bool(rng.random() < 0.5)
+        features = {f: float(rng.normal()) for f in QUERY_FEATURES}
+        features["agreement"] = (1.0 if dense_wins else -1.0) + 0.1 * float(rng.normal())
+        dense, lexical = np.array([1.0, 0.0, 0.5]), np.array([0.0, 1.0, 0.5])
+        relevance = np.array([1.0, 0.0, 0.0]) if dense_wins else np.array([0.0, 1.0, 0.0])
+        queries.append(Captured(features, dense, lexical, relevance, 1))
+    sets = [TrainingSet("synthetic-train", queries, "mrr@10")]
+    chosen, value = select_features(sets, folds=4)
+    assert chosen == ["agreement"]
+    assert value > 0.95 > cross_validate(sets, [], folds=4)

@@ -106,29 +106,34 @@ def _alpha(theta: np.ndarray, z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(theta[0] + z @ theta[1:], -50, 50)))
 
 
-def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_FEATURES, l2: float = 1e-4,
-               restarts: int = 12, seed: int = 0, normalise: str = "minmax") -> FusionWeights:
-    """The `FusionWeights` that maximise the mean over `sets` of each set's mean metric (`sets` captured
-    with the same `normalise`)."""
+def _check(features: Sequence[str]) -> None:
     unknown = [f for f in features if f not in QUERY_FEATURES]
     if unknown:
         raise ValueError(f"unknown fusion features {unknown}: use some of {', '.join(QUERY_FEATURES)}")
-    x = {s.name: np.asarray([[q.features[f] for f in features] for q in s.queries]).reshape(-1, len(features))
-         for s in sets}
-    stacked = np.concatenate(list(x.values()))
+
+
+def _features(queries: Sequence[Captured], features: Sequence[str]) -> np.ndarray:
+    return np.asarray([[q.features[f] for f in features] for q in queries], dtype=np.float64).reshape(len(queries), len(features))
+
+
+def _fit(tables: Sequence[np.ndarray], xs: Sequence[np.ndarray], *, l2: float, restarts: int,
+         seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(theta, mean, scale): the coordinate-ascent fit over sets given as metric tables and raw
+    feature rows (see the module docstring)."""
+    stacked = np.concatenate(list(xs))
     mean, scale = stacked.mean(0), stacked.std(0)
     scale[scale < 1e-12] = 1.0
-    z = {name: (v - mean) / scale for name, v in x.items()}
-    tables = {s.name: curves(s.queries, s.metric) for s in sets}
+    z = [(v - mean) / scale for v in xs]
+    width = stacked.shape[1] + 1
 
     def objective(theta: np.ndarray) -> float:
-        fit = np.mean([_interpolate(tables[n], _alpha(theta, z[n])).mean() for n in tables])
+        fit = np.mean([_interpolate(t, _alpha(theta, zi)).mean() for t, zi in zip(tables, z)])
         return float(fit - l2 * float((theta[1:] ** 2).sum()))
 
     rng = np.random.default_rng(seed)
-    best, best_value = np.zeros(len(features) + 1), -np.inf
+    best, best_value = np.zeros(width), -np.inf
     for start in range(restarts):
-        theta = np.zeros(len(features) + 1) if start == 0 else rng.normal(0.0, 1.0, len(features) + 1)
+        theta = np.zeros(width) if start == 0 else rng.normal(0.0, 1.0, width)
         value, step = objective(theta), 1.0
         while step > 1e-3:
             moved = False
@@ -143,13 +148,24 @@ def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_F
                 step /= 2
         if value > best_value:
             best, best_value = theta, value
+    return best, mean, scale
+
+
+def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_FEATURES, l2: float = 1e-4,
+               restarts: int = 12, seed: int = 0, normalise: str = "minmax") -> FusionWeights:
+    """The `FusionWeights` that maximise the mean over `sets` of each set's mean metric (`sets` captured
+    with the same `normalise`)."""
+    _check(features)
+    tables = [curves(s.queries, s.metric) for s in sets]
+    xs = [_features(s.queries, features) for s in sets]
+    best, mean, scale = _fit(tables, xs, l2=l2, restarts=restarts, seed=seed)
     figures = {}
-    for s in sets:
-        fitted = _interpolate(tables[s.name], _alpha(best, z[s.name])).mean()
+    for s, table, x in zip(sets, tables, xs):
+        fitted = _interpolate(table, _alpha(best, (x - mean) / scale)).mean()
         figures[s.name] = {"queries": len(s.queries), "metric": s.metric,
-                           "lexical": round(float(tables[s.name][:, 0].mean()), 4),
-                           "dense": round(float(tables[s.name][:, -1].mean()), 4),
-                           "fixed_0.5": round(float(tables[s.name][:, len(GRID) // 2].mean()), 4),
+                           "lexical": round(float(table[:, 0].mean()), 4),
+                           "dense": round(float(table[:, -1].mean()), 4),
+                           "fixed_0.5": round(float(table[:, len(GRID) // 2].mean()), 4),
                            "adaptive": round(float(fitted), 4)}
     return FusionWeights(bias=round(float(best[0]), 4),
                          weights={f: round(float(w), 4) for f, w in zip(features, best[1:])},
@@ -157,6 +173,48 @@ def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_F
                          scale={f: round(float(s), 6) for f, s in zip(features, scale)},
                          fitted_on={"sets": figures, "l2": l2, "restarts": restarts, "seed": seed},
                          normalise=normalise)
+
+
+def cross_validate(sets: Sequence[TrainingSet], features: Sequence[str], *, folds: int = 5, l2: float = 1e-4,
+                   restarts: int = 4, seed: int = 0) -> float:
+    """Mean over `folds` of the held-out fold's metric (each set counting equally) when fitting on the
+    other folds of every set: how well a feature set generalises, from training data alone."""
+    _check(features)
+    tables = [curves(s.queries, s.metric) for s in sets]
+    xs = [_features(s.queries, features) for s in sets]
+    rng = np.random.default_rng(seed)
+    assignment = [rng.permutation(len(s.queries)) % folds for s in sets]
+    scores = []
+    for fold in range(folds):
+        train = [(t[a != fold], x[a != fold]) for t, x, a in zip(tables, xs, assignment)]
+        theta, mean, scale = _fit([t for t, _ in train], [x for _, x in train], l2=l2, restarts=restarts, seed=seed)
+        scores.append(np.mean([_interpolate(t[a == fold], _alpha(theta, (x[a == fold] - mean) / scale)).mean()
+                               for t, x, a in zip(tables, xs, assignment)]))
+    return float(np.mean(scores))
+
+
+def select_features(sets: Sequence[TrainingSet], *, candidates: Sequence[str] = QUERY_FEATURES, folds: int = 5,
+                    l2: float = 1e-4, min_gain: float = 0.001, seed: int = 0,
+                    log=None) -> tuple[list[str], float]:
+    """Forward selection by `cross_validate`: start from no feature (a fixed weight) and add the
+    feature that raises the cross-validated metric most, until none adds `min_gain`. Returns the
+    features and their cross-validated metric."""
+    chosen: list[str] = []
+    best = cross_validate(sets, chosen, folds=folds, l2=l2, seed=seed)
+    if log:
+        log(f"cv {best:.4f} with no feature")
+    while True:
+        trials = {f: cross_validate(sets, [*chosen, f], folds=folds, l2=l2, seed=seed)
+                  for f in candidates if f not in chosen}
+        if not trials:
+            break
+        feature, value = max(trials.items(), key=lambda item: item[1])
+        if log:
+            log("cv " + ", ".join(f"+{f} {v:.4f}" for f, v in sorted(trials.items(), key=lambda i: -i[1])))
+        if value < best + min_gain:
+            break
+        chosen, best = [*chosen, feature], value
+    return chosen, best
 
 
 def evaluate_fusion(weights: FusionWeights, queries: Sequence[Captured], metric: str) -> dict[str, float]:
