@@ -6,7 +6,8 @@
 
 `--select` also chooses the features and the normalisation from training data alone: forward
 selection by 5-fold cross-validation over the training splits (`indexer.evaluate.fusion_fit.
-select_features`), for each normalisation, keeping the best; the held-out splits play no part.
+select_features`), for each normalisation, keeping the one with fewer features when their
+cross-validated figures are within `MIN_GAIN`; the held-out splits play no part.
 
 Fits on the SciFact `train` qrels (nDCG@10) and the known-item `train` split (MRR@10), each set
 counting as much as the other (`indexer.evaluate.fusion_fit`). Then, with the weights it wrote, it
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.evaluate.fusion_fit import TrainingSet, capture, evaluate_fusion, fit_fusion  # noqa: E402
+from indexer.evaluate.fusion_fit import MIN_GAIN, TrainingSet, capture, evaluate_fusion, fit_fusion  # noqa: E402
 from indexer.query.fusion import QUERY_FEATURES  # noqa: E402
 
 
@@ -86,24 +87,32 @@ def main(argv: list[str] | None = None) -> int:
         return captured
 
     if args.select:
-        best = None
+        results = []
         for normalise in ("minmax", "std"):
             sets = capture_all(normalise)
             train = [sets[("beir", "train")], sets[("known", "train")]]
             chosen, value = select_features(train, l2=args.l2, log=lambda line: print(f"{normalise}: {line}",
                                                                                        file=sys.stderr))
             print(f"selected ({normalise}, 5-fold cv on train): {chosen or 'no feature'} cv {value:.4f}")
-            if best is None or value > best[0]:
-                best = (value, normalise, chosen, sets)
-        assert best is not None
-        _, args.normalise, selected, captured = best
+            results.append((value, normalise, chosen, sets))
+        # The simplest choice within the selection's own noise level of the best (fewest features).
+        top = max(value for value, *_ in results)
+        _, args.normalise, selected, captured = min((r for r in results if r[0] >= top - MIN_GAIN),
+                                                    key=lambda r: (len(r[2]), -r[0]))
+        print(f"kept: {args.normalise} {selected}")
         args.features = ",".join(selected)
+        selection = {"by": "5-fold cross-validation on the train splits (bench/fit_fusion.py --select)",
+                     "cv": {normalise: {"features": chosen, "cv": round(value, 4)}
+                            for value, normalise, chosen, _ in results}}
     else:
         captured = capture_all(args.normalise)
+        selection = {}
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     weights = fit_fusion([captured[("beir", "train")], captured[("known", "train")]], features=features, l2=args.l2,
                           normalise=args.normalise)
+    if selection:
+        weights.fitted_on["selection"] = selection
     args.out.write_text(json.dumps(weights.as_dict(), indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}: bias {weights.bias}, weights {json.dumps(weights.weights)}")
     print("| set | metric | queries | dense | lexical | fixed 0.5 | adaptive |")

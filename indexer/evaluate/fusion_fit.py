@@ -25,6 +25,8 @@ import numpy as np
 from indexer.query.fusion import QUERY_FEATURES, FusionWeights, normalised, query_features
 
 GRID = np.linspace(0.0, 1.0, 41)
+# Cross-validated gain below which feature selection counts two choices as equal.
+MIN_GAIN = 0.001
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 
 
@@ -194,7 +196,7 @@ def cross_validate(sets: Sequence[TrainingSet], features: Sequence[str], *, fold
 
 
 def select_features(sets: Sequence[TrainingSet], *, candidates: Sequence[str] = QUERY_FEATURES, folds: int = 5,
-                    l2: float = 1e-4, min_gain: float = 0.001, seed: int = 0,
+                    l2: float = 1e-4, min_gain: float = MIN_GAIN, seed: int = 0,
                     log=None) -> tuple[list[str], float]:
     """Forward selection by `cross_validate`: start from no feature (a fixed weight) and add the
     feature that raises the cross-validated metric most, until none adds `min_gain`. Returns the

@@ -91,6 +91,9 @@ class CachedEmbedder:
     def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
         return self._embedder.count_wordpieces(texts)
 
+    def wordpiece_vectors(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._embedder.wordpiece_vectors(text)
+
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         keys = [hashlib.sha1(f"{self.name}\x1f{t}".encode()).digest() for t in texts]
         missing = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in self._vectors))
