@@ -107,9 +107,10 @@ class LexicalIndex:
     def scores_for(self, chunk_ids, scores: np.ndarray | None) -> dict[int, float]:
         """The exact BM25 score of each chunk id in `scores` (from `query_scores`); 0.0 when no term matched."""
         result = {}
+        position = self._position
         for cid in chunk_ids:
-            pos = self._position.get(int(cid))
-            result[int(cid)] = 0.0 if scores is None or pos is None else float(scores[pos])
+            pos = position.get(int(cid))
+            result[int(cid)] = 0.0 if scores is None or pos is None else scores[pos].item()
         return result
 
     def idf(self, tokens: Sequence[str]) -> dict[str, float]:
@@ -150,4 +151,4 @@ class LexicalIndex:
         if len(candidates) > k:
             candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
-        return [(int(self.chunk_ids[i]), float(scores[i])) for i in order]
+        return list(zip(self.chunk_ids[order].tolist(), scores[order].tolist()))
