@@ -9,6 +9,9 @@ the queries/s the embedding model alone sustains on this machine's cores (the
 service's own `Embedder` settings, `--clients` threads each embedding one query
 at a time), then hybrid searches over HTTP from 1 client and from `--clients`
 clients: p50, p99, p99/p50 and throughput against the model-alone figure.
+The HTTP clients are query_latency's lean raw-socket keep-alive connections
+(the same GET requests `http.client` sent, at half its client CPU): the load
+generator runs on the server's cores, so its CPU is taken from the server's.
 The load average (`uptime`) is printed beside every timing: a timing taken
 while other jobs run is not a measurement.
 
