@@ -9,8 +9,15 @@ the queries/s the embedding model alone sustains on this machine's cores (the
 service's own `Embedder` settings, `--clients` threads each embedding one query
 at a time), then hybrid searches over HTTP from 1 client and from `--clients`
 clients: p50, p99, p99/p50 and throughput against the model-alone figure.
+The HTTP clients are query_latency's lean raw-socket keep-alive connections
+(the same GET requests `http.client` sent, at half its client CPU): the load
+generator runs on the server's cores, so its CPU is taken from the server's.
 The load average (`uptime`) is printed beside every timing: a timing taken
-while other jobs run is not a measurement.
+while other jobs run is not a measurement. CPU time is reported too, which
+other jobs disturb far less than wall time: the model's per query, and the
+server's and this load generator's per request at each level. Once the cores
+are saturated, throughput over model-alone approaches model CPU / (server +
+client CPU) per request (`cpu_bound_share`).
 
 The index is copied to a temporary directory first (the swaps write new
 versions into the copy, never into `--index`). The server polls `CURRENT`
@@ -152,6 +159,14 @@ def load_average() -> str:
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
+def own_cpu_seconds() -> float:
+    """CPU time this process (all its threads) has used so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def model_alone(queries: list[str], clients: int, requests: int, concurrency: int | None) -> dict:
     """Queries per second the embedding model sustains alone: `clients` threads embedding one query each call."""
     from indexer.embed import Embedder
@@ -161,6 +176,7 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
         embedder.encode([query])  # warm-up
     per_client = max(1, requests // clients)
     start = threading.Barrier(clients + 1)
+    cpu = own_cpu_seconds()
 
     def run(offset: int) -> None:
         start.wait()
@@ -176,7 +192,9 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    cpu = own_cpu_seconds() - cpu
     return {"clients": clients, "queries": per_client * clients, "queries_per_s": round(per_client * clients / wall, 1),
+            "cpu_ms_per_query": round(cpu / (per_client * clients) * 1000, 2),
             "backend": embedder.backend, "model_concurrency": embedder.concurrency, "intra_op_threads": embedder.threads,
             "wide_threads": embedder.wide_threads,
             "load_before": before, "load_after": load_average()}
@@ -188,7 +206,8 @@ def tail(args, queries: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="newsqa-tail-") as tmp:
         index_dir = Path(args.index) if args.index else build_news_index(Path(tmp))
         alone = model_alone(queries, args.clients, args.requests, args.model_concurrency or None)
-        print(f"model alone: {alone['queries_per_s']} queries/s ({alone['clients']} threads)  "
+        print(f"model alone: {alone['queries_per_s']} queries/s ({alone['clients']} threads), "
+              f"{alone['cpu_ms_per_query']} ms CPU per query  "
               f"[{alone['load_before']}]", file=sys.stderr)
         server = Server(index_dir, Path(tmp) / "server.log", extra=extra)
         levels = []
@@ -197,17 +216,25 @@ def tail(args, queries: list[str]) -> int:
             run_level(server.url, queries, args.clients, min(args.requests, 50))  # warm-up
             for clients in (1, args.clients):
                 before = load_average()
+                server_cpu, client_cpu = server.cpu_seconds(), own_cpu_seconds()
                 level = run_level(server.url, queries, clients, args.requests)
-                level.update(load_before=before, load_after=load_average())
+                answered = max(1, level["requests"])
+                level.update(load_before=before, load_after=load_average(),
+                             server_cpu_ms_per_request=round((server.cpu_seconds() - server_cpu) / answered * 1000, 2),
+                             client_cpu_ms_per_request=round((own_cpu_seconds() - client_cpu) / answered * 1000, 2))
                 levels.append(level)
                 print(f"{clients} client(s): p50 {level.get('p50_ms')} ms, p99 {level.get('p99_ms')} ms, "
-                      f"{level['throughput_rps']} req/s  [{before}]", file=sys.stderr)
+                      f"{level['throughput_rps']} req/s; CPU per request: server {level['server_cpu_ms_per_request']} ms, "
+                      f"client {level['client_cpu_ms_per_request']} ms  [{before}]", file=sys.stderr)
         finally:
             server.stop()
     many = levels[-1]
     ratio = round(many["p99_ms"] / many["p50_ms"], 2) if many.get("p50_ms") else None
     share = round(many["throughput_rps"] / alone["queries_per_s"], 2) if alone["queries_per_s"] else None
+    per_request = many["server_cpu_ms_per_request"] + many["client_cpu_ms_per_request"]
+    cpu_share = round(alone["cpu_ms_per_query"] / per_request, 2) if per_request else None
     report = {"model_alone": alone, "levels": levels, "p99_over_p50": ratio, "throughput_over_model_alone": share,
+              "cpu_bound_share": cpu_share,
               "targets": {"p99_le_3x_p50": ratio is not None and ratio <= 3,
                           "throughput_ge_0.8x_model_alone": share is not None and share >= 0.8}}
     print(json.dumps(report, indent=2))

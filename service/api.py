@@ -22,7 +22,7 @@ from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MOD
 from indexer.query.search import (DEFAULT_K, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES, Searcher, make_filters,
                                   validate_k)
 from service.admin import served
-from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, path_article_id
+from service.conventions import REVALIDATE, ConditionalGet, article_etag, empty_reason, offloaded, path_article_id
 from service.schemas import (
     AnswerOut,
     ArticleOut,
@@ -102,9 +102,8 @@ def run_search(searcher: Searcher, body: SearchIn) -> SearchOut:
 _SEARCH_ERRORS = error_responses(400)
 
 
-@get("/v1/search", sync_to_thread=True, summary="Search passages", operation_id="search",
-     responses=_SEARCH_ERRORS)
-def search_get(
+@get("/v1/search", summary="Search passages", operation_id="search", responses=_SEARCH_ERRORS)
+async def search_get(
     searcher: Searcher,
     q: QueryParam,
     k: KParam = DEFAULT_K,
@@ -127,9 +126,10 @@ def search_get(
     does not seem to answer `q`; `reason` when the filters exclude every article; `sort=date` for newest
     first, `recency` to favour newer articles, `dates=auto` for dates named in `q`, `collapse=story` to
     fold near-duplicate articles."""
-    return run_search(searcher, SearchIn(q=q, k=k, offset=offset, mode=mode, group=group, date_from=date_from,
-                                         date_to=date_to, source=source, lang=lang, sort=sort, recency=recency,
-                                         dates=dates, collapse=collapse))
+    # Async with an explicit offload (see `offloaded`): the search runs on one worker thread.
+    return await offloaded(run_search, searcher, SearchIn(
+        q=q, k=k, offset=offset, mode=mode, group=group, date_from=date_from, date_to=date_to, source=source,
+        lang=lang, sort=sort, recency=recency, dates=dates, collapse=collapse))
 
 
 @post("/v1/search", sync_to_thread=True, status_code=200, summary="Search passages (JSON body)",

@@ -7,7 +7,7 @@ any ASGI server (`uvicorn --factory service.app:app_from_env`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request
@@ -93,8 +93,10 @@ async def check_request(request: Request) -> None:
     await check_json_body(request)
 
 
-def provide_searcher(state: State) -> Iterator[Searcher]:
-    # A lease: a hot reload during this request does not close the version it searches.
+async def provide_searcher(state: State) -> AsyncIterator[Searcher]:
+    # A lease: a hot reload during this request does not close the version it searches. Async, because
+    # Litestar ends a sync generator dependency on a worker thread: a thread hop per request to release
+    # a lease, which only takes a lock (and, for a retired version, starts its close timer).
     with state.reloader.lease() as searcher:
         yield searcher
 

@@ -5,14 +5,18 @@
 - `ConditionalGet` and `article_etag`: ETags keyed by the index version, and a
   bodiless 304 when `If-None-Match` names the current one.
 - `empty_reason`: which filter excluded every article, when one did.
+- `offloaded`: a blocking call on a worker thread, for async handlers.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from litestar import Request
+from litestar.concurrency import sync_to_thread
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +24,21 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from indexer.errors import InvalidParameter
 from indexer.query.search import Searcher, validate_query
 from indexer.types import Filters
+
+
+T = TypeVar("T")
+
+
+async def offloaded(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` on a worker thread (with this request's context, so its time budget follows).
+
+    For a GET handler that shares its path with a POST: Litestar 2 registers every handler of
+    a path again when another method joins it, and wraps a `sync_to_thread=True` handler each
+    time, so the GET ran as a thread hop that only made a coroutine, then a second hop for the
+    work: CPU and a context switch per request for nothing. An async handler that offloads its
+    work here is never wrapped (tests/test_api.py checks that no handler is offloaded twice).
+    """
+    return await sync_to_thread(call, *args)
 
 
 # Keyword arguments a handler receives that are not query parameters.

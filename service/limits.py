@@ -260,43 +260,25 @@ class TimeBudget(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         started = False
-        timed_out = False
-        failure: list[BaseException] = []
-
-        async def guarded_send(message) -> None:
-            nonlocal started
-            if timed_out:
-                return  # the client already has its 503
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        # Set before the task below is made: the task copies this context, its worker thread too.
+        # The app runs in this task under a cancel scope whose deadline is lifted once the response
+        # starts: no task group and second task per request (measured ~0.25 ms of event-loop CPU each).
         with request_budget() as expired:
-            async with anyio.create_task_group() as group:
-                done = anyio.Event()
+            with anyio.CancelScope(deadline=anyio.current_time() + self.seconds) as budget:
 
-                async def run() -> None:
-                    try:
-                        await next_app(scope, receive, guarded_send)
-                    except Exception as exc:  # re-raised below, outside the task group's exception group
-                        failure.append(exc)
-                    finally:
-                        done.set()
+                async def guarded_send(message) -> None:
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                        budget.deadline = math.inf  # the budget is time to first byte
+                    await send(message)
 
-                group.start_soon(run)
-                with anyio.move_on_after(self.seconds):
-                    await done.wait()
-                if not done.is_set() and not started:
-                    timed_out = True
-                    expired.set()
-                    await send_error(send, 503, "timeout",
-                                     f"the request took longer than the {self.seconds:g} s time budget: ask for "
-                                     "less (a shorter query, a smaller k, date or source filters) or retry later",
-                                     headers={"Retry-After": "1"})
-                    group.cancel_scope.cancel()
-        if failure and not timed_out:
-            raise failure[0]
+                await next_app(scope, receive, guarded_send)
+            if budget.cancelled_caught and not started:
+                expired.set()
+                await send_error(send, 503, "timeout",
+                                 f"the request took longer than the {self.seconds:g} s time budget: ask for "
+                                 "less (a shorter query, a smaller k, date or source filters) or retry later",
+                                 headers={"Retry-After": "1"})
 
 
 # Every page and API response. The pages load only their own /static files (no inline

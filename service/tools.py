@@ -54,6 +54,7 @@ from indexer.types import Article, Hit
 from indexer.query.ordering import COLLAPSES, MAX_HALF_LIFE_DAYS, QUERY_DATE_MODES, SORTS, make_ordering
 from service.api import (CollapseParam, DateFromParam, DatesParam, DateToParam, LangParam, ModeParam, QueryParam,
                          RecencyParam, SortParam, SourceParam)
+from service.conventions import offloaded
 from service.schemas import DATE, CitationOut, doc, error_responses
 
 TOOL_NAMES = ("search_news", "answer_question", "get_article", "list_sources")
@@ -561,9 +562,9 @@ def context_out(searcher: Searcher, args: ContextArgs) -> ContextOut:
                       max_tokens=packed.max_tokens, encoding=packed.encoding, truncated=packed.truncated)
 
 
-@get("/v1/context", sync_to_thread=True, summary="Token-budgeted context for an LLM",
-     operation_id="context", responses=error_responses(400))
-def context_get(
+@get("/v1/context", summary="Token-budgeted context for an LLM", operation_id="context",
+     responses=error_responses(400))
+async def context_get(
     searcher: Searcher,
     q: QueryParam,
     max_tokens: Annotated[int, Parameter(
@@ -590,9 +591,10 @@ def context_get(
     Packed greedily by relevance into `max_tokens` (50..8000) tokens of `encoding`, whole sentences only,
     adjacent passages of one article merged; `tokens` is the exact count of `context`.
     """
-    return context_out(searcher, context_args(q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode,
-                                              date_from=date_from, date_to=date_to, source=source, lang=lang,
-                                              sort=sort, recency=recency, dates=dates, collapse=collapse))
+    # Async with an explicit offload (see `offloaded`): the packing runs on one worker thread.
+    return await offloaded(lambda: context_out(searcher, context_args(
+        q=q, max_tokens=max_tokens, encoding=encoding, k=k, mode=mode, date_from=date_from, date_to=date_to,
+        source=source, lang=lang, sort=sort, recency=recency, dates=dates, collapse=collapse)))
 
 
 @post("/v1/context", sync_to_thread=True, status_code=200, summary="Token-budgeted context (JSON body)",

@@ -81,3 +81,38 @@ def test_unknown_article_and_route(client):
     error = assert_error(client.get("/v1/articles/does-not-exist"), 404, "not_found")
     assert "does-not-exist" in error["message"]
     assert_error(client.get("/v1/nothing-here"), 404, "not_found")
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/v1/search?q=Toktogul+water+levels&k=3", None),
+    ("POST", "/v1/search", {"q": "Toktogul water levels", "k": 3}),
+    ("GET", "/v1/context?q=Toktogul+water+levels&max_tokens=200", None),
+    ("POST", "/v1/context", {"q": "Toktogul water levels", "max_tokens": 200}),
+])
+def test_a_search_request_takes_one_worker_thread_hop(client, monkeypatch, method, path, body):
+    """Each hop costs a context switch and CPU; a search needs one. Litestar 2 wrapped a GET handler
+    that shares its path with a POST twice (a hop that only made a coroutine, then the work), and
+    ended the searcher lease on a worker thread: three hops per GET search under load."""
+    import litestar.concurrency
+
+    hops = []
+    real = litestar.concurrency._run_sync_asyncio
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(litestar.concurrency, "_run_sync_asyncio", counting)
+    response = client.request(method, path, json=body)
+    assert response.status_code == 200, response.text
+    assert len(hops) == 1, hops
+
+
+def test_no_route_handler_is_offloaded_twice(client):
+    """The structural form of the check above, for every route (a new GET/POST pair included)."""
+    from litestar.utils.sync import AsyncCallable
+
+    twice = [(sorted(h.http_methods), route.path) for route in client.app.routes
+             for h in getattr(route, "route_handlers", ())
+             if isinstance(h.fn, AsyncCallable) and isinstance(h.fn.func, AsyncCallable)]
+    assert twice == []

@@ -20,6 +20,7 @@ An article (`group="article"`) scores as each leg's best passage part, summed.
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,9 @@ def fuse(mode: str, fusion: str, candidates: Sequence[int], dense_scores: Mappin
     if fusion == "adaptive":
         if weights is None:
             raise ValueError("fusion='adaptive' needs the fusion weights")
-        d = np.fromiter((dense_scores[c] for c in candidates), np.float64, len(candidates))
-        lex = np.fromiter((lexical_scores[c] for c in candidates), np.float64, len(candidates))
+        # map over the dict's own lookup: np.fromiter over a generator cost ~0.3 ms per search.
+        d = np.array(list(map(dense_scores.__getitem__, candidates)), dtype=np.float64)
+        lex = np.array(list(map(lexical_scores.__getitem__, candidates)), dtype=np.float64)
         alpha = weights.alpha(query_features(d, lex, idf or {}))
         return _weighted_parts(candidates, d, lex, alpha, weights.normalise)
     return score_fusion_parts(candidates, dense_scores, lexical_scores, alpha)
@@ -151,7 +153,12 @@ def query_features(dense: np.ndarray, lexical: np.ndarray, idf: Mapping[str, flo
 
 def rank(candidates: Sequence[int], parts: Parts) -> list[tuple[int, float]]:
     """(chunk id, fused score), best first; ties by chunk id."""
-    return sorted(((c, parts[0][c] + parts[1][c]) for c in candidates), key=lambda item: (-item[1], item[0]))
+    dense, lexical = parts
+    scored = [(c, dense[c] + lexical[c]) for c in candidates]
+    # Two stable sorts (id, then score descending) give the (-score, id) order without a key tuple per item.
+    scored.sort(key=itemgetter(0))
+    scored.sort(key=itemgetter(1), reverse=True)
+    return scored
 
 
 def group_by_article(ranked: Sequence[tuple[int, float]], parts: Parts, owner: Mapping[int, str],
@@ -216,8 +223,7 @@ def _weighted_parts(candidates: Sequence[int], d: np.ndarray, lex: np.ndarray, a
         top = float(dense_part.max()) + float(lexical_part.max())
         if top > 0:
             dense_part, lexical_part = dense_part / top, lexical_part / top
-    return ({c: float(v) for c, v in zip(candidates, dense_part)},
-            {c: float(v) for c, v in zip(candidates, lexical_part)})
+    return dict(zip(candidates, dense_part.tolist())), dict(zip(candidates, lexical_part.tolist()))
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,16 +52,26 @@ class QueryTerms:
 
     weights: dict[str, float]
 
-    @property
+    @cached_property
     def total(self) -> float:
         return sum(self.weights.values())
 
+    @cached_property
+    def _items(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self.weights.items())
+
     def overlap(self, tokens: Sequence[str] | frozenset[str]) -> float:
         """IDF-weighted share of the query terms found in `tokens` (0..1)."""
-        if not self.weights:
+        # Called for every sentence of every hit (~60 per search): the loop is kept lean.
+        items = self._items
+        if not items:
             return 0.0
         present = tokens if isinstance(tokens, (set, frozenset)) else set(tokens)
-        return sum(w for t, w in self.weights.items() if t in present) / self.total
+        found = 0.0
+        for term, weight in items:
+            if term in present:
+                found += weight
+        return found / self.total
 
 
 def query_terms(query: str, idf: Callable[[Sequence[str]], dict[str, float]]) -> QueryTerms:
