@@ -335,13 +335,19 @@ def _delete_locked(index_dir: Path, article_ids: Sequence[str]) -> list[str]:
     return removed
 
 
-def merge_index(index_dir: str | os.PathLike, *, wait: bool = True) -> str | None:
-    """Compact every segment of the index at `index_dir` into one, dropping tombstoned rows; return
-    the new version's name, or None when there was nothing to merge (one segment, no tombstones).
+# A tiered merge compacts the segments smaller than this fraction of the largest one.
+SMALL_SEGMENT_FRACTION = 0.1
 
-    Crash-safe like any write: the merged segment is written and published as a new version;
-    the old segments are removed only once no kept version lists them and no reader holds them.
-    Takes the writer lock like `build_index`.
+
+def merge_index(index_dir: str | os.PathLike, *, wait: bool = True, small_only: bool = False) -> str | None:
+    """Compact the segments of the index at `index_dir` into one, dropping tombstoned rows; return
+    the new version's name, or None when there was nothing to merge.
+
+    Every segment by default; with `small_only` (a tiered merge) only those holding fewer than
+    `SMALL_SEGMENT_FRACTION` of the largest one's passages, when there are two or more, so the large
+    segment (and its HNSW graph) is not rewritten for a few new articles. Crash-safe like any write:
+    the merged segment is written and published as a new version; the old segments are removed only
+    once no kept version lists them and no reader holds them. Takes the writer lock like `build_index`.
     """
     index_dir = Path(index_dir)
     if current_version(index_dir) is None:
@@ -349,12 +355,13 @@ def merge_index(index_dir: str | os.PathLike, *, wait: bool = True) -> str | Non
     with writer_lock(index_dir, wait=wait):
         base = open_index(index_dir, lazy=True)
         try:
-            if not _needs_merge(base):
+            chosen = merge_candidates(base, small_only=small_only)
+            if not chosen:
                 return None
             draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
                                settings=base.manifest["chunking"])
             try:
-                draft.absorb(range(len(base.segments)))
+                draft.absorb(chosen)
                 return draft.commit().name
             except BaseException:
                 draft.abort()
@@ -363,11 +370,19 @@ def merge_index(index_dir: str | os.PathLike, *, wait: bool = True) -> str | Non
             base.close()
 
 
-def _needs_merge(index: Index) -> bool:
-    if len(index.segments) != 1:
-        return len(index.segments) > 1
+def merge_candidates(index: Index, *, small_only: bool = False) -> list[int]:
+    """Positions of the segments a merge compacts (empty: nothing worth doing)."""
+    entries = index.entries
+    if small_only:
+        largest = max((e["rows"]["chunks"] for e in entries), default=0)
+        small = [n for n, e in enumerate(entries) if e["rows"]["chunks"] < SMALL_SEGMENT_FRACTION * largest]
+        return small if len(small) > 1 else []
+    if len(entries) > 1:
+        return list(range(len(entries)))
     # One segment: worth rewriting only to purge tombstones or to convert a format-1 version.
-    return bool(index.entries[0]["deleted"]) or index.manifest.get("format_version") != FORMAT_VERSION
+    if entries and (entries[0]["deleted"] or index.manifest.get("format_version") != FORMAT_VERSION):
+        return [0]
+    return []
 
 
 class _NoBar:
