@@ -353,3 +353,67 @@ def test_a_tiered_merge_leaves_the_large_segment_alone(tmp_path, memo):
     assert _files(large) == before
     _assert_same(_results(index_dir, memo, [records[13]["title"], records[2]["title"]]), expected)
     assert merge_index(index_dir, small_only=True) is None, "one small segment is left alone"
+
+
+_KILLED_WRITER = """
+import sys, time
+from indexer.store import embedded
+from indexer.ingest.build import build_index, merge_index
+
+written = embedded.IndexDraft._finish_segment
+
+def stall(self):
+    entry = written(self)  # the new segment's files are complete; the version is not published yet
+    print("segment written", flush=True)
+    time.sleep(120)
+    return entry
+
+embedded.IndexDraft._finish_segment = stall
+if sys.argv[1] == "merge":
+    merge_index(sys.argv[2])
+else:
+    from indexer.embed import Embedder
+    build_index([sys.argv[3]], sys.argv[2], embedder=Embedder(), progress=False)
+"""
+
+
+@pytest.mark.parametrize("write", ["add", "merge"])
+def test_a_writer_killed_before_publishing_loses_nothing_committed(tmp_path, memo, write):
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    records = _records("k", 6)
+    index_dir = _build(tmp_path, "idx", [records[:3], records[3:5]], memo)
+    before = current_version(index_dir).name
+    queries = [r["title"] for r in records[:5]]
+    expected = _results(index_dir, memo, queries)
+    feed = write_jsonl(tmp_path / "more.jsonl", records[5:])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, write, str(index_dir), str(feed)], env=env,
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line == "segment written\n", (line, process.communicate(timeout=60))
+        assert list(index_dir.glob(".tmp-*")), "the killed writer's draft is on disk"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert current_version(index_dir).name == before
+    _assert_same(_results(index_dir, memo, queries), expected)
+    # The next writer clears the dead draft, and the write goes through.
+    if write == "merge":
+        assert merge_index(index_dir) and len(_segment_dirs(index_dir)) == 1
+        _assert_same(_results(index_dir, memo, queries), expected)
+    else:
+        assert build_index([feed], index_dir, embedder=memo, progress=False).added == 1
+        index = open_index(index_dir)
+        try:
+            assert index.counts["articles"] == 6 and index.article(records[5]["id"])
+        finally:
+            index.close()
+    assert not list(index_dir.glob(".tmp-*"))
