@@ -17,7 +17,7 @@ from indexer.ingest.build import build_index, delete_articles, merge_index
 from indexer.query.search import Searcher
 from indexer.store.embedded import current_version, open_index, writer_lock
 
-from helpers import NEWS_PAGE, SCIFACT, write_jsonl
+from helpers import SCIFACT, write_jsonl
 
 MODES = ("dense", "lexical", "hybrid")
 needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="shared SciFact corpus not present")
@@ -417,3 +417,28 @@ def test_a_writer_killed_before_publishing_loses_nothing_committed(tmp_path, mem
         finally:
             index.close()
     assert not list(index_dir.glob(".tmp-*"))
+
+
+def test_loading_a_version_after_an_add_reads_only_the_new_segment(tmp_path, memo, monkeypatch):
+    import faiss
+
+    from indexer.store.embedded import Index
+
+    records = _records("n", 5)
+    index_dir = _build(tmp_path, "idx", [records[:4]], memo)
+    served = open_index(index_dir)
+    try:
+        build_index([write_jsonl(tmp_path / "one.jsonl", records[4:])], index_dir, embedder=memo, progress=False)
+        reads = []
+        real_read = faiss.read_index
+        monkeypatch.setattr(faiss, "read_index", lambda path, *a: reads.append(path) or real_read(path, *a))
+        fresh = Index(current_version(index_dir), reuse=served)  # what the service's reload does
+        try:
+            assert reads == [str(current_version(index_dir) / "vectors.faiss")]
+            assert fresh.segments[0].vectors is served.segments[0].vectors
+            hits = Searcher(fresh, memo).search(records[4]["title"], k=5, mode="hybrid").hits
+            assert hits[0].citation.article_id == "n-4" and len(hits) == 5
+        finally:
+            fresh.close()
+    finally:
+        served.close()

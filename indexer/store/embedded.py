@@ -186,7 +186,7 @@ class Index(Store):
     live = False
 
     def __init__(self, version_dir: Path, *, model: str | None = None, lazy: bool = False,
-                 reuse: "Index | None" = None) -> None:
+                 reuse: Index | None = None) -> None:
         self.path = version_dir
         # A shared lock held while this version is open: builds do not prune a version in use,
         # nor (through it) the segments it lists.

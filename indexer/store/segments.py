@@ -123,7 +123,7 @@ class Segment:
                 conn.close()
             self._connections.clear()
 
-    def adopt(self, other: "Segment") -> None:
+    def adopt(self, other: Segment) -> None:
         """Share what `other` (the same segment, open in an older version) has loaded: its vectors and
         postings never change, so a reload reads only the segments that are new."""
         if other.path == self.path:
