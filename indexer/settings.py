@@ -110,7 +110,7 @@ CACHE_DIR = Setting(
     surfaces=("index", "search", "ask", "eval", "serve", "mcp", "follow"), shown_default="~/.cache/newsqa",
     has_flag=False)
 INDEX = Setting("index", Path("index"), "index directory", env="NEWSQA_INDEX",
-                surfaces=(*STORE_COMMANDS, "follow"))
+                surfaces=(*STORE_COMMANDS, "follow", "merge"))
 STORE = Setting("store", "", "PostgreSQL store instead of --index: postgresql://USER@HOST/DB (README, PostgreSQL "
                 "backend)", env="NEWSQA_STORE", secret=True, surfaces=STORE_COMMANDS)
 EMBED_BACKEND = Setting("embed_backend", "auto", "embedding backend: auto (ONNX for queries, torch for "

@@ -1,4 +1,4 @@
-"""The `newsqa` command line: index, delete, search, ask, list, show, stats, eval, serve, mcp.
+"""The `newsqa` command line: index, delete, merge, search, ask, list, show, stats, eval, serve, mcp.
 
 Exit codes, the same for every command:
 
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_option(delete)
     delete.add_argument("--no-wait", action="store_true",
                         help="if another writer holds the index, fail at once (exit 75) instead of waiting for it")
+
+    merge = sub.add_parser("merge", help="compact an embedded index's segments into one, purging deleted rows")
+    _add_index_option(merge)
+    merge.add_argument("--small", action="store_true",
+                       help="a tiered merge: only the segments under a tenth of the largest one's size")
+    merge.add_argument("--no-wait", action="store_true",
+                       help="if another writer holds the index, fail at once (exit 75) instead of waiting for it")
 
     search = sub.add_parser("search", help="search passages and print them with citations")
     search.add_argument("query")
@@ -321,6 +328,21 @@ def _cmd_delete(args) -> int:
     missing = [i for i in args.ids if i not in removed]
     print(f"deleted {len(removed)} article(s)" + (f"; not found: {', '.join(missing)}" if missing else ""))
     return EXIT_OK if not missing else EXIT_NOTHING_FOUND
+
+
+def _cmd_merge(args) -> int:
+    from indexer.ingest.build import merge_index
+    from indexer.store.embedded import open_index
+
+    version = merge_index(args.index, wait=not args.no_wait, small_only=args.small)
+    index = open_index(args.index, lazy=True)
+    try:
+        held = (f"{index.counts['articles']} articles, {index.counts['chunks']} passages in "
+                f"{len(index.segments)} segment(s)")
+    finally:
+        index.close()
+    print(f"merged into {version}: now {held}" if version else f"nothing to merge: {held}")
+    return EXIT_OK
 
 
 def _cmd_search(args) -> int:
@@ -692,7 +714,7 @@ def _cmd_stats(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp}
+COMMANDS = {"index": _cmd_index, "delete": _cmd_delete, "merge": _cmd_merge, "search": _cmd_search, "serve": _cmd_serve, "ask": _cmd_ask, "eval": _cmd_eval, "mcp": _cmd_mcp}
 COMMANDS.update({"list": _cmd_list, "show": _cmd_show, "stats": _cmd_stats, "follow": _cmd_follow})
 
 

@@ -158,7 +158,8 @@ class Reloader:
             if live.name == previous.version and not force:
                 return self._result(False, previous, previous.version, started)
             try:
-                index = Index(live, model=self.model)
+                # Segments the served version also lists are shared, not read again.
+                index = Index(live, model=self.model, reuse=previous if isinstance(previous, Index) else None)
                 # The database must open before the swap: a damaged file fails here, not in a request.
                 index.check()
             except NewsqaError as exc:

@@ -29,13 +29,13 @@ def test_manifest_records_model_settings_and_counts(news_index):
     manifest = news_index.manifest
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
     assert manifest["chunking"]["max_tokens"] == 200 and manifest["chunking"]["encoding"] == "cl100k_base"
-    assert manifest["counts"] == {"articles": 6, "records": 1, "chunks": news_index.vectors.ntotal}
+    assert manifest["counts"] == {"articles": 6, "records": 1, "chunks": news_index.vector_count()}
     assert manifest["package_version"] and manifest["built_at"]
     assert {p.name for p in news_index.path.iterdir()} >= {"manifest.json", "vectors.faiss", "newsqa.sqlite", "lexical"}
 
 
 def test_ticker_is_in_the_index_once(news_index):
-    db = news_index.db()
+    db = news_index.segments[0].db()
     assert db.execute("SELECT COUNT(*) FROM chunks WHERE text LIKE '%KGS/USD%'").fetchone()[0] == 1
     row = db.execute("SELECT kind, date FROM articles WHERE text LIKE '%KGS/USD%'").fetchone()
     assert tuple(row) == ("market_rates", "2025-12-16")

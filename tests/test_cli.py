@@ -81,7 +81,7 @@ def test_verbose_shows_library_logs(tmp_path):
     run = _newsqa("index", str(tmp_path / "good.jsonl"), "--index", str(tmp_path / "index"), "--verbose")
     assert run.returncode == 0, run.stderr
     assert re.search(r"INFO sentence_transformers", run.stderr), run.stderr
-    assert re.search(r"DEBUG bm25s", run.stderr), run.stderr
+    assert re.search(r"DEBUG faiss", run.stderr), run.stderr
     assert "1 added" in run.stdout
 
 

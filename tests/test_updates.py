@@ -104,7 +104,7 @@ def test_a_changed_article_replaces_the_old_one_without_duplicates(tmp_path, sma
         assert counting.texts == len(new_chunks), "only the changed article is embedded again"
         assert new_chunks and not new_chunks & old_chunks
         assert "snow leopards" in index.article("glacier-2").text
-        assert index.counts["articles"] == 3 and index.vectors.ntotal == index.counts["chunks"]
+        assert index.counts["articles"] == 3 and index.vector_count() == index.counts["chunks"]
         searcher = Searcher(index, embedder)
         for mode in ("dense", "lexical", "hybrid"):
             hits = searcher.search("Fedchenko glacier", k=100, mode=mode).hits
@@ -133,16 +133,16 @@ def test_deleted_articles_never_appear_in_results(small_index, embedder):
         with pytest.raises(NotFound):
             index.article("tram-3")
         assert index.article_chunks("tram-3") == []
-        assert index.vectors.ntotal == index.counts["chunks"] == sum(
+        assert index.vector_count() == index.counts["chunks"] == sum(
             len(index.article_chunks(a["id"])) for a in ARTICLES[:2])
         searcher = Searcher(index, embedder)
         for mode in ("dense", "lexical", "hybrid"):
             for query in (ARTICLES[2]["text"], "tram line Almaty commuters"):
                 hits = searcher.search(query, k=100, mode=mode).hits
                 assert all(h.citation.article_id != "tram-3" and h.chunk_id not in deleted_chunks for h in hits)
-        # Exhaustive dense search: the deleted vectors are gone from FAISS, not just filtered out.
-        every = index.dense_search(embedder.encode(["tram"])[0], index.vectors.ntotal)
-        assert len(every) == index.vectors.ntotal and not {cid for cid, _ in every} & deleted_chunks
+        # Exhaustive dense search: every live vector comes back, no tombstoned one.
+        every = index.dense_search(embedder.encode(["tram"])[0], index.vector_count())
+        assert len(every) == index.vector_count() and not {cid for cid, _ in every} & deleted_chunks
     finally:
         index.close()
     assert delete_articles(small_index, ["tram-3"]) == []

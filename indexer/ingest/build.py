@@ -25,7 +25,7 @@ from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
 from indexer.ingest.read import ReadReport, input_size, read_sources
 from indexer.store.embedded import (
-    Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts, writer_lock,
+    FORMAT_VERSION, Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts, writer_lock,
 )
 from indexer.store.protocols import PendingArticle
 from indexer.types import Article, Chunk
@@ -251,7 +251,7 @@ def _build_locked(
     if index_dir.is_dir():
         remove_stale_drafts(index_dir)
     if not rebuild and current_version(index_dir) is not None:
-        base = open_index(index_dir)
+        base = open_index(index_dir, lazy=True)  # rows only: a write never reads the vectors of old segments
         _check_compatible(base, embedder.name, settings_dict, index_dir)
     known_files = base.known_files() if base else {}
     draft: IndexDraft | None = None
@@ -303,7 +303,8 @@ def _build_locked(
 
 
 def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str], *, wait: bool = True) -> list[str]:
-    """Remove articles by id in a new version; return the ids that were present.
+    """Remove articles by id in a new version (tombstones: no segment is rewritten); return the ids
+    that were present.
 
     Takes the writer lock like `build_index`.
     """
@@ -315,7 +316,7 @@ def delete_articles(index_dir: str | os.PathLike, article_ids: Sequence[str], *,
 
 
 def _delete_locked(index_dir: Path, article_ids: Sequence[str]) -> list[str]:
-    base = open_index(index_dir)
+    base = open_index(index_dir, lazy=True)
     try:
         draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
                            settings=base.manifest["chunking"])
@@ -332,6 +333,56 @@ def _delete_locked(index_dir: Path, article_ids: Sequence[str]) -> list[str]:
     finally:
         base.close()
     return removed
+
+
+# A tiered merge compacts the segments smaller than this fraction of the largest one.
+SMALL_SEGMENT_FRACTION = 0.1
+
+
+def merge_index(index_dir: str | os.PathLike, *, wait: bool = True, small_only: bool = False) -> str | None:
+    """Compact the segments of the index at `index_dir` into one, dropping tombstoned rows; return
+    the new version's name, or None when there was nothing to merge.
+
+    Every segment by default; with `small_only` (a tiered merge) only those holding fewer than
+    `SMALL_SEGMENT_FRACTION` of the largest one's passages, when there are two or more, so the large
+    segment (and its HNSW graph) is not rewritten for a few new articles. Crash-safe like any write:
+    the merged segment is written and published as a new version; the old segments are removed only
+    once no kept version lists them and no reader holds them. Takes the writer lock like `build_index`.
+    """
+    index_dir = Path(index_dir)
+    if current_version(index_dir) is None:
+        open_index(index_dir)  # raises IndexMissing without creating the directory
+    with writer_lock(index_dir, wait=wait):
+        base = open_index(index_dir, lazy=True)
+        try:
+            chosen = merge_candidates(base, small_only=small_only)
+            if not chosen:
+                return None
+            draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
+                               settings=base.manifest["chunking"])
+            try:
+                draft.absorb(chosen)
+                return draft.commit().name
+            except BaseException:
+                draft.abort()
+                raise
+        finally:
+            base.close()
+
+
+def merge_candidates(index: Index, *, small_only: bool = False) -> list[int]:
+    """Positions of the segments a merge compacts (empty: nothing worth doing)."""
+    entries = index.entries
+    if small_only:
+        largest = max((e["rows"]["chunks"] for e in entries), default=0)
+        small = [n for n, e in enumerate(entries) if e["rows"]["chunks"] < SMALL_SEGMENT_FRACTION * largest]
+        return small if len(small) > 1 else []
+    if len(entries) > 1:
+        return list(range(len(entries)))
+    # One segment: worth rewriting only to purge tombstones or to convert a format-1 version.
+    if entries and (entries[0]["deleted"] or index.manifest.get("format_version") != FORMAT_VERSION):
+        return [0]
+    return []
 
 
 class _NoBar:

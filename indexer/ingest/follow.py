@@ -385,7 +385,7 @@ def index_records(records: Sequence[WebRecord], index_dir, *, embedder, build_op
     for error in summary.errors:  # say which page a bad record came from, not the temporary file
         if error.line is not None and error.line <= len(records):
             error.path, error.line = records[error.line - 1].url, None
-    index = open_index(index_dir)
+    index = open_index(index_dir, lazy=True)  # rows only: the vectors are not needed to see what is present
     try:
         present = set(index.articles([r.article_id for r in records]))
     finally:

@@ -1,4 +1,5 @@
-"""Storage: versioned embedded indexes (SQLite + FAISS + BM25) and PostgreSQL + pgvector.
+"""Storage: versioned embedded indexes of immutable segments (SQLite + FAISS + BM25 postings each) and
+PostgreSQL + pgvector.
 
 `backends.open_store` picks a backend from a directory or a `postgresql://` URL. Query code reaches a
 store only through its read interface, never FAISS or SQL directly.

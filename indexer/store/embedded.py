@@ -1,17 +1,30 @@
-"""The embedded index: a directory of plain files, written atomically, checked on load.
+"""The embedded index: a directory of immutable segments and versions that list them.
 
 Layout of an index directory `DIR`:
 
     DIR/CURRENT                 name of the live version (replaced atomically)
-    DIR/v-<time>-<rand>/        one complete version:
-        manifest.json           model, dimension, chunking settings, counts, version, build time
-        vectors.faiss           FAISS inner-product index over unit vectors, ids = chunk ids
-        newsqa.sqlite           articles, chunks and a full-text (FTS5) table
-        lexical/                BM25 arrays (NumPy + JSON)
+    DIR/v-<time>-<rand>/        one version:
+        manifest.json           model, dimension, chunking settings, counts, build time, and the live
+                                segments: each one's directory, live counts and tombstones (the ids
+                                of its articles deleted or replaced since it was written)
+        newsqa.sqlite,          the segment this version added, if it added one
+        vectors.faiss, lexical/ (see indexer/store/segments.py)
+
+A segment is named by the version directory that holds it (`"."` in that
+version's own manifest), and later versions list it again instead of copying
+it. A write (`IndexDraft`) adds at most one segment holding only its new and
+changed articles, and tombstones the old rows of changed and deleted ones, so
+its cost follows the change, not the index. `IndexDraft.absorb` (`newsqa merge`)
+compacts segments into one, dropping their tombstoned rows.
 
 A new version is built in `DIR/.tmp-*` and renamed into place; `CURRENT` is
 switched last with `os.replace`. A crash at any point leaves the previous
-version live, and readers that still hold the old version keep working.
+version live, and readers that still hold the old version keep working: a
+version directory is removed only when no reader holds it (a shared lock on
+its manifest) and no kept version lists the segment it holds.
+
+Format 1 (one version = one segment, BM25 as bm25s arrays) still opens, as a
+single segment; versions written on top of it list it like any other segment.
 """
 
 from __future__ import annotations
@@ -24,74 +37,32 @@ import os
 import secrets
 import shutil
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from indexer.errors import IndexBusy, IndexMismatch, IndexMissing
-from indexer.store.bm25 import LexicalIndex
+from indexer.store.bm25 import Lexical
 from indexer.store.common import (
-    ARTICLE_COLUMNS, CHUNK_COLUMNS, FAISS_HNSW_EF_CONSTRUCTION, FAISS_HNSW_M, KIND_COUNTS_SQL, SOURCE_STATS_FIELDS,
-    SOURCE_STATS_SQL, article_from_row,
-    article_not_found, chunk_from_row, counts, faiss_ef_search, lexical_text, model_mismatch, paragraphs_json,
-    sections_json,
+    CHUNK_COLUMNS, FAISS_HNSW_EF_CONSTRUCTION, FAISS_HNSW_M, KIND_COUNTS_SQL, SOURCE_STATS_FIELDS, article_from_row,
+    article_not_found, chunk_from_row, counts, faiss_ef_search, model_mismatch, paragraphs_json, sections_json,
 )
+from indexer.store.segments import SCHEMA, Segment, connect, postings_from_rows
 from indexer.store.protocols import Allowed, LexicalTerms, PendingArticle, Store, StoreWriter
 from indexer.types import Article, Chunk, Filters
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1: one version is one segment, with BM25 as bm25s arrays (read as a single segment).
+READABLE_FORMATS = (1, 2)
 WRITER_LOCK = "WRITER.lock"
 KEEP_VERSIONS = 2
 # Exact search is affordable below this many passages; above it an HNSW graph keeps latency flat.
 EXACT_SEARCH_LIMIT = 200_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS articles (
-    article_id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    date TEXT,
-    source TEXT,
-    url TEXT,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    sections TEXT NOT NULL,
-    paragraphs TEXT NOT NULL,
-    origin TEXT,
-    content_hash TEXT NOT NULL,
-    minhash BLOB NOT NULL,
-    lang TEXT
-);
-CREATE INDEX IF NOT EXISTS articles_date ON articles(date);
-CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id INTEGER PRIMARY KEY,
-    article_id TEXT NOT NULL REFERENCES articles(article_id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    section TEXT,
-    paragraph INTEGER NOT NULL,
-    tokens INTEGER NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
-CREATE TABLE IF NOT EXISTS files (
-    sha256 TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    articles INTEGER NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, section, text, tokenize = 'porter unicode61'
-);
-"""
-
-
-
 
 def package_version() -> str:
     try:
@@ -160,56 +131,84 @@ def read_manifest(version_dir: Path) -> dict:
 
 def check_manifest(manifest: dict, *, model: str | None, where: Path) -> None:
     """Refuse an index built for another format or model, with the fix in the message."""
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_FORMATS:
         raise IndexMismatch(
             f"index at {where} has format {manifest.get('format_version')}, this newsqa reads "
-            f"format {FORMAT_VERSION}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
+            f"formats {', '.join(map(str, READABLE_FORMATS))}: rebuild it with `newsqa index SOURCE --index {where.parent} --rebuild`"
         )
     if model is not None and manifest.get("model") != model:
         raise model_mismatch(f"index at {where}", manifest.get("model"), model,
                              f"newsqa index SOURCE --index {where.parent} --rebuild")
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(path)
-        conn.execute("PRAGMA foreign_keys = ON")
-    conn.row_factory = sqlite3.Row
-    return conn
+def segment_entries(manifest: dict) -> list[dict]:
+    """The live segments a version lists, oldest first: `dir` (a version directory's name, "." for the
+    version's own), `counts` (live), `rows` (as written), `deleted` (tombstoned article ids), `files`
+    (whether its record of input files still counts) and `vector_index`."""
+    if "segments" in manifest:
+        return [dict(entry) for entry in manifest["segments"]]
+    # Format 1: the version directory is the one segment.
+    return [{"dir": ".", "counts": dict(manifest["counts"]), "rows": dict(manifest["counts"]), "deleted": [],
+             "files": True, "vector_index": manifest.get("vector_index")}]
+
+
+def _segment_path(version_dir: Path, name: str) -> Path:
+    return version_dir if name == "." else version_dir.parent / name
+
+
+def _in_batches(values: Sequence, size: int = 900) -> Iterator[Sequence]:
+    # SQLite limits bound parameters; 900 per query stays under every build's limit.
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(values: Sequence) -> str:
+    return ",".join("?" * len(values))
 
 
 class Index(Store):
-    """A loaded, read-only index version: dense, lexical and metadata look-ups (a `Store`).
+    """A loaded, read-only index version: its segments searched as one (a `Store`).
+
+    Searches fan out over the segments and merge their top `k` exactly; BM25
+    uses statistics summed over the live passages of every segment, so the
+    results equal those of one segment holding the same live articles.
+    Tombstoned articles are never returned. `lazy=True` opens the rows only
+    (what a writer needs): vectors and postings load on first search. `reuse`
+    (an older version still open) lends the vectors and postings of the
+    segments both list, so loading a version after an add reads only the new
+    segment.
 
     Safe to share between threads: FAISS searches run concurrently, and each
-    thread gets its own read-only SQLite connection.
+    thread gets its own read-only SQLite connection per segment.
     """
 
     # A fixed version: a newer build is served by loading it (service/reload.py).
     live = False
 
-    def __init__(self, version_dir: Path, *, model: str | None = None) -> None:
-        import faiss
-
+    def __init__(self, version_dir: Path, *, model: str | None = None, lazy: bool = False,
+                 reuse: Index | None = None) -> None:
         self.path = version_dir
-        # A shared lock held while this version is open: builds do not prune a version in use.
+        # A shared lock held while this version is open: builds do not prune a version in use,
+        # nor (through it) the segments it lists.
         self._pin = open(version_dir / "manifest.json", "rb")
+        self.segments: list[Segment] = []
         try:
             fcntl.flock(self._pin, fcntl.LOCK_SH)
             self._manifest = read_manifest(version_dir)
             check_manifest(self._manifest, model=model, where=version_dir)
             self.dimension = int(self._manifest["dimension"])
-            self.vectors = faiss.read_index(str(version_dir / "vectors.faiss"))
-            self.lexical = LexicalIndex.load(version_dir / "lexical")
+            self.entries = segment_entries(self._manifest)
+            loaded = {s.path: s for s in reuse.segments} if reuse is not None else {}
+            for entry in self.entries:
+                segment = Segment(_segment_path(version_dir, entry["dir"]), deleted=entry["deleted"])
+                if segment.path in loaded:
+                    segment.adopt(loaded[segment.path])
+                self.segments.append(segment)
+            if not lazy:
+                self.check()
         except BaseException:
-            self._pin.close()
+            self.close()
             raise
-        self._db_path = version_dir / "newsqa.sqlite"
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
@@ -223,166 +222,204 @@ class Index(Store):
     def counts(self) -> dict[str, int]:
         return dict(self._manifest["counts"])
 
-    def db(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the version's database (embedded-only)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self._db_path, readonly=True)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+    @functools.cached_property
+    def lexical(self) -> Lexical:
+        return Lexical([(s.postings, s.live_mask) for s in self.segments])
+
+    @property
+    def next_chunk_id(self) -> int:
+        """The first chunk id never used in this index (ids are not reused, also after deletes)."""
+        if "next_chunk_id" in self._manifest:
+            return int(self._manifest["next_chunk_id"])
+        highest = [s.db().execute("SELECT MAX(chunk_id) FROM chunks").fetchone()[0] for s in self.segments]
+        return max((h for h in highest if h is not None), default=-1) + 1
 
     def check(self) -> None:
-        """Read the database once, so a damaged file fails here rather than in a request."""
-        self.db().execute("SELECT COUNT(*) FROM articles").fetchone()
+        """Read every segment's files once, so a damaged file fails here rather than in a request."""
+        for segment in self.segments:
+            segment.load()
+        _ = self.lexical
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-            if not self._pin.closed:
-                self._pin.close()  # releases the shared lock
+        for segment in self.segments:
+            segment.close()
+        if not self._pin.closed:
+            self._pin.close()  # releases the shared lock
 
     def vector_count(self) -> int:
-        return int(self.vectors.ntotal)
+        """Live vectors (tombstoned ones stay in their segment's file until a merge)."""
+        return sum(s.live_vectors for s in self.segments)
 
     def disk_bytes(self) -> int:
-        """Bytes of the version directory's files (0 once a newer build pruned it: the served copy
+        """Bytes of the version's files and of the segments it lists (0 once pruned: the served copy
         lives on in memory)."""
         try:
-            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+            paths = {self.path, *(s.path for s in self.segments)}
+            return sum(p.stat().st_size for d in paths for p in d.rglob("*") if p.is_file())
         except OSError:
             return 0
 
+    def segment_of(self, article_id: str) -> int | None:
+        """The position of the segment holding `article_id` live, or None."""
+        for n in range(len(self.segments) - 1, -1, -1):
+            segment = self.segments[n]
+            if article_id not in segment.deleted and segment.db().execute(
+                    "SELECT 1 FROM articles WHERE article_id = ?", (article_id,)).fetchone():
+                return n
+        return None
+
     # --- look-ups -----------------------------------------------------------------
 
-    @functools.cached_property
-    def _article_columns(self) -> str:
-        # Versions written before languages were kept have no `lang` column.
-        columns = {r[1] for r in self.db().execute("PRAGMA table_info(articles)")}
-        return ARTICLE_COLUMNS + (", lang" if "lang" in columns else "")
-
     def article(self, article_id: str) -> Article:
-        row = self.db().execute(f"SELECT {self._article_columns} FROM articles WHERE article_id = ?",
-                                (article_id,)).fetchone()
-        if row is None:
+        n = self.segment_of(article_id)
+        if n is None:
             raise article_not_found(article_id)
+        segment = self.segments[n]
+        row = segment.db().execute(f"SELECT {segment.article_columns} FROM articles WHERE article_id = ?",
+                                   (article_id,)).fetchone()
         return article_from_row(row)
 
     def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
         ids = list(dict.fromkeys(article_ids))
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.db().execute(f"SELECT {self._article_columns} FROM articles WHERE article_id IN ({marks})",
-                                 ids).fetchall()
-        return {row[0]: article_from_row(row) for row in rows}
+        found: dict[str, Article] = {}
+        for segment in self.segments:
+            for part in _in_batches(ids):
+                rows = segment.rows(f"SELECT {segment.article_columns} FROM articles WHERE {{live}} "
+                                    f"AND article_id IN ({_marks(part)})", part)
+                found.update((row[0], article_from_row(row)) for row in rows)
+        return {i: found[i] for i in ids if i in found}
 
     def list_articles(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
-        rows = self.db().execute(
-            "SELECT article_id, title, date, source, url, kind FROM articles ORDER BY date DESC, title LIMIT ? OFFSET ?",
-            (limit, offset),
-        ).fetchall()
-        return [dict(row) for row in rows]
+        sql = ("SELECT article_id, title, date, source, url, kind FROM articles WHERE {live} "
+               "ORDER BY date DESC, title LIMIT ?")
+        rows = [dict(r) for s in self.segments for r in s.rows(sql, (limit + offset,))]
+        # SQLite's order, across segments: newest first with undated last, then by title.
+        rows.sort(key=lambda r: r["title"])
+        rows.sort(key=lambda r: (r["date"] is not None, r["date"] or ""), reverse=True)
+        return rows[offset : offset + limit]
 
     def sources(self) -> list[str]:
-        rows = self.db().execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL ORDER BY source")
-        return [row[0] for row in rows]
+        sql = "SELECT DISTINCT source FROM articles WHERE {live} AND source IS NOT NULL"
+        return sorted({row[0] for s in self.segments for row in s.rows(sql)})
 
     def source_stats(self) -> list[dict]:
         """Per source: `name`, `articles`, `undated` (articles without a date), `date_from`, `date_to`."""
-        rows = self.db().execute(SOURCE_STATS_SQL).fetchall()
-        return [dict(zip(SOURCE_STATS_FIELDS, row)) for row in rows]
+        sql = ("SELECT source, COUNT(*), COUNT(*) - COUNT(date), MIN(date), MAX(date) FROM articles "
+               "WHERE {live} AND source IS NOT NULL GROUP BY source")
+        stats: dict[str, list] = {}
+        for segment in self.segments:
+            for name, articles, undated, first, last in segment.rows(sql):
+                if name not in stats:
+                    stats[name] = [name, articles, undated, first, last]
+                    continue
+                known = stats[name]
+                known[1] += articles
+                known[2] += undated
+                known[3] = min(filter(None, (known[3], first)), default=None)
+                known[4] = max(filter(None, (known[4], last)), default=None)
+        return [dict(zip(SOURCE_STATS_FIELDS, stats[name])) for name in sorted(stats)]
 
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         ids = [int(c) for c in chunk_ids]
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.db().execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE chunk_id IN ({marks})", ids).fetchall()
-        return {row[0]: chunk_from_row(row) for row in rows}
+        found: dict[int, Chunk] = {}
+        for segment in self.segments:
+            for part in _in_batches(ids):
+                rows = segment.rows(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE {{live}} AND chunk_id IN ({_marks(part)})",
+                                    part)
+                found.update((row[0], chunk_from_row(row)) for row in rows)
+        return {i: found[i] for i in ids if i in found}
 
     def article_chunks(self, article_id: str) -> list[Chunk]:
-        rows = self.db().execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE article_id = ? ORDER BY ordinal",
-                                 (article_id,)).fetchall()
+        n = self.segment_of(article_id)
+        if n is None:
+            return []
+        rows = self.segments[n].db().execute(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE article_id = ? ORDER BY ordinal", (article_id,)).fetchall()
         return [chunk_from_row(row) for row in rows]
 
     def owners(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        ids = [int(c) for c in chunk_ids]
         owners: dict[int, str] = {}
-        # SQLite limits bound parameters; 900 per query stays under every build's limit.
-        for start in range(0, len(chunk_ids), 900):
-            part = [int(c) for c in chunk_ids[start : start + 900]]
-            marks = ",".join("?" * len(part))
-            rows = self.db().execute(f"SELECT chunk_id, article_id FROM chunks WHERE chunk_id IN ({marks})", part)
-            owners.update((int(r[0]), r[1]) for r in rows)
+        for segment in self.segments:
+            for part in _in_batches(ids):
+                rows = segment.rows(f"SELECT chunk_id, article_id FROM chunks WHERE {{live}} "
+                                    f"AND chunk_id IN ({_marks(part)})", part)
+                owners.update((int(r[0]), r[1]) for r in rows)
         return owners
 
     def article_dates(self, article_ids: Iterable[str]) -> dict[str, str | None]:
         ids = list(dict.fromkeys(article_ids))
         dates: dict[str, str | None] = {}
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            dates.update(self.db().execute(f"SELECT article_id, date FROM articles WHERE article_id IN ({marks})",
-                                           part).fetchall())
+        for segment in self.segments:
+            for part in _in_batches(ids):
+                dates.update((r[0], r[1]) for r in segment.rows(
+                    f"SELECT article_id, date FROM articles WHERE {{live}} AND article_id IN ({_marks(part)})", part))
         return dates
 
     def newest_date(self) -> str | None:
-        return self.db().execute("SELECT MAX(date) FROM articles").fetchone()[0]
+        dates = [s.rows("SELECT MAX(date) FROM articles WHERE {live}")[0][0] for s in self.segments]
+        return max(filter(None, dates), default=None)
 
     def allowed_chunks(self, filters: Filters) -> Allowed:
-        """Chunk ids that pass `filters`, or None when there are no filters."""
+        """Chunk ids (live only) that pass `filters`, or None when there are no filters."""
         if filters.empty:
             return None
         where, params = filters.sql_where("?")
-        try:
-            rows = self.db().execute(
-                "SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) WHERE " + where,
-                params,
-            ).fetchall()
-        except sqlite3.OperationalError:
-            if filters.lang and "lang" not in {r[1] for r in self.db().execute("PRAGMA table_info(articles)")}:
-                return np.empty(0, dtype=np.int64)  # a version from before languages were kept: none is known
-            raise
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        parts = []
+        for segment in self.segments:
+            if filters.lang and not segment.has_lang:
+                continue  # a segment from before languages were kept: none is known
+            rows = segment.rows("SELECT c.chunk_id FROM chunks c JOIN articles a USING (article_id) "
+                                f"WHERE {{live}} AND ({where})", params, column="a.article_id")
+            parts.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     # --- search ---------------------------------------------------------------------
 
     def dense_search(self, vector: np.ndarray, k: int, allowed: Allowed = None) -> list[tuple[int, float]]:
-        """Top `k` passages by cosine similarity; `allowed` restricts them before ranking."""
+        """Top `k` live passages by cosine similarity over every segment; `allowed` restricts them
+        before ranking."""
         import faiss
 
-        if self.vectors.ntotal == 0 or k <= 0:
-            return []
-        if allowed is not None and len(allowed) == 0:
+        if k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
-        k = min(k, self.vectors.ntotal)
         # One query gains nothing from OpenMP threads, and on a busy 2-core machine it waits
         # for the second one to be scheduled (~8 ms). The setting is per calling thread.
         faiss.omp_set_num_threads(1)
-        if allowed is not None:
-            # FAISS's bundled stubs (SWIG-generated) miss the keyword constructor and the
-            # id-array overloads that the Python wrappers add.
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
-            scores, ids = self.vectors.search(query, k, params=params)
-        else:
-            scores, ids = self.vectors.search(query, k)
+        scores, ids = [], []
+        wanted = None if allowed is None else np.asarray(allowed, dtype=np.int64)
+        for segment in self.segments:
+            if segment.vectors.ntotal == 0:
+                continue
+            mine = None
+            if wanted is not None:
+                found, _ = segment.postings.positions(wanted)
+                mine = wanted[found]
+                if not len(mine):
+                    continue
+            part_scores, part_ids = segment.dense_search(query, k, mine)
+            scores.append(part_scores)
+            ids.append(part_ids)
+        if not ids:
+            return []
+        all_scores, all_ids = np.concatenate(scores), np.concatenate(ids).astype(np.int64)
+        order = np.lexsort((all_ids, -all_scores))[:k]
         # tolist() converts in C: iterating numpy scalars cost more than the FAISS scan itself.
-        return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
+        return list(zip(all_ids[order].tolist(), all_scores[order].tolist()))
 
     def dense_scores(self, chunk_ids: Sequence[int], vector: np.ndarray) -> dict[int, float]:
         """Exact cosine (inner product of unit vectors) of `vector` with each passage's stored vector."""
         if not len(chunk_ids):
             return {}
         ids = np.asarray(chunk_ids, dtype=np.int64)
-        try:
-            stored = self.vectors.reconstruct_batch(ids)
-        except RuntimeError:  # an index type without batch reconstruction
-            stored = np.stack([self.vectors.reconstruct(int(i)) for i in ids])
-        return dict(zip(ids.tolist(), (stored @ vector).tolist()))
+        found_scores: dict[int, float] = {}
+        for segment in self.segments:
+            found, _ = segment.postings.positions(ids)
+            if found.any():
+                mine = ids[found]
+                found_scores.update(zip(mine.tolist(), (segment.stored_vectors(mine) @ vector).tolist()))
+        return {int(c): float(found_scores[int(c)]) for c in chunk_ids if int(c) in found_scores}
 
     def lexical_terms(self, query: str) -> LexicalTerms:
         """The query with the BM25 score of every passage (None when no query term is indexed)."""
@@ -402,47 +439,58 @@ class Index(Store):
     # --- what the next build starts from ------------------------------------------------
 
     def article_hashes(self) -> dict[str, str]:
-        return dict(self.db().execute("SELECT article_id, content_hash FROM articles").fetchall())
+        return {r[0]: r[1] for s in self.segments
+                for r in s.rows("SELECT article_id, content_hash FROM articles WHERE {live}")}
 
     def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
-        """(article id, MinHash signature) of every article (or of `article_ids`), for near-duplicate
+        """(article id, MinHash signature) of every live article (or of `article_ids`), for near-duplicate
         checks at ingest and story collapse at query time."""
-        rows: Iterable[tuple[str, bytes]]
-        if article_ids is None:
-            rows = self.db().execute("SELECT article_id, minhash FROM articles")
-        else:
-            ids = list(dict.fromkeys(article_ids))
-            marks = ",".join("?" * len(ids))
-            rows = self.db().execute(f"SELECT article_id, minhash FROM articles WHERE article_id IN ({marks})",
-                                     ids).fetchall() if ids else []
-        for article_id, blob in rows:
-            yield article_id, np.frombuffer(blob, dtype=np.int64)
+        ids = None if article_ids is None else list(dict.fromkeys(article_ids))
+        for segment in self.segments:
+            if ids is None:
+                rows: Iterable = segment.rows("SELECT article_id, minhash FROM articles WHERE {live}")
+            else:
+                rows = [r for part in _in_batches(ids) for r in segment.rows(
+                    f"SELECT article_id, minhash FROM articles WHERE {{live}} AND article_id IN ({_marks(part)})",
+                    part)]
+            for article_id, blob in rows:
+                yield article_id, np.frombuffer(blob, dtype=np.int64)
 
     def known_files(self) -> dict[str, int]:
-        """SHA-256 of each input file indexed in full → the number of articles it gave."""
-        try:
-            return dict(self.db().execute("SELECT sha256, articles FROM files").fetchall())
-        except sqlite3.OperationalError:  # an index written before files were recorded
-            return {}
+        """SHA-256 of each input file indexed in full → the number of articles it gave (only segments
+        written since the last delete count: a delete means every file must be read again)."""
+        known: dict[str, int] = {}
+        for segment, entry in zip(self.segments, self.entries):
+            if not entry.get("files", True):
+                continue
+            try:
+                known.update(segment.db().execute("SELECT sha256, articles FROM files").fetchall())
+            except sqlite3.OperationalError:  # a segment written before files were recorded
+                pass
+        return known
 
 
-def open_index(index_dir: str | os.PathLike, *, model: str | None = None) -> Index:
-    """Load the live version of `index_dir`, refusing a missing or mismatched index."""
+def open_index(index_dir: str | os.PathLike, *, model: str | None = None, lazy: bool = False) -> Index:
+    """Load the live version of `index_dir`, refusing a missing or mismatched index (`lazy`: see `Index`)."""
     index_dir = Path(index_dir)
     version = current_version(index_dir)
     if version is None:
         raise IndexMissing(
             f"no index at {index_dir}: build one with `newsqa index data/ --index {index_dir}`"
         )
-    return Index(version, model=model)
+    return Index(version, model=model, lazy=lazy)
 
 
 class IndexDraft(StoreWriter):
-    """A new index version being written beside the live one (a `StoreWriter`).
+    """The next index version being written beside the live one (a `StoreWriter`).
 
-    Start from an existing version (incremental) or from nothing, add and
-    remove articles, then `commit()`; any exception before that leaves the
-    live version untouched and removes the draft.
+    Starts from an existing version (`base`, opened lazily is enough) or from
+    nothing. New and changed articles go into one new segment; a changed or
+    removed article of `base` is tombstoned in its segment, which is not
+    touched. `absorb` copies the live rows of base segments into the new
+    segment instead (a merge). `commit()` writes the segment and publishes the
+    version; any exception before that leaves the live version untouched and
+    removes the draft.
     """
 
     def __init__(self, index_dir: Path, *, base: Index | None, model: str, dimension: int, settings: dict) -> None:
@@ -456,32 +504,42 @@ class IndexDraft(StoreWriter):
         self.model = model
         self.dimension = dimension
         self.settings = settings
-        self.db = _connect(self.path / "newsqa.sqlite", readonly=False)
-        if base is not None:
-            source = sqlite3.connect(f"file:{base.path / 'newsqa.sqlite'}?mode=ro", uri=True)
-            source.backup(self.db)
-            source.close()
-            self.db.executescript(_SCHEMA)  # adds tables that newer versions of the schema have
-            if "lang" not in {r[1] for r in self.db.execute("PRAGMA table_info(articles)")}:
-                self.db.execute("ALTER TABLE articles ADD COLUMN lang TEXT")  # a version from before languages
-            self.vectors = faiss.read_index(str(base.path / "vectors.faiss"))
-            if not isinstance(self.vectors, faiss.IndexIDMap2):
-                # Graph indexes cannot delete; start from their vectors in an exact index.
-                self.vectors = _rebuild_exact(self.vectors, dimension)
-        else:
-            self.db.executescript(_SCHEMA)
-            self.vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-        row = self.db.execute("SELECT COALESCE(MAX(chunk_id), -1) FROM chunks").fetchone()
-        self.next_chunk_id = int(row[0]) + 1
+        self.base = base
+        self.db = connect(self.path / "newsqa.sqlite", readonly=False)
+        self.db.executescript(SCHEMA)
+        self.vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        # The base's segments, named from this draft's place (the base's own segment by its directory).
+        self.entries = [] if base is None else [
+            {**entry, "dir": base.path.name if entry["dir"] == "." else entry["dir"]} for entry in base.entries]
+        self.next_chunk_id = 0 if base is None else base.next_chunk_id
+        self._tombstoned: dict[int, set[str]] = {}  # base segment position → article ids deleted by this draft
+        self._absorbed: list[int] = []
+        self._forget_files = False
         self.changed = False
 
+    def _in_base(self, article_id: str) -> int | None:
+        if self.base is None:
+            return None
+        n = self.base.segment_of(article_id)
+        return None if n is None or n in self._absorbed or article_id in self._tombstoned.get(n, ()) else n
+
     def has_article(self, article_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM articles WHERE article_id = ?", (article_id,)).fetchone() is not None
+        return self._in_base(article_id) is not None or self.db.execute(
+            "SELECT 1 FROM articles WHERE article_id = ?", (article_id,)).fetchone() is not None
+
+    def _removed(self) -> set[str]:
+        return {a for ids in self._tombstoned.values() for a in ids}
 
     def hashes(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT article_id, content_hash FROM articles").fetchall())
+        removed = self._removed()
+        known = {} if self.base is None else {a: h for a, h in self.base.article_hashes().items() if a not in removed}
+        known.update(self.db.execute("SELECT article_id, content_hash FROM articles").fetchall())
+        return known
 
     def signatures(self) -> Iterable[tuple[str, np.ndarray]]:
+        removed = self._removed()
+        if self.base is not None:
+            yield from ((a, sig) for a, sig in self.base.signatures() if a not in removed)
         for article_id, blob in self.db.execute("SELECT article_id, minhash FROM articles").fetchall():
             yield article_id, np.frombuffer(blob, dtype=np.int64)
 
@@ -499,19 +557,23 @@ class IndexDraft(StoreWriter):
         return [article_id for article_id in article_ids if self.remove_article(article_id)]
 
     def remove_article(self, article_id: str) -> bool:
-        """Delete an article, its chunks, vectors and full-text rows. False if it was absent."""
+        """Delete an article: tombstone it in its base segment, or drop it from the new one. False if absent."""
         ids = [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE article_id = ?", (article_id,))]
         if ids:
-            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # stubs: see dense_search
+            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # stubs: see segments
             self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-        deleted = self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount
-        self.changed = self.changed or bool(deleted)
-        return bool(deleted)
+        deleted = bool(self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount)
+        n = self._in_base(article_id)
+        if n is not None:
+            self._tombstoned.setdefault(n, set()).add(article_id)
+            deleted = True
+        self.changed = self.changed or deleted
+        return deleted
 
     def add_article(
         self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray, *, content_hash: str, minhash: np.ndarray
     ) -> None:
-        """Insert an article with its chunks (ids already assigned) and their vectors."""
+        """Insert an article with its chunks (ids already assigned) and their vectors into the new segment."""
         self.db.execute(
             "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -543,17 +605,56 @@ class IndexDraft(StoreWriter):
     def forget_files(self) -> None:
         """After deletes, every input file must be read again to restore what it holds."""
         self.db.execute("DELETE FROM files")
+        self._forget_files = True
 
-    def commit(self, extra: dict | None = None) -> Path:
-        """Finish the files, write the manifest, and make this version live."""
+    def absorb(self, positions: Sequence[int]) -> None:
+        """Merge the base segments at `positions` into the new segment: their live rows and vectors are
+        copied, their tombstoned ones dropped, and the version will no longer list them."""
+        assert self.base is not None, "absorb needs a base version"
+        for n in sorted(positions):
+            segment, entry = self.base.segments[n], self.entries[n]
+            dead = json.dumps(sorted(segment.deleted | self._tombstoned.pop(n, set())))
+            lang = "lang" if segment.has_lang else "NULL"
+            self.db.execute("ATTACH DATABASE ? AS src", (str(segment.path / "newsqa.sqlite"),))
+            try:
+                live = "article_id NOT IN (SELECT value FROM json_each(?))"
+                self.db.execute(
+                    "INSERT INTO articles SELECT article_id, title, date, source, url, kind, text, sections, "
+                    f"paragraphs, origin, content_hash, minhash, {lang} FROM src.articles WHERE {live}", (dead,))
+                self.db.execute(f"INSERT INTO chunks SELECT * FROM src.chunks WHERE {live}", (dead,))
+                self.db.execute("INSERT INTO chunks_fts (rowid, title, section, text) SELECT c.chunk_id, a.title, "
+                                "COALESCE(c.section, ''), c.text FROM src.chunks c JOIN src.articles a "
+                                f"USING (article_id) WHERE a.{live}", (dead,))
+                tables = {r[0] for r in self.db.execute("SELECT name FROM src.sqlite_master WHERE type = 'table'")}
+                if entry.get("files", True) and "files" in tables and not self._forget_files:
+                    self.db.execute("INSERT OR REPLACE INTO files SELECT sha256, path, articles FROM src.files")
+                ids = np.fromiter((r[0] for r in self.db.execute(
+                    f"SELECT chunk_id FROM src.chunks WHERE {live} ORDER BY chunk_id", (dead,))), dtype=np.int64)
+                self.db.commit()
+            finally:
+                self.db.execute("DETACH DATABASE src")
+            if len(ids):
+                self.vectors.add_with_ids(np.ascontiguousarray(segment.stored_vectors(ids), dtype=np.float32), ids)
+            self._absorbed.append(n)
+        self.changed = True
+
+    def _tombstone_entry(self, n: int, entry: dict, deleted: set[str]) -> dict:
+        """`entry` with `deleted` (article ids live in it until now) tombstoned and its live counts lowered."""
+        marks = json.dumps(sorted(deleted))
+        news, records, chunks = self.base.segments[n].db().execute(  # type: ignore[union-attr]  # only with a base
+            "SELECT COUNT(*) FILTER (WHERE kind = 'news'), COUNT(*) FILTER (WHERE kind <> 'news'), "
+            "(SELECT COUNT(*) FROM chunks WHERE article_id IN (SELECT value FROM json_each(?))) "
+            "FROM articles WHERE article_id IN (SELECT value FROM json_each(?))", (marks, marks)).fetchone()
+        live = entry["counts"]
+        return {**entry, "deleted": sorted(set(entry["deleted"]) | deleted),
+                "counts": counts(live["articles"] - news, live["records"] - records, live["chunks"] - chunks)}
+
+    def _finish_segment(self) -> dict:
+        """Write the new segment's postings and vectors; its entry in the version's list."""
         import faiss
 
         self.db.commit()
-        rows = self.db.execute(
-            "SELECT c.chunk_id, a.title, c.section, c.text FROM chunks c JOIN articles a USING (article_id) ORDER BY c.chunk_id"
-        ).fetchall()
-        lexical = LexicalIndex.build([r[0] for r in rows], [lexical_text(r[1], r[2], r[3]) for r in rows])
-        lexical.save(self.path / "lexical")
+        postings_from_rows(self.db).save(self.path / "lexical")
         news, records = self.db.execute(KIND_COUNTS_SQL).fetchone()
         self.db.execute("PRAGMA optimize")
         self.db.commit()
@@ -562,15 +663,43 @@ class IndexDraft(StoreWriter):
         if vectors.ntotal > EXACT_SEARCH_LIMIT:
             vectors = _build_graph(vectors, self.dimension)
         faiss.write_index(vectors, str(self.path / "vectors.faiss"))
+        written = counts(news, records, vectors.ntotal)
+        kind = type(faiss.downcast_index(vectors.index)).__name__
+        return {"dir": ".", "counts": written, "rows": written, "deleted": [], "files": True, "vector_index": kind}
+
+    def commit(self, extra: dict | None = None) -> Path:
+        """Write the new segment (if anything was added), then publish the version listing it."""
+        self.db.commit()
+        entries: list[dict] = []
+        at = len(self.entries)  # a merged segment takes the place of the first segment it absorbed
+        for n, entry in enumerate(self.entries):
+            if n in self._absorbed:
+                at = min(at, len(entries))
+                continue
+            if self._tombstoned.get(n):
+                entry = self._tombstone_entry(n, entry, self._tombstoned[n])
+            if self._forget_files:
+                entry = {**entry, "files": False}
+            entries.append(entry)
+        holds = self.db.execute("SELECT EXISTS (SELECT 1 FROM articles) OR EXISTS (SELECT 1 FROM files)").fetchone()[0]
+        if holds:
+            entries.insert(at, self._finish_segment())
+        else:
+            self.db.close()
+            (self.path / "newsqa.sqlite").unlink()  # nothing added: the version only lists segments
+        totals = counts(*(sum(e["counts"][key] for e in entries) for key in ("articles", "records", "chunks")))
+        largest = max(entries, key=lambda e: e["counts"]["chunks"], default={})
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": self.model,
             "dimension": self.dimension,
             "chunking": self.settings,
-            "counts": counts(news, records, len(rows)),
-            "vector_index": type(faiss.downcast_index(vectors.index)).__name__,  # type: ignore[attr-defined]  # an IndexIDMap2
+            "counts": totals,
+            "vector_index": largest.get("vector_index") or "IndexFlatIP",
             "package_version": package_version(),
             "built_at": _now(),
+            "next_chunk_id": self.next_chunk_id,
+            "segments": entries,
             **(extra or {}),
         }
         _write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -589,17 +718,6 @@ class IndexDraft(StoreWriter):
             self.db.close()
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _rebuild_exact(index, dimension: int):
-    import faiss
-
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    vectors = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, dimension), np.float32)
-    exact = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-    if len(ids):
-        exact.add_with_ids(vectors, ids)
-    return exact
 
 
 def _build_graph(exact, dimension: int):
@@ -645,17 +763,41 @@ def remove_stale_drafts(index_dir: Path) -> None:
             pass
 
 
+def _listed_segments(version_dir: Path) -> set[str]:
+    """Names of the directories holding the segments `version_dir` lists."""
+    try:
+        entries = segment_entries(read_manifest(version_dir))
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {version_dir.name if e["dir"] == "." else e["dir"] for e in entries}
+
+
 def _prune_versions(index_dir: Path, *, keep: str) -> None:
-    versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir() and p.name != keep)
-    for old in versions[: max(len(versions) - (KEEP_VERSIONS - 1), 0)]:
-        try:
-            pin = open(old / "manifest.json", "rb")
-        except FileNotFoundError:
-            shutil.rmtree(old, ignore_errors=True)
-            continue
-        with pin:
+    """Remove old versions: all but `keep` and the newest `KEEP_VERSIONS - 1` others, and never one a
+    reader holds; a removed version's directory stays while a kept version lists the segment it holds."""
+    others = sorted(p for p in index_dir.glob("v-*") if p.is_dir() and p.name != keep)
+    cut = max(len(others) - (KEEP_VERSIONS - 1), 0)
+    kept = [index_dir / keep, *others[cut:]]
+    unpinned: list[tuple[Path, BinaryIO | None]] = []
+    try:
+        for old in others[:cut]:
+            try:
+                pin = open(old / "manifest.json", "rb")
+            except FileNotFoundError:
+                unpinned.append((old, None))
+                continue
             try:
                 fcntl.flock(pin, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                continue  # a reader (e.g. a running service) still has it open: a later build prunes it
-            shutil.rmtree(old, ignore_errors=True)
+                pin.close()
+                kept.append(old)  # a reader (e.g. a running service) still has it open: a later build prunes it
+                continue
+            unpinned.append((old, pin))
+        needed = set().union(*(_listed_segments(v) for v in kept))
+        for old, _ in unpinned:
+            if old.name not in needed:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        for _, handle in unpinned:
+            if handle is not None:
+                handle.close()
