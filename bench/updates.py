@@ -20,8 +20,8 @@ The index is copied to a temporary directory first (`--index` is never written).
    exit until no search returns it.
 
 Then, in-process on the final copy, search p50/p99 over the SciFact test claims (`--queries`) with
-the unmerged segments, then after `newsqa merge --small` (the small segments into one; the large
-base stays as it is), and whether the two return the same ids (scores
+the unmerged segments, then after `newsqa merge --small` (`--merge small`, the default: the small
+segments into one, the large base as it is) or `newsqa merge` (`--merge all`), and whether the two return the same ids (scores
 within 1e-5). The load average (`uptime`) is printed beside the timings.
 """
 
@@ -147,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bbc", type=Path, default=BBC, help="BBC corpus.jsonl (read only)")
     parser.add_argument("--queries", type=Path, default=SCIFACT_QUERIES, help="queries for the segment overhead")
     parser.add_argument("--searches", type=int, default=300, help="queries for the segment overhead")
+    parser.add_argument("--merge", choices=["small", "all"], default="small",
+                        help="merge only the small segments (default) or everything (--short: all)")
     parser.add_argument("--via", choices=["http", "cli"], default="http", help="how articles are added")
     parser.add_argument("--short", action="store_true", help="CI: the shipped news page, 2 adds of 3 articles")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     if args.short:
-        args.runs, args.articles, args.searches = 2, 3, 30
+        args.runs, args.articles, args.searches, args.merge = 2, 3, 30, "all"
 
     from indexer.embed import Embedder
 
@@ -204,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
 
         queries = load_queries(str(args.queries))[: args.searches]
         unmerged, before_merge = in_process(copy, queries)
-        merge_s = cli("merge", "--small", "--index", str(copy))
+        merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
         merged, after_merge = in_process(copy, queries)
         same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
                    for a, b in zip(before_merge, after_merge))
-        report.update(unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2), merged_results_identical=same,
+        report.update(merge=args.merge, unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2), merged_results_identical=same,
                       load_after=load_average())
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
     if args.json:

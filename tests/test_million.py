@@ -36,3 +36,21 @@ def test_million_bench_short_mode(tmp_path):
     assert study["chosen"]["recall@10_k10"] >= 0.95 and study["vectors"] == 20_000
     assert report["index_disk_bytes"] > 0 and report["memory"]["server_idle"] > report["memory"]["tiny_idle"] > 0
     assert {"embed_ms", "dense_ms", "lexical_ms", "total_ms"} <= set(report["breakdown_ms"])
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl").is_file(),
+                    reason="the BBC corpus is not in ../shared")
+def test_updates_bench_short_mode(tmp_path):
+    """bench/updates.py --short: articles pushed to a live server become searchable, a delete disappears
+    from search, and the segmented index gives the same results before and after a merge."""
+    out = tmp_path / "updates.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "updates.py"), "--short", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["runs"]) == 2 and all(run["articles"] == 3 for run in report["runs"])
+    # The bench waits (up to 60 s) until each add and delete shows in search, and fails if it never does.
+    assert all(run["visible_after_commit_s"] >= 0 and run["deleted_visible_after_commit_s"] >= 0
+               for run in report["runs"])
+    assert report["unmerged"]["segments"] == 3 and report["merged"]["segments"] < 3
+    assert report["merged_results_identical"] is True
