@@ -215,34 +215,34 @@ class SlowEmbedder:
 
 @pytest.mark.slow
 def test_a_timed_out_search_stops_at_its_next_step_and_frees_its_worker(news_index_dir, embedder):
-    """A search is two model calls (the query, then the highlights). When the time budget runs out
-    during the first, the client gets its 503 at once and the second never starts: the worker
-    thread is free as soon as the step in progress ends, instead of finishing the whole search."""
+    """An answer is two model calls (the question, then the candidate sentences). When the time budget
+    runs out during the first, the client gets its 503 at once and the second never starts: the
+    worker thread is free as soon as the step in progress ends, instead of finishing the whole request."""
     from service.app import ServiceSettings
 
     from helpers import assert_error
 
     delay, budget = 1.0, 0.5
-    query = "locomotives for the railway"  # its highlights need a model call of their own
+    question = "Which company will supply the locomotives?"  # its sentences need a model call of their own
     slow = SlowEmbedder(embedder, delay)
     settings = ServiceSettings(index_dir=news_index_dir, port=free_port(), reload_interval=0,
                                request_timeout=budget, query_cache=0)
     with LiveServer(settings, slow) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         sent = time.monotonic()
-        response = client.get("/v1/search", params={"q": query})
+        response = client.get("/v1/answer", params={"q": question})
         answered = time.monotonic() - sent
         error = assert_error(response, 503, "timeout")
         assert f"{budget:g} s" in error["message"]
         assert answered < delay, f"the 503 came after {answered:.2f} s, not at the {budget} s budget"
-        assert slow.calls == 1, "the query's model call should be running when the budget ran out"
+        assert slow.calls == 1, "the question's model call should be running when the budget ran out"
         # Free within the step in progress (it ends `delay` after it began), with slack for a busy machine.
         wait_for(lambda: slow.active == 0, delay + 0.5, "the worker is still busy after its step ended")
         time.sleep(delay / 2)  # a second step would have started by now
-        assert slow.calls == 1, "the timed-out search went on to its next model call"
-        # The worker serves the next request; the same search untimed takes both steps (the
-        # highlights were never computed), so the one above really stopped short.
+        assert slow.calls == 1, "the timed-out answer went on to its next model call"
+        # The worker serves the next request; the same answer untimed takes both steps (the
+        # sentences were never embedded), so the one above really stopped short.
         slow.delay = 0.0
-        assert client.get("/v1/search", params={"q": query}).status_code == 200
+        assert client.get("/v1/answer", params={"q": question}).status_code == 200
         assert slow.calls == 3
 
 
