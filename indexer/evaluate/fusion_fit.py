@@ -178,11 +178,13 @@ def fit_fusion(sets: Sequence[TrainingSet], *, features: Sequence[str] = QUERY_F
 
 
 def cross_validate(sets: Sequence[TrainingSet], features: Sequence[str], *, folds: int = 5, l2: float = 1e-4,
-                   restarts: int = 4, seed: int = 0) -> float:
+                   restarts: int = 4, seed: int = 0, tables: Sequence[np.ndarray] | None = None) -> float:
     """Mean over `folds` of the held-out fold's metric (each set counting equally) when fitting on the
-    other folds of every set: how well a feature set generalises, from training data alone."""
+    other folds of every set: how well a feature set generalises, from training data alone. `tables`:
+    each set's `curves`, when the caller already has them (they do not depend on the features)."""
     _check(features)
-    tables = [curves(s.queries, s.metric) for s in sets]
+    if tables is None:
+        tables = [curves(s.queries, s.metric) for s in sets]
     xs = [_features(s.queries, features) for s in sets]
     rng = np.random.default_rng(seed)
     assignment = [rng.permutation(len(s.queries)) % folds for s in sets]
@@ -201,12 +203,14 @@ def select_features(sets: Sequence[TrainingSet], *, candidates: Sequence[str] = 
     """Forward selection by `cross_validate`: start from no feature (a fixed weight) and add the
     feature that raises the cross-validated metric most, until none adds `min_gain`. Returns the
     features and their cross-validated metric."""
+    # Computed once: every trial below fits on the same per-query metric curves.
+    tables = [curves(s.queries, s.metric) for s in sets]
     chosen: list[str] = []
-    best = cross_validate(sets, chosen, folds=folds, l2=l2, seed=seed)
+    best = cross_validate(sets, chosen, folds=folds, l2=l2, seed=seed, tables=tables)
     if log:
         log(f"cv {best:.4f} with no feature")
     while True:
-        trials = {f: cross_validate(sets, [*chosen, f], folds=folds, l2=l2, seed=seed)
+        trials = {f: cross_validate(sets, [*chosen, f], folds=folds, l2=l2, seed=seed, tables=tables)
                   for f in candidates if f not in chosen}
         if not trials:
             break
