@@ -49,6 +49,7 @@ from query_latency import (  # noqa: E402
     DEFAULT_QUERIES,
     Server,
     build_news_index,
+    load_average,
     load_queries,
     percentile,
     run_level,
@@ -149,14 +150,6 @@ def _swap_loop(index_dir: Path, url: str, every: float, stop: threading.Event, l
                     "seconds_to_serve": round(time.perf_counter() - t0, 2)})
         print(f"swap {round_}: {action} -> {version} in {log[-1]['seconds_to_serve']} s", file=sys.stderr)
         round_ += 1
-
-
-def load_average() -> str:
-    """`uptime`'s load averages (1, 5, 15 min) and the core count, to print beside a timing."""
-    import os
-
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def own_cpu_seconds() -> float:

@@ -50,6 +50,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
+def load_average() -> str:
+    """`uptime`'s load averages (1, 5, 15 min) and the core count, to print beside a timing."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def load_queries(path: str | None) -> list[str]:
     if not path:
         return DEFAULT_QUERIES

@@ -43,15 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from query_latency import Server, load_queries, percentile  # noqa: E402
+from query_latency import Server, load_average, load_queries, percentile  # noqa: E402
 
 ADMIN_KEY = "updates-bench-admin"
 BBC = ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl"
 SCIFACT_QUERIES = ROOT.parent / "shared" / "datasets" / "beir-scifact" / "queries_test.jsonl"
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def disk_bytes(directory: Path) -> int:

@@ -191,7 +191,7 @@ class Embedder:
 
         A cheap word-level similarity: cosine between these vectors finds synonyms and
         related words ("present" and "gift") for the price of a table look-up. The table
-        (the model's first layer, ~45 MB) loads on first use.
+        (the model's first layer, ~45 MB) loads when a query embedder is built, else on first use.
         """
         table = self._wordpiece_table()
         encoding = self._counter.encode(text, add_special_tokens=False)
