@@ -13,6 +13,9 @@ import numpy as np
 
 PERMUTATIONS = 64
 SHINGLE = 5
+# LSH: a signature is cut into BANDS bands of ROWS values; articles sharing a whole band are candidates.
+BANDS = 16
+ROWS = PERMUTATIONS // BANDS
 # Estimated shingle Jaccard at or above which two articles are one (every index build's default).
 DEDUPE_THRESHOLD = 0.8
 _PRIME = (1 << 31) - 1
@@ -45,3 +48,27 @@ def signature(text: str) -> np.ndarray:
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Estimated Jaccard similarity of the shingle sets behind two signatures (0..1)."""
     return float(np.mean(a == b))
+
+
+def _band_multipliers() -> np.ndarray:
+    rng = np.random.default_rng(20261201)  # fixed: band keys are stored in the index
+    multipliers = rng.integers(1, 1 << 63, size=(BANDS, ROWS), dtype=np.int64).astype(np.uint64) | np.uint64(1)
+    multipliers.setflags(write=False)
+    return multipliers
+
+
+_BAND_MULTIPLIERS = _band_multipliers()
+_BAND_SALTS = np.arange(BANDS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+_BAND_SALTS.setflags(write=False)
+
+
+def band_keys(sig: np.ndarray) -> list[int]:
+    """The signature's LSH bucket keys: one signed 64-bit key per band (a multiply-add hash of its values).
+
+    Equal bands always give equal keys; unequal ones collide with odds near 2^-64 (a collision only
+    costs one extra similarity check). Keys are stored in the index (a segment's `bands` table), so
+    the hash must never change.
+    """
+    # Unsigned array arithmetic wraps around silently: the wrap-around is the hash.
+    rows = np.asarray(sig, dtype=np.int64).view(np.uint64).reshape(BANDS, ROWS)
+    return ((rows * _BAND_MULTIPLIERS).sum(axis=1) ^ _BAND_SALTS).view(np.int64).tolist()

@@ -442,3 +442,69 @@ def test_loading_a_version_after_an_add_reads_only_the_new_segment(tmp_path, mem
             fresh.close()
     finally:
         served.close()
+
+
+# --- an add reads what it changes, not the whole index -----------------------------------------------
+
+
+@needs_scifact
+def test_an_add_finds_near_duplicates_by_key_without_reading_every_article(tmp_path, memo, monkeypatch):
+    import sqlite3
+
+    from indexer.store.embedded import Index
+
+    docs = _scifact(33)
+    index_dir = _build(tmp_path, "idx", [docs[0:10], docs[10:20], docs[20:30]], memo)
+    first = _segment_dirs(index_dir)[0]
+    # The first segment as written before band keys were stored: its keys are computed from its rows.
+    with sqlite3.connect(first / "newsqa.sqlite") as conn:
+        conn.execute("DROP TABLE bands")
+    bulk = []
+    for name in ("signatures", "article_hashes"):
+        real = getattr(Index, name)
+        monkeypatch.setattr(Index, name, lambda self, *a, _real=real, _name=name: bulk.append(_name) or _real(self, *a))
+
+    copies = [{**docs[n], "id": f"copy-{n}", "text": docs[n]["text"] + " This is a reprint."} for n in (3, 15, 27)]
+    changed = {**docs[12], "title": docs[31]["title"], "text": docs[31]["text"] + " Revised."}  # a new one's copy
+    summary = build_index([write_jsonl(tmp_path / "add.jsonl", [*copies, docs[30], docs[5], changed, docs[31]])],
+                          index_dir, embedder=memo, progress=False)
+    # The reprints of an old article in each segment, and the new article `changed` now duplicates, are found.
+    assert (summary.added, summary.updated, summary.unchanged, summary.duplicates) == (1, 1, 1, 4)
+    assert bulk == [], "a small add read every article of the index"
+
+    # A merge writes the band keys of the old segment's rows; a reprint is still found after it.
+    merge_index(index_dir)
+    index = open_index(index_dir, lazy=True)
+    try:
+        assert len(index.segments) == 1 and index.segments[0].has_bands
+        assert index.content_hash(docs[12]["id"]) is not None and index.content_hash("copy-3") is None
+    finally:
+        index.close()
+    again = build_index([write_jsonl(tmp_path / "again.jsonl", [{**copies[0], "id": "copy-again"}])], index_dir,
+                        embedder=memo, progress=False)
+    assert (again.added, again.duplicates) == (0, 1) and bulk == []
+
+
+def test_a_large_run_reads_the_index_once_instead_of_per_article(tmp_path, memo):
+    from indexer.ingest.dedupe import KnownArticles, signature
+
+    records = _records("k", 6)
+    index_dir = _build(tmp_path, "idx", [records[:3], records[3:]], memo)
+    index = open_index(index_dir, lazy=True)
+    try:
+        reads = []
+
+        def signatures():
+            reads.append("signatures")
+            return index.signatures()
+
+        known = KnownArticles(hashes=index.article_hashes, signatures=signatures, hash_of=index.content_hash,
+                              similar=index.similar_signatures, bulk_after=2)
+        texts = [signature(r["title"] + "\n" + r["text"]) for r in records]
+        # Before and after the switch to one bulk read, the answers are the same.
+        found = [known.duplicate(sig, exclude="other") for sig in texts]
+        assert found == [r["id"] for r in records] and reads == ["signatures"] and known.lookups == 2
+        assert known.duplicate(texts[0], exclude=records[0]["id"]) is None
+        assert known.duplicate(texts[4], exclude="other", replaced={records[4]["id"]}) is None
+    finally:
+        index.close()

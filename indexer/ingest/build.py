@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.ingest.chunk import ChunkSettings, chunk_article
-from indexer.ingest.dedupe import DEDUPE_THRESHOLD, DuplicateFinder, signature
+from indexer.ingest.dedupe import DEDUPE_THRESHOLD, DuplicateFinder, KnownArticles, signature
 from indexer.ingest.lang import guess_language
 from indexer.embed import Embedder, passage_input
 from indexer.errors import IndexMismatch, InputError
@@ -97,8 +97,7 @@ class IngestLoop:
         embedder: Embedder,
         settings: ChunkSettings,
         summary: BuildSummary,
-        known: dict[str, str],
-        load_signatures: Callable[[], Iterable[tuple[str, np.ndarray]]],
+        known: KnownArticles,
         write: Callable[[list[PendingArticle]], None],
         progress: bool,
         dedupe_threshold: float = DEDUPE_THRESHOLD,
@@ -110,11 +109,9 @@ class IngestLoop:
         self.settings = settings
         self.summary = summary
         self.known = known
-        self._load_signatures = load_signatures
         self._write = write
-        self._threshold = dedupe_threshold
         self._batch_chunks = batch_chunks
-        self._finder: DuplicateFinder | None = None
+        self._written = DuplicateFinder(dedupe_threshold)  # this run's new and changed articles
         self._embedded = 0
         self._seen: set[str] = set()
         self._pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
@@ -122,13 +119,10 @@ class IngestLoop:
         self._bytes_read = bytes_read if input_bytes is not None else None
         self._bar = _progress(progress, input_bytes if bytes_read is not None else None)
 
-    def _duplicates(self) -> DuplicateFinder:
-        # Loaded on the first new or changed article: an unchanged re-index never reads them.
-        if self._finder is None:
-            self._finder = DuplicateFinder(self._threshold)
-            for article_id, sig in self._load_signatures():
-                self._finder.add(article_id, sig)
-        return self._finder
+    def _duplicate(self, article_id: str, sig: np.ndarray) -> str | None:
+        # An article this run replaced is matched by its new text only, never by the stored one.
+        written = self._written
+        return written.find(sig, exclude=article_id) or self.known.duplicate(sig, exclude=article_id, replaced=written)
 
     def offer(self, article: Article) -> None:
         summary = self.summary
@@ -142,20 +136,19 @@ class IngestLoop:
             summary.duplicates += 1
             return
         self._seen.add(article.article_id)
-        if self.known.get(article.article_id) == digest:
+        stored = self.known.content_hash(article.article_id)
+        if stored == digest:
             summary.unchanged += 1
             return
-        finder = self._duplicates()
         sig = signature(article.title + "\n" + article.text)
-        if finder.find(sig, exclude=article.article_id) is not None:
+        if self._duplicate(article.article_id, sig) is not None:
             summary.duplicates += 1
             return
-        if article.article_id in self.known:
+        if stored is not None:
             summary.updated += 1
-            finder.remove(article.article_id)
         else:
             summary.added += 1
-        finder.add(article.article_id, sig)
+        self._written.add(article.article_id, sig)
         chunks = chunk_article(article, self.settings, self.embedder.count_wordpieces)
         self._pending.append((article, chunks, digest, sig))
         if sum(len(c) for _, c, _, _ in self._pending) >= self._batch_chunks:
@@ -268,8 +261,10 @@ def _build_locked(
         ensure_draft().write(batch)
 
     loop = IngestLoop(
-        embedder=embedder, settings=settings, summary=summary, known=base.article_hashes() if base else {},
-        load_signatures=base.signatures if base else tuple, write=write,
+        embedder=embedder, settings=settings, summary=summary, write=write,
+        known=KnownArticles(hashes=base.article_hashes, signatures=base.signatures, hash_of=base.content_hash,
+                            similar=base.similar_signatures, threshold=dedupe_threshold)
+        if base else KnownArticles.empty(dedupe_threshold),
         progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
         input_bytes=input_size(sources), bytes_read=lambda: report.bytes_read,
     )

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from indexer.errors import InvalidParameter
 from indexer.ingest.build import BuildSummary, IngestLoop, build_index, delete_articles, finish_summary
 from indexer.ingest.chunk import ChunkSettings
-from indexer.ingest.dedupe import DEDUPE_THRESHOLD
+from indexer.ingest.dedupe import DEDUPE_THRESHOLD, KnownArticles
 from indexer.ingest.read import ReadReport, read_sources
 from indexer.store.postgres import WRITE_BATCH_CHUNKS, PgWriter, delete_from_store, is_store_url, shard_of
 
@@ -80,11 +80,11 @@ def index_into_store(
         writer.write(batch)
         wrote = True
 
+    threshold = DEDUPE_THRESHOLD if dedupe_threshold is None else dedupe_threshold
     loop = IngestLoop(
-        embedder=embedder, settings=settings, summary=summary, known=writer.hashes(),
-        load_signatures=writer.signatures, write=write,
-        progress=sys.stderr.isatty() if progress is None else progress,
-        dedupe_threshold=DEDUPE_THRESHOLD if dedupe_threshold is None else dedupe_threshold,
+        embedder=embedder, settings=settings, summary=summary, write=write,
+        known=KnownArticles(hashes=writer.hashes, signatures=writer.signatures, threshold=threshold),
+        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=threshold,
         batch_chunks=WRITE_BATCH_CHUNKS,
     )
     try:

@@ -4,6 +4,6 @@ PostgreSQL + pgvector.
 `backends.open_store` picks a backend from a directory or a `postgresql://` URL. Query code reaches a
 store only through its read interface, never FAISS or SQL directly.
 
-May import: the shared core (`indexer.types`, `errors`). Never `indexer.query`, `indexer.evaluate` or
+May import: the shared core (`indexer.types`, `errors`, `minhash`). Never `indexer.query`, `indexer.evaluate` or
 `service`.
 """

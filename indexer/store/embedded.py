@@ -47,6 +47,7 @@ from typing import BinaryIO
 import numpy as np
 
 from indexer.errors import IndexBusy, IndexMismatch, IndexMissing
+from indexer.minhash import band_keys
 from indexer.store.bm25 import Lexical
 from indexer.store.common import (
     CHUNK_COLUMNS, FAISS_HNSW_EF_CONSTRUCTION, FAISS_HNSW_M, KIND_COUNTS_SQL, SOURCE_STATS_FIELDS, article_from_row,
@@ -442,6 +443,23 @@ class Index(Store):
         return {r[0]: r[1] for s in self.segments
                 for r in s.rows("SELECT article_id, content_hash FROM articles WHERE {live}")}
 
+    def content_hash(self, article_id: str) -> str | None:
+        """The content hash of live article `article_id`, or None: one keyed look-up per segment."""
+        for segment in reversed(self.segments):
+            if article_id not in segment.deleted:
+                row = segment.db().execute("SELECT content_hash FROM articles WHERE article_id = ?",
+                                           (article_id,)).fetchone()
+                if row is not None:
+                    return row[0]
+        return None
+
+    def similar_signatures(self, sig: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(article id, MinHash signature) of the live articles sharing an LSH band with `sig`: the
+        near-duplicate candidates, found by key in each segment's `bands` table."""
+        keys = band_keys(sig)
+        return [(article_id, np.frombuffer(blob, dtype=np.int64))
+                for segment in self.segments for article_id, blob in segment.similar(keys)]
+
     def signatures(self, article_ids: Iterable[str] | None = None) -> Iterable[tuple[str, np.ndarray]]:
         """(article id, MinHash signature) of every live article (or of `article_ids`), for near-duplicate
         checks at ingest and story collapse at query time."""
@@ -562,6 +580,10 @@ class IndexDraft(StoreWriter):
         if ids:
             self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # stubs: see segments
             self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        own = self.db.execute("SELECT minhash FROM articles WHERE article_id = ?", (article_id,)).fetchone()
+        if own is not None:
+            self.db.executemany("DELETE FROM bands WHERE key = ? AND article_id = ?",
+                                [(key, article_id) for key in band_keys(np.frombuffer(own[0], dtype=np.int64))])
         deleted = bool(self.db.execute("DELETE FROM articles WHERE article_id = ?", (article_id,)).rowcount)
         n = self._in_base(article_id)
         if n is not None:
@@ -582,6 +604,8 @@ class IndexDraft(StoreWriter):
                 minhash.astype(np.int64).tobytes(), article.lang,
             ),
         )
+        self.db.executemany("INSERT OR IGNORE INTO bands VALUES (?,?)",
+                            [(key, article.article_id) for key in band_keys(minhash)])
         self.db.executemany(
             'INSERT INTO chunks (chunk_id, article_id, ordinal, start, "end", section, paragraph, tokens, text) '
             "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -626,6 +650,14 @@ class IndexDraft(StoreWriter):
                                 "COALESCE(c.section, ''), c.text FROM src.chunks c JOIN src.articles a "
                                 f"USING (article_id) WHERE a.{live}", (dead,))
                 tables = {r[0] for r in self.db.execute("SELECT name FROM src.sqlite_master WHERE type = 'table'")}
+                if "bands" in tables:
+                    self.db.execute(f"INSERT OR IGNORE INTO bands SELECT key, article_id FROM src.bands WHERE {live}",
+                                    (dead,))
+                else:  # a segment written before band keys were stored
+                    self.db.executemany("INSERT OR IGNORE INTO bands VALUES (?,?)", (
+                        (key, article_id) for article_id, blob in self.db.execute(
+                            f"SELECT article_id, minhash FROM src.articles WHERE {live}", (dead,)).fetchall()
+                        for key in band_keys(np.frombuffer(blob, dtype=np.int64))))
                 if entry.get("files", True) and "files" in tables and not self._forget_files:
                     self.db.execute("INSERT OR REPLACE INTO files SELECT sha256, path, articles FROM src.files")
                 ids = np.fromiter((r[0] for r in self.db.execute(

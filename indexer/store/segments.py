@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.minhash import band_keys
 from indexer.store.bm25 import Postings
 from indexer.store.common import ARTICLE_COLUMNS, lexical_text
 
@@ -57,6 +58,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+-- Each article's MinHash LSH band keys (`indexer.minhash.band_keys`): near-duplicate look-ups by key.
+CREATE TABLE IF NOT EXISTS bands (
+    key INTEGER NOT NULL,
+    article_id TEXT NOT NULL,
+    PRIMARY KEY (key, article_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT PRIMARY KEY,
     path TEXT NOT NULL,
@@ -174,6 +181,35 @@ class Segment:
     def has_lang(self) -> bool:
         # Segments written before languages were kept have no `lang` column.
         return "lang" in {r[1] for r in self.db().execute("PRAGMA table_info(articles)")}
+
+    @functools.cached_property
+    def has_bands(self) -> bool:
+        # Segments written before band keys were stored have no `bands` table.
+        return self.db().execute("SELECT 1 FROM sqlite_master WHERE name = 'bands'").fetchone() is not None
+
+    @functools.cached_property
+    def _bands_in_memory(self) -> tuple[dict[int, list[str]], dict[str, bytes]]:
+        buckets: dict[int, list[str]] = {}
+        signatures: dict[str, bytes] = {}
+        for article_id, blob in self.db().execute("SELECT article_id, minhash FROM articles"):
+            signatures[article_id] = blob
+            for key in band_keys(np.frombuffer(blob, dtype=np.int64)):
+                buckets.setdefault(key, []).append(article_id)
+        return buckets, signatures
+
+    def similar(self, keys: Sequence[int]) -> list[tuple[str, bytes]]:
+        """(article id, MinHash blob) of the live articles with at least one of the LSH band `keys`.
+
+        A segment without a `bands` table has its keys computed once, in memory, on first use.
+        """
+        if self.has_bands:
+            marks = ",".join("?" * len(keys))
+            return [(r[0], r[1]) for r in self.rows(
+                "SELECT article_id, minhash FROM articles WHERE {live} AND article_id IN "
+                f"(SELECT article_id FROM bands WHERE key IN ({marks}))", keys)]
+        buckets, signatures = self._bands_in_memory
+        ids = {a for key in keys for a in buckets.get(key, ())} - self.deleted
+        return [(a, signatures[a]) for a in ids]
 
     @functools.cached_property
     def article_columns(self) -> str:
