@@ -37,7 +37,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -280,14 +280,40 @@ class Index(Store):
                                    (article_id,)).fetchone()
         return article_from_row(row)
 
+    @functools.cached_property
+    def _largest_first(self) -> list[Segment]:
+        """The segments by live passages, largest first: a look-up by article id usually ends in the first."""
+        order = sorted(range(len(self.segments)), key=lambda n: -self.entries[n]["counts"]["chunks"])
+        return [self.segments[n] for n in order]
+
+    def _by_article(self, ids: list[str], columns: Callable[[Segment], str]) -> Iterator[sqlite3.Row]:
+        """The live rows (`columns` first, the article id) of articles `ids`, each from the one segment
+        holding it live: segments are read largest first until every id is found."""
+        missing = set(ids)
+        for segment in self._largest_first:
+            if not missing:
+                return
+            wanted = [i for i in ids if i in missing]
+            for part in _in_batches(wanted):
+                for row in segment.rows(f"SELECT {columns(segment)} FROM articles WHERE {{live}} "
+                                        f"AND article_id IN ({_marks(part)})", part):
+                    missing.discard(row[0])
+                    yield row
+
+    def _by_chunk(self, ids: list[int]) -> Iterator[tuple[Segment, list[int]]]:
+        """Each segment holding some of chunk ids `ids` (live or tombstoned), with those ids."""
+        if len(self.segments) == 1:
+            yield self.segments[0], ids
+            return
+        wanted = np.asarray(ids, dtype=np.int64)
+        for segment in self.segments:
+            found, _ = segment.postings.positions(wanted)
+            if found.any():
+                yield segment, wanted[found].tolist()
+
     def articles(self, article_ids: Iterable[str]) -> dict[str, Article]:
         ids = list(dict.fromkeys(article_ids))
-        found: dict[str, Article] = {}
-        for segment in self.segments:
-            for part in _in_batches(ids):
-                rows = segment.rows(f"SELECT {segment.article_columns} FROM articles WHERE {{live}} "
-                                    f"AND article_id IN ({_marks(part)})", part)
-                found.update((row[0], article_from_row(row)) for row in rows)
+        found = {row[0]: article_from_row(row) for row in self._by_article(ids, lambda s: s.article_columns)}
         return {i: found[i] for i in ids if i in found}
 
     def list_articles(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
@@ -323,8 +349,8 @@ class Index(Store):
     def chunks(self, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
         ids = [int(c) for c in chunk_ids]
         found: dict[int, Chunk] = {}
-        for segment in self.segments:
-            for part in _in_batches(ids):
+        for segment, held in self._by_chunk(ids):
+            for part in _in_batches(held):
                 rows = segment.rows(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE {{live}} AND chunk_id IN ({_marks(part)})",
                                     part)
                 found.update((row[0], chunk_from_row(row)) for row in rows)
@@ -341,8 +367,8 @@ class Index(Store):
     def owners(self, chunk_ids: Sequence[int]) -> dict[int, str]:
         ids = [int(c) for c in chunk_ids]
         owners: dict[int, str] = {}
-        for segment in self.segments:
-            for part in _in_batches(ids):
+        for segment, held in self._by_chunk(ids):
+            for part in _in_batches(held):
                 rows = segment.rows(f"SELECT chunk_id, article_id FROM chunks WHERE {{live}} "
                                     f"AND chunk_id IN ({_marks(part)})", part)
                 owners.update((int(r[0]), r[1]) for r in rows)
@@ -350,12 +376,7 @@ class Index(Store):
 
     def article_dates(self, article_ids: Iterable[str]) -> dict[str, str | None]:
         ids = list(dict.fromkeys(article_ids))
-        dates: dict[str, str | None] = {}
-        for segment in self.segments:
-            for part in _in_batches(ids):
-                dates.update((r[0], r[1]) for r in segment.rows(
-                    f"SELECT article_id, date FROM articles WHERE {{live}} AND article_id IN ({_marks(part)})", part))
-        return dates
+        return {r[0]: r[1] for r in self._by_article(ids, lambda s: "article_id, date")}
 
     def newest_date(self) -> str | None:
         dates = [s.rows("SELECT MAX(date) FROM articles WHERE {live}")[0][0] for s in self.segments]
