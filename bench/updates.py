@@ -221,14 +221,22 @@ def update_runs(server_url: str, target: list[str], plan: list[list[dict]], meas
     return rows
 
 
-def serve(index: Path, log: Path, extra: list[str]) -> Server:
-    server = Server(index, log, ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY, *extra])
+def start_server(index: Path, log: Path, extra: list[str]) -> Server:
+    """`newsqa serve` with a 0.2 s reload interval and the admin key, started (not yet ready)."""
+    return Server(index, log, ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY, *extra])
+
+
+def ready(server: Server) -> Server:
     try:
         server.wait_ready()
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def serve(index: Path, log: Path, extra: list[str]) -> Server:
+    return ready(start_server(index, log, extra))
 
 
 def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Path) -> bool:
@@ -264,17 +272,26 @@ def postgres_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Pa
     Extra disk is the database's size (`pg_database_size`); search p50/p99 in-process after the runs."""
     from indexer.store.postgres import delete_from_store
 
-    pg_server = None
+    pg_server, server = None, None
     try:
         if args.pg_url:
             url = args.pg_url
         else:
+            from dataclasses import asdict
+
             from backends import Server as PgServer  # bench/backends.py: pgserver in a temporary directory
+            from indexer.ingest.chunk import ChunkSettings
             from indexer.ingest.targets import index_into_store
+            from indexer.store.postgres import PgWriter
 
             log("starting a private PostgreSQL server")
             pg_server = PgServer()
             url = pg_server.database("updates")
+            # The schema first, so `newsqa serve` loads its model while data/ is embedded here (a store is
+            # live: the server sees the rows as they commit).
+            PgWriter(url, model=embedder.name, dimension=embedder.dimension,
+                     settings=asdict(ChunkSettings().validate())).close()
+            server = start_server(tmp / "no-index", tmp / "server.log", ["--store", url])
             log("loading data/ into it")
             loaded = index_into_store([ROOT / "data"], url, embedder=embedder, progress=False)
             if loaded.errors:
@@ -286,20 +303,23 @@ def postgres_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Pa
             report["index_bytes"] = size()
             log("starting newsqa serve --store")
             # --index is not read with --store (serve checks for an index directory only without one).
-            server = serve(tmp / "no-index", tmp / "server.log", ["--store", url])
+            server = ready(server or start_server(tmp / "no-index", tmp / "server.log", ["--store", url]))
             try:
                 report["runs"] = update_runs(server.url, ["--store", url], plan, size, args.via, embedder, tmp)
             finally:
                 server.stop()
+                server = None
             log("search p50/p99 in-process")
             queries = load_queries(str(args.queries))[: args.searches]
             search, _ = in_process(url, queries)
-            if args.pg_url:
-                delete_from_store(url, added)
             report["index_bytes_after"] = size()
         finally:
             size.close()
+            if args.pg_url:  # the given store back as it was loaded, also after a failed run
+                delete_from_store(url, added)
     finally:
+        if server is not None:  # started, and the load or the delete before the runs failed
+            server.stop()
         if pg_server is not None:
             pg_server.stop()
     report.update(merge=NOT_APPLICABLE, unmerged=search, merged=NOT_APPLICABLE, merge_s=NOT_APPLICABLE,
