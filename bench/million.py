@@ -4,6 +4,7 @@
     python bench/million.py --chunks 100000 --out /tmp/million-100k    # a smaller run
     python bench/million.py --reuse --json report.json                 # benchmark the index built before
     python bench/million.py --short      # CI: 1,000 SciFact documents, 20,000 chunks, a few requests
+    python bench/million.py --backend postgres --url postgresql://... --chunks 100000   # load PostgreSQL only
 
 Embedding a million real passages takes about half a day on 2 cores, so the
 index is synthetic where it must be and real where it can be:
@@ -289,6 +290,45 @@ def article_sizes(n: int) -> list[int]:
     return sizes
 
 
+def synthetic_articles(n: int, pool: tuple, titles: list[str]):
+    """The synthetic articles over chunk ids 0..n-1, in order: (article, its chunks, first chunk id).
+
+    Both writers (`build` for an embedded index, `build_postgres`) take the same articles from here.
+    """
+    from indexer.types import Article, Chunk, Section
+
+    texts, sources, tokens = pool
+    sizes = article_sizes(n)
+    chunk_id = 0
+    for number, size in enumerate(sizes):
+        ids = np.arange(chunk_id, chunk_id + size)
+        positions = ids % len(texts)
+        pieces, spans, offset = [], [], 0
+        for p in positions:
+            pieces.append(texts[p])
+            spans.append((offset, offset + len(texts[p])))
+            offset += len(texts[p]) + 2
+        text = "\n\n".join(pieces)
+        article_id = f"syn-{number:07d}"
+        article = Article(
+            article_id=article_id,
+            title=titles[sources[positions[0]]],
+            text=text,
+            date=(FIRST_DAY + timedelta(days=number * DAYS // len(sizes))).isoformat(),
+            source=f"scifact-wire-{number % SOURCES:02d}",
+            kind="news",
+            sections=(Section(None, 0, len(text)),),
+            paragraphs=tuple(spans),
+            origin="bench/million.py",
+        )
+        chunks = [Chunk(chunk_id=int(cid), article_id=article_id, ordinal=j, text=texts[p], start=s, end=e,
+                        section=None, paragraph=j, tokens=int(tokens[p]))
+                  for j, (cid, p, (s, e)) in enumerate(zip(ids, positions, spans))]
+        assert all(text[c.start : c.end] == c.text for c in chunks)
+        yield article, chunks, chunk_id
+        chunk_id += size
+
+
 def build(out: Path, synthetic: Synthetic, vectors: np.ndarray, pool: tuple, titles: list[str],
           model: str, extra: dict, watch: MemoryWatch) -> dict:
     """Write the synthetic index with `IndexDraft` (one `add_article` per article, one commit)."""
@@ -296,49 +336,24 @@ def build(out: Path, synthetic: Synthetic, vectors: np.ndarray, pool: tuple, tit
     from indexer.ingest.build import content_hash
     from indexer.ingest.chunk import ChunkSettings
     from indexer.ingest.dedupe import signature
-    from indexer.types import Article, Chunk, Section
 
-    texts, sources, tokens = pool
     n = synthetic.n
-    sizes = article_sizes(n)
+    articles = len(article_sizes(n))
     timings: dict[str, float] = {}
     started = time.perf_counter()
     watch.enter("build: add articles")
     draft = store.IndexDraft(out, base=None, model=model, dimension=synthetic.dimension,
                              settings=asdict(ChunkSettings()))
     try:
-        chunk_id, step = 0, max(len(sizes) // 10, 1)
-        for number, size in enumerate(sizes):
-            ids = np.arange(chunk_id, chunk_id + size)
-            positions = ids % len(texts)
-            pieces, spans, offset = [], [], 0
-            for p in positions:
-                pieces.append(texts[p])
-                spans.append((offset, offset + len(texts[p])))
-                offset += len(texts[p]) + 2
-            text = "\n\n".join(pieces)
-            article_id = f"syn-{number:07d}"
-            article = Article(
-                article_id=article_id,
-                title=titles[sources[positions[0]]],
-                text=text,
-                date=(FIRST_DAY + timedelta(days=number * DAYS // len(sizes))).isoformat(),
-                source=f"scifact-wire-{number % SOURCES:02d}",
-                kind="news",
-                sections=(Section(None, 0, len(text)),),
-                paragraphs=tuple(spans),
-                origin="bench/million.py",
-            )
-            chunks = [Chunk(chunk_id=int(cid), article_id=article_id, ordinal=j, text=texts[p], start=s, end=e,
-                            section=None, paragraph=j, tokens=int(tokens[p]))
-                      for j, (cid, p, (s, e)) in enumerate(zip(ids, positions, spans))]
-            assert all(text[c.start : c.end] == c.text for c in chunks)
-            draft.add_article(article, chunks, vectors[chunk_id : chunk_id + size],
-                              content_hash=content_hash(article), minhash=signature(article.title + "\n" + text))
+        step = max(articles // 10, 1)
+        for number, (article, chunks, chunk_id) in enumerate(synthetic_articles(n, pool, titles)):
+            size = len(chunks)
+            draft.add_article(article, chunks, vectors[chunk_id : chunk_id + size], content_hash=content_hash(article),
+                              minhash=signature(article.title + "\n" + article.text))
             draft.next_chunk_id = chunk_id = chunk_id + size
-            if (number + 1) % step == 0 or number + 1 == len(sizes):
+            if (number + 1) % step == 0 or number + 1 == articles:
                 elapsed = time.perf_counter() - started
-                log(f"  {number + 1:,}/{len(sizes):,} articles, {chunk_id:,} chunks, {elapsed:.0f} s, "
+                log(f"  {number + 1:,}/{articles:,} articles, {chunk_id:,} chunks, {elapsed:.0f} s, "
                     f"RSS {gib(rss_bytes())}")
         timings["add_articles_s"] = round(time.perf_counter() - started, 1)
 
@@ -377,7 +392,81 @@ def build(out: Path, synthetic: Synthetic, vectors: np.ndarray, pool: tuple, tit
         raise
     timings["build_s"] = round(time.perf_counter() - started, 1)
     watch.enter("after build")
-    return {"version": version.name, "articles": len(sizes), "chunks": n, **timings}
+    return {"version": version.name, "articles": articles, "chunks": n, **timings}
+
+
+# Indexes built once after the load (pgvector and GIN build faster in bulk than row by row); their
+# definitions are read from the database, so they stay the schema's own (indexer/store/postgres/schema.py).
+DEFERRED_PG_INDEXES = ("chunks_embedding", "chunks_tsv")
+PG_BUILD_MEMORY = "4GB"  # maintenance_work_mem of the loading session: the 1M graph fits, so it is built in memory
+
+
+def pg_database_bytes(url: str) -> int:
+    """pg_database_size of the store's database: its tables, indexes and TOAST."""
+    import psycopg
+
+    from indexer.store.postgres import StoreUrl
+
+    with psycopg.connect(StoreUrl.parse(url).conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None  # a SELECT of one value returns one row
+    return int(row[0])
+
+
+def build_postgres(url: str, synthetic: Synthetic, vectors: np.ndarray, pool: tuple, titles: list[str],
+                   model: str) -> dict:
+    """Load the same synthetic articles as `build` into the PostgreSQL store `url` (emptied first) with
+    `PgWriter`: batches of `WRITE_BATCH_CHUNKS` passages, one transaction each, as `newsqa index --store`
+    writes them. The vector (HNSW) and full-text (GIN) indexes are dropped for the load and built after
+    it, also when the load fails, so the store never stays without them."""
+    from indexer.ingest.build import content_hash
+    from indexer.ingest.chunk import ChunkSettings
+    from indexer.ingest.dedupe import signature
+    from indexer.store.postgres import WRITE_BATCH_CHUNKS, PgWriter, StoreUrl
+    from indexer.store.protocols import PendingArticle
+
+    n = synthetic.n
+    articles = len(article_sizes(n))
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    writer = PgWriter(url, model=model, dimension=synthetic.dimension, settings=asdict(ChunkSettings()), rebuild=True)
+    try:
+        conn = writer.conn
+        definitions = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)",
+                                        [list(DEFERRED_PG_INDEXES)]).fetchall())
+        for name in definitions:
+            conn.execute(f"DROP INDEX {name}")
+        try:
+            batch: list = []
+            step, written = max(articles // 10, 1), 0
+            for number, (article, chunks, chunk_id) in enumerate(synthetic_articles(n, pool, titles)):
+                batch.append(PendingArticle(article, tuple(chunks), vectors[chunk_id : chunk_id + len(chunks)],
+                                            content_hash(article), signature(article.title + "\n" + article.text)))
+                written += len(chunks)
+                if sum(len(p.chunks) for p in batch) >= WRITE_BATCH_CHUNKS or number + 1 == articles:
+                    writer.write(batch)
+                    batch = []
+                if (number + 1) % step == 0 or number + 1 == articles:
+                    log(f"  {number + 1:,}/{articles:,} articles, {written:,} chunks, "
+                        f"{time.perf_counter() - started:.0f} s")
+            timings["write_rows_s"] = round(time.perf_counter() - started, 1)
+        finally:
+            conn.execute(f"SET maintenance_work_mem = '{PG_BUILD_MEMORY}'")
+            for name, definition in definitions.items():
+                t0 = time.perf_counter()
+                log(f"  building {name}")
+                conn.execute(definition)
+                timings[f"{name}_s"] = round(time.perf_counter() - t0, 1)
+                log(f"  {name}: {timings[f'{name}_s']} s")
+        t0 = time.perf_counter()
+        conn.execute("ANALYZE articles, chunks, postings")
+        timings["analyze_s"] = round(time.perf_counter() - t0, 1)
+        totals = writer.totals()
+    finally:
+        writer.close()
+    timings["load_s"] = round(time.perf_counter() - started, 1)
+    return {"store": StoreUrl.parse(url).safe, "articles": totals[0], "chunks": totals[1], **timings,
+            "database_bytes": pg_database_bytes(url)}
 
 
 def disk_breakdown(version: Path) -> dict:
@@ -595,7 +684,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true",
                         help="CI mode: 20,000 chunks, clients 1,8, 20 searches each, efSearch 32,128")
     parser.add_argument("--json", type=Path, help="also write the full report as JSON here")
+    parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded",
+                        help="postgres: only load the synthetic passages into the PostgreSQL store --url (emptied "
+                             "first), for bench/updates.py --backend postgres --pg-url URL; no search study")
+    parser.add_argument("--url", help="the PostgreSQL store to load (postgresql://...), with --backend postgres")
     args = parser.parse_args(argv)
+    if args.backend == "postgres" and not args.url:
+        parser.error("--backend postgres needs --url postgresql://... (the store to load; it is emptied first)")
+    if args.backend == "postgres" and args.reuse:
+        parser.error("--reuse reads an embedded index; with --backend postgres the store is loaded anew")
     if args.short:
         args.chunks, args.clients, args.requests, args.breakdown_searches = 20_000, "1,8", 20, 20
         args.ef, args.calibration_sample = "32,128", 500
@@ -672,6 +769,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"sigma={calibration['sigma']}: synthetic NN cosine {json.dumps(synthetic_nn)}, "
             f"real {json.dumps(calibration['real_nn_cosine'])}")
 
+        if args.backend == "postgres":
+            log(f"loading {args.chunks:,} chunks into the PostgreSQL store")
+            assert vectors is not None  # built by the calibration above (--reuse is refused with postgres)
+            loaded = build_postgres(args.url, synthetic, vectors, pool, [a.title for a in articles], embedder.name)
+            report = {"backend": "postgres", "chunks": args.chunks, "calibration": calibration, "build": loaded,
+                      "load_average": os.getloadavg(), "seconds": round(time.perf_counter() - started, 1)}
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(report, indent=2) + "\n")
+            print(json.dumps(loaded, indent=2))
+            return 0
         if reuse is not None:
             build_info = {"reused": True, **reuse.get("build", {})}
         else:

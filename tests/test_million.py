@@ -54,3 +54,30 @@ def test_updates_bench_short_mode(tmp_path):
                for run in report["runs"])
     assert report["unmerged"]["segments"] == 3 and report["merged"]["segments"] < 3
     assert report["merged_results_identical"] is True
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl").is_file(),
+                    reason="the BBC corpus is not in ../shared")
+def test_updates_bench_short_mode_postgres(tmp_path):
+    """bench/updates.py --backend postgres --short: data/ loaded into a private PostgreSQL server, articles
+    pushed to a live `newsqa serve --store` are found by search, a deleted one is gone, and the database
+    size and search latency come out as numbers (the segment and merge figures as "n/a")."""
+    out = tmp_path / "updates-pg.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "updates.py"), "--backend", "postgres", "--short",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["backend"] == "postgres" and len(report["runs"]) == 2
+    for run in report["runs"]:
+        assert run["via"] == "http" and run["articles"] == 3
+        # Every pushed article found by a search of its title; the deleted one no longer returned.
+        assert run["found"] == 3 and run["deleted_gone"] is True
+        assert 0 < run["embed_s"] < run["add_s"] < 60 and 0 < run["delete_s"] < 60
+        assert 0 <= run["visible_after_commit_s"] < 60 and 0 <= run["deleted_visible_after_commit_s"] < 60
+        # Rows were written (PostgreSQL reclaims a delete's space only at VACUUM, so nothing shrinks).
+        assert 0 < run["bytes_before"] <= run["bytes_peak"] and run["bytes_before"] < run["bytes_after"]
+        assert 0 <= run["extra_disk_share"] < 1
+    assert report["index_bytes"] > 0 and report["index_bytes_after"] >= report["runs"][-1]["bytes_after"]
+    search = report["unmerged"]
+    assert 0 < search["p50_ms"] <= search["p99_ms"] and search["segments"] == "n/a"
+    assert report["merged"] == report["merge_s"] == report["merged_results_identical"] == "n/a"
