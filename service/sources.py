@@ -7,6 +7,8 @@
 - `POST /v1/articles` (admin key): index one article or a list, `{id?, title, text, date?, source?, url?, lang?}`,
   through the same build path as `newsqa index` (incremental, near duplicates dropped), then serve the
   new version at once. Each bad record is reported by its position; the others are indexed.
+- `DELETE /v1/articles/{id}` (admin key): remove one article as `newsqa delete` does (a tombstone), then
+  serve the new version at once; a 404 when the index does not hold it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from typing import Annotated
 from pathlib import Path
 
 import msgspec
-from litestar import get, post
+from litestar import Request, delete, get, post
+from litestar.params import Parameter
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -25,10 +29,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.response import Template
 
-from indexer.errors import InvalidParameter
+from indexer.errors import InvalidParameter, NotFound
 from indexer.ingest.documents import stable_id
 from indexer.ingest.follow import follow_status
 from indexer.query.search import Searcher
+from service.conventions import offloaded, path_article_id
 from service.limits import key_matches, presented_key
 from service.schemas import error_responses
 
@@ -98,7 +103,7 @@ def require_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     expected = settings.admin_key or settings.api_key
     if not expected:
         raise PermissionDeniedException(
-            f"pushing articles is disabled: start the service with --admin-key KEY (or NEWSQA_ADMIN_KEY) and send "
+            f"writing articles is disabled: start the service with --admin-key KEY (or NEWSQA_ADMIN_KEY) and send "
             f"it as 'Authorization: Bearer KEY' to use {connection.url.path}")
     key = presented_key(connection.scope)
     if not key_matches(key, expected):
@@ -216,4 +221,36 @@ def push_articles(state: State, body: bytes) -> PushOut:
                    errors=errors)
 
 
-ROUTES: list = [sources_status_route, sources_page, push_articles]
+class DeleteOut(msgspec.Struct):
+    deleted: str  # the article id
+    version: str | None  # the index version now served (None for a PostgreSQL store, always live)
+
+
+@delete("/v1/articles/{article_id:path}", status_code=200, guards=[require_admin],
+        summary="Delete an article (admin key)", operation_id="deleteArticle",
+        responses=error_responses(400, 403, 404))
+async def delete_article(request: Request, state: State,
+                         article_id: Annotated[str, Parameter(description="The article id, from a citation; encode "
+                                                                          "it whole (`/` too, as `%2F`).")]
+                         ) -> DeleteOut:
+    """Remove the article with this id (encode it whole, `/` as `%2F`) as `newsqa delete` does, then serve the
+    new version: searches after the response never return it. A 404 `not_found` when the index does not
+    hold it."""
+    # Async with an explicit offload (see `service.conventions.offloaded`): GET shares this path.
+    return await offloaded(_delete_article, state, path_article_id(request, article_id, "/v1/articles/"))
+
+
+def _delete_article(state: State, article_id: str) -> DeleteOut:
+    from indexer.ingest.targets import delete_from
+    from indexer.store.backends import store_target
+
+    settings = state.resources.settings
+    # delete_from takes the index's writer lock: a push, a merge or `newsqa index` at the same time waits.
+    if not delete_from(store_target(settings.store or None, settings.index_dir), [article_id]):
+        raise NotFound(f"no article with id {article_id!r} in the index: nothing was deleted (ids are listed by "
+                       "`newsqa list` and in search citations)")
+    result = state.reloader.reload()
+    return DeleteOut(deleted=article_id, version=None if state.reloader.current.index.live else result.version)
+
+
+ROUTES: list = [sources_status_route, sources_page, push_articles, delete_article]

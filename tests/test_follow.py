@@ -5,6 +5,8 @@ Every request goes to `service.feeds_demo.FixtureSite` on 127.0.0.1; nothing rea
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import time
 from datetime import datetime, timezone
 
@@ -257,6 +259,18 @@ def test_pushed_articles_are_indexed_and_searchable_at_once_with_per_record_erro
     assert_error(followed_app.post("/v1/articles", headers=admin, json=[{"text": "no title"}]), 400, "invalid_input")
     assert_error(followed_app.post("/v1/articles", headers=admin, content=b"{not json"), 400, "invalid_parameter")
 
+    # DELETE removes it from search at once; a second DELETE, or an unknown id, is a 404.
+    article_id = hits[0]["citation"]["article_id"]
+    path = "/v1/articles/" + quote(article_id, safe="")
+    assert_error(followed_app.delete(path), 401, "unauthorized")
+    deleted = followed_app.delete(path, headers=admin)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deleted"] == article_id and deleted.json()["version"] != body["version"]
+    hits = followed_app.get("/v1/search", params={"q": "lighthouse keeper retires", "k": 10}).json()["hits"]
+    assert article_id not in {h["citation"]["article_id"] for h in hits}
+    assert_error(followed_app.get(path), 404, "not_found")
+    assert_error(followed_app.delete(path, headers=admin), 404, "not_found")
+
 
 def test_pushing_articles_is_refused_without_an_admin_key(tmp_path, embedder, news_index_dir):
     from helpers import assert_error
@@ -267,6 +281,7 @@ def test_pushing_articles_is_refused_without_an_admin_key(tmp_path, embedder, ne
     app = create_app(ServiceSettings(index_dir=news_index_dir, reload_interval=0), embedder=embedder)
     with TestClient(app) as client:
         assert_error(client.post("/v1/articles", json={"title": "t", "text": "x"}), 403, "forbidden")
+        assert_error(client.delete("/v1/articles/some-id"), 403, "forbidden")
 
 
 def test_index_urls_reads_a_feed_a_sitemap_and_a_single_page(site):
