@@ -251,6 +251,10 @@ class TimeBudget(ASGIMiddleware):
     see `BudgetedEmbedder` and `BudgetedStore`) raises, which frees the thread
     after at most the step in progress; its late response is dropped. Streaming
     responses that have started are not cut off (the budget is time to first byte).
+
+    Writes (`POST` and `DELETE` under /v1/articles, and /v1/admin/ routes) have no budget: cutting one
+    short would throw away its work (embedding a 1,000-article push takes minutes on a small machine)
+    and leave the client unsure whether it landed. They run to the end; the client's own timeout applies.
     """
 
     scopes = (ScopeType.HTTP,)
@@ -258,7 +262,16 @@ class TimeBudget(ASGIMiddleware):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
+    @staticmethod
+    def is_write(scope: Scope) -> bool:
+        path = scope["path"]
+        return path.startswith(ADMIN_PREFIX) or (
+            scope["method"] in ("POST", "DELETE") and (path == "/v1/articles" or path.startswith("/v1/articles/")))
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if self.is_write(scope):
+            await next_app(scope, receive, send)
+            return
         started = False
         # The app runs in this task under a cancel scope whose deadline is lifted once the response
         # starts: no task group and second task per request (measured ~0.25 ms of event-loop CPU each).

@@ -45,7 +45,8 @@ class ServiceSettings:
     rate_burst: int = setting(20, "requests a client may send at once above the rate")
     max_body_bytes: int = setting(1_048_576, "largest request body accepted (413 above)")
     request_timeout: float = setting(30.0, "seconds a request may take before its response starts (503 timeout; "
-                                     "0: no limit)")
+                                     "0: no limit); writes (POST and DELETE /v1/articles, admin routes) "
+                                     "always run to the end")
     reload_interval: float = RELOAD_INTERVAL.field()
     query_cache: int = setting(QUERY_CACHE, "query vectors kept for repeated queries (0: embed every query)")
     store: str = STORE.field()

@@ -272,6 +272,31 @@ def test_pushed_articles_are_indexed_and_searchable_at_once_with_per_record_erro
     assert_error(followed_app.delete(path, headers=admin), 404, "not_found")
 
 
+def test_a_push_longer_than_the_request_time_budget_still_lands(tmp_path, site, embedder):
+    from litestar.testing import TestClient
+
+    from helpers import assert_error
+    from service.app import ServiceSettings, create_app
+
+    index_dir = tmp_path / "index"
+    run_round(site, tmp_path, index_dir, embedder)
+    budget = 0.05  # far below the time to embed and write one article
+    app = create_app(ServiceSettings(index_dir=index_dir, admin_key="adm", reload_interval=0, request_timeout=budget),
+                     embedder=embedder)
+    admin = {"Authorization": "Bearer adm"}
+    article = {"id": "ferry/winter", "title": "Ferry timetable changes for the winter season",
+               "text": "The island ferry will sail twice a day from November, the harbour board said. " * 20}
+    with TestClient(app) as client:
+        # A search that cannot finish in the budget is cut; writes are not.
+        assert_error(client.get("/v1/search", params={"q": "ferry winter timetable island harbour", "k": 100}),
+                     503, "timeout")
+        pushed = client.post("/v1/articles", json=article, headers=admin)
+        assert pushed.status_code == 200 and pushed.json()["added"] == 1, pushed.text
+        path = "/v1/articles/" + quote(article["id"], safe="")
+        assert client.delete(path, headers=admin).status_code == 200
+        assert_error(client.delete(path, headers=admin), 404, "not_found")
+
+
 def test_pushing_articles_is_refused_without_an_admin_key(tmp_path, embedder, news_index_dir):
     from helpers import assert_error
     from litestar.testing import TestClient
