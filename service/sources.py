@@ -7,6 +7,7 @@
 - `POST /v1/articles` (admin key): index one article or a list, `{id?, title, text, date?, source?, url?, lang?}`,
   through the same build path as `newsqa index` (incremental, near duplicates dropped), then serve the
   new version at once. Each bad record is reported by its position; the others are indexed.
+- `DELETE /v1/articles/{id}` (admin key): remove one article like `newsqa delete`, then serve the new version.
 """
 
 from __future__ import annotations
@@ -16,19 +17,24 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import msgspec
-from litestar import get, post
+from typing import Annotated
+
+from litestar import Request, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Parameter
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.response import Template
 
-from indexer.errors import InvalidParameter
+from indexer.errors import InvalidParameter, NotFound
 from indexer.ingest.documents import stable_id
 from indexer.ingest.follow import follow_status
 from indexer.query.search import Searcher
+from service.conventions import path_article_id
 from service.limits import key_matches, presented_key
 from service.schemas import error_responses
 
@@ -199,6 +205,7 @@ def push_articles(state: State, body: bytes) -> PushOut:
                                   embedder=resources.embedder, progress=False)
             if summary.version:
                 state.reloader.reload()
+                _wrote(state)
         for error in summary.errors:
             if error.line is not None and 0 < error.line <= len(lines):
                 position, record = lines[error.line - 1]
@@ -216,4 +223,48 @@ def push_articles(state: State, body: bytes) -> PushOut:
                    errors=errors)
 
 
+class DeleteOut(msgspec.Struct):
+    deleted: list[str]
+    version: str
+
+
+@delete("/v1/articles/{article_id:path}", status_code=200, guards=[require_admin],
+        summary="Delete an article (admin key)", operation_id="deleteArticle",
+        responses=error_responses(400, 403, 404))
+async def delete_article(request: Request, state: State, article_id: Annotated[str, Parameter(
+        description="The article id; encode it whole (`/` too, as `%2F`).")]) -> DeleteOut:
+    """Remove one article like `newsqa delete` does, then serve the new version: no search returns it
+    from the response on. 404 `not_found` when the index does not hold it."""
+    # Async, with the work on a worker thread: litestar (2.25) registers a path's handlers again when
+    # another joins the path, and registering a sync_to_thread handler twice wraps it twice (its calls
+    # then return a coroutine). This handler is registered before GET's (`EARLY_ROUTES`); being async,
+    # its own second registration changes nothing.
+    article_id = path_article_id(request, article_id, "/v1/articles/")
+    return await anyio.to_thread.run_sync(_delete_article, state, article_id)
+
+
+def _delete_article(state: State, article_id: str) -> DeleteOut:
+    from indexer.ingest.targets import delete_from
+    from indexer.store.backends import store_target
+
+    settings = state.resources.settings
+    # delete_from takes the index's writer lock, as POST does.
+    removed = delete_from(store_target(settings.store or None, settings.index_dir), [article_id])
+    if not removed:
+        raise NotFound(f"no article {article_id!r} in the index: nothing was deleted (ids are those of "
+                       "GET /v1/articles/{id} and of citations)")
+    result = state.reloader.reload()
+    _wrote(state)
+    return DeleteOut(deleted=removed, version=result.version)
+
+
+def _wrote(state: State) -> None:
+    """A write was committed: the background merger (if any) checks its policy now."""
+    merger = getattr(state, "merger", None)
+    if merger is not None:
+        merger.notify()
+
+
 ROUTES: list = [sources_status_route, sources_page, push_articles]
+# Registered before every other route: see `delete_article`.
+EARLY_ROUTES: list = [delete_article]
