@@ -296,3 +296,23 @@ def two_article_index(tmp_path, embedder) -> Path:
     index_dir = tmp_path / "index"
     build_index([write_jsonl(tmp_path / "a.jsonl", _articles("z", 2))], index_dir, embedder=embedder, progress=False)
     return index_dir
+
+
+def test_the_delete_route_needs_the_admin_key_and_an_indexed_id(two_article_index, embedder):
+    from litestar.testing import TestClient
+
+    from helpers import assert_error
+    from service.app import ServiceSettings, create_app
+
+    app = create_app(ServiceSettings(index_dir=two_article_index, admin_key="k", merge_interval=0), embedder=embedder)
+    with TestClient(app=app) as client:
+        assert_error(client.delete("/v1/articles/z-0"), 401, "unauthorized")
+        assert_error(client.delete("/v1/articles/z-0", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+        error = assert_error(client.delete("/v1/articles/nope", headers={"X-API-Key": "k"}), 404, "not_found")
+        assert "'nope'" in error["message"]
+        assert client.get("/v1/articles/z-0").status_code == 200  # GET on the same path still works
+        before = client.get("/health").json()["index"]
+        done = client.delete("/v1/articles/z-0", headers={"X-API-Key": "k"})
+        assert done.status_code == 200 and done.json()["deleted"] == ["z-0"] and done.json()["version"] != before
+        assert_error(client.get("/v1/articles/z-0"), 404, "not_found")
+        assert client.get("/health").json()["articles"] == 1
