@@ -23,6 +23,15 @@ Then, in-process on the final copy, search p50/p99 over the SciFact test claims 
 the unmerged segments, then after `newsqa merge --small` (`--merge small`, the default: the small
 segments into one, the large base as it is) or `newsqa merge` (`--merge all`), and whether the two return the same ids (scores
 within 1e-5). The load average (`uptime`) is printed beside the timings.
+
+With `--merge-under-load` (also in `--short`), the merge is instead the one a running `newsqa serve`
+does in the background (its tiered policy with `--merge-segments 1`, so every small segment the adds
+left is merged, and segments over the deleted share are rewritten): a server is started on the copy with
+its first merge check `MERGE_AFTER_S` seconds after start, while `--clients` clients (load_test's
+raw-socket keep-alive clients, `query_latency.run_level`) run hybrid searches against it. Reported:
+requests, failures, p50/p99 before the merge and during it (from its start to its publish, from
+`/v1/admin/status`), the merge's seconds and the segments before and after. The servers of the add
+runs have background merges off (`--merge-interval 0`), so those runs measure adds alone.
 """
 
 from __future__ import annotations
@@ -43,11 +52,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from query_latency import Server, load_average, load_queries, percentile  # noqa: E402
+from query_latency import Server, load_average, load_queries, percentile, run_level  # noqa: E402
 
 ADMIN_KEY = "updates-bench-admin"
 BBC = ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl"
 SCIFACT_QUERIES = ROOT.parent / "shared" / "datasets" / "beir-scifact" / "queries_test.jsonl"
+# --merge-under-load: seconds of load before the server's first background merge check.
+MERGE_AFTER_S = 5.0
 
 
 def disk_bytes(directory: Path) -> int:
@@ -133,6 +144,61 @@ def in_process(index_dir: Path, queries: list[str]) -> tuple[dict, list[list[tup
         index.close()
 
 
+def latency(samples: list[tuple[float, float, bool]]) -> dict:
+    """Requests, failures and p50/p99 (ms) of (sent, ms, ok) samples."""
+    ok = [ms for _, ms, good in samples if good]
+    out: dict = {"requests": len(samples), "failures": len(samples) - len(ok)}
+    if ok:
+        out.update(p50_ms=round(percentile(ok, 50), 2), p99_ms=round(percentile(ok, 99), 2))
+    return out
+
+
+def merge_under_load(index_dir: Path, log: Path, queries: list[str], clients: int, timeout: float = 3600) -> dict:
+    """A background merge in a running `newsqa serve` on `index_dir` while `clients` clients search."""
+    import httpx
+
+    server = Server(index_dir, log, ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY,
+                                     "--merge-interval", str(MERGE_AFTER_S), "--merge-segments", "1"])
+    stop, samples, level = threading.Event(), [], {}
+    load = threading.Thread(target=lambda: level.update(run_level(server.url, queries, clients, 0, stop=stop,
+                                                                  samples=samples)))
+    try:
+        server.wait_ready()
+        segments_before = _segments(server.url)
+        load.start()
+        started = time.perf_counter()
+        while True:
+            merges = httpx.get(f"{server.url}/v1/admin/status", headers={"X-API-Key": ADMIN_KEY},
+                               timeout=30).json()["background_merges"]
+            if merges["merges"] >= 1 and not merges["running"]:
+                break
+            if merges["failures"] or time.perf_counter() - started > timeout:
+                raise SystemExit(f"no background merge within {timeout:.0f} s: {merges}")
+            time.sleep(0.05)
+        time.sleep(1.0)  # searches on the merged version
+        stop.set()
+        load.join()
+        segments_after = _segments(server.url)
+    finally:
+        stop.set()
+        server.stop()
+    began, ended = merges["last_started"], merges["last_started"] + merges["last_seconds"]
+    return {"clients": clients, "all": {**latency(samples), "error_examples": level.get("error_examples", [])},
+            "before_merge": latency([s for s in samples if s[0] < began]),
+            "during_merge": latency([s for s in samples if began <= s[0] <= ended]),
+            "merge_s": merges["last_seconds"], "merges": merges["merges"], "merged_version": merges["last_version"],
+            "segments_before": segments_before, "segments_after": segments_after, "load": load_average()}
+
+
+def _segments(url: str) -> int:
+    import httpx
+
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("newsqa_index_segments "):
+            return int(float(line.split()[1]))
+    raise SystemExit("/metrics has no newsqa_index_segments: not an embedded index?")
+
+
 def main(argv: list[str] | None = None) -> int:
     import httpx
 
@@ -146,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", choices=["small", "all"], default="small",
                         help="merge only the small segments (default) or everything (--short: all)")
     parser.add_argument("--via", choices=["http", "cli"], default="http", help="how articles are added")
+    parser.add_argument("--merge-under-load", action="store_true",
+                        help="merge with the server's background merge while --clients clients search (--short: on)")
+    parser.add_argument("--clients", type=int, default=8, help="--merge-under-load: searching clients")
     parser.add_argument("--short", action="store_true", help="CI: the shipped news page, 2 adds of 3 articles")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     if args.short:
-        args.runs, args.articles, args.searches, args.merge = 2, 3, 30, "all"
+        args.runs, args.articles, args.searches, args.merge, args.merge_under_load = 2, 3, 30, "all", True
 
     from indexer.embed import Embedder
 
@@ -164,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cli("index", str(ROOT / "data"), "--index", str(copy))
         report["index_bytes"] = disk_bytes(copy)
-        server = Server(copy, Path(tmp) / "server.log", ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY])
+        server = Server(copy, Path(tmp) / "server.log", ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY,
+                                                         "--merge-interval", "0"])
         try:
             server.wait_ready()
             for run in range(args.runs):
@@ -202,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
         queries = load_queries(str(args.queries))[: args.searches]
         unmerged, before_merge = in_process(copy, queries)
-        merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
+        if args.merge_under_load:
+            report["merge_under_load"] = under_load = merge_under_load(copy, Path(tmp) / "merge-server.log",
+                                                                       queries, args.clients)
+            print(json.dumps({"merge_under_load": under_load}), flush=True)
+            args.merge, merge_s = "background", under_load["merge_s"]
+        else:
+            merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
         merged, after_merge = in_process(copy, queries)
         same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
                    for a, b in zip(before_merge, after_merge))
@@ -211,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0 if same else 1
+    failed = report.get("merge_under_load", {}).get("all", {}).get("failures", 0)
+    return 0 if same and not failed else 1
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ class MergesOut(msgspec.Struct):
     failures: int
     running: bool
     last_version: str | None
+    last_started: float | None  # Unix time
     last_seconds: float | None
     last_error: str | None
 
@@ -243,7 +244,7 @@ async def admin_status(state: State) -> StatusOut:
     merger = getattr(state, "merger", None)
     merges = None if merger is None else MergesOut(
         merges=merger.merges, failures=merger.failures, running=merger.running, last_version=merger.last_version,
-        last_seconds=merger.last_seconds, last_error=merger.last_error)
+        last_started=merger.last_started, last_seconds=merger.last_seconds, last_error=merger.last_error)
     return await reloader.read(lambda searcher: StatusOut(
         version=searcher.index.version, index_dir=str(reloader.index_dir), reloads=reloader.reloads,
         failures=reloader.failures, last_error=reloader.last_error, retired_versions=reloader.retired_versions,

@@ -40,7 +40,8 @@ STOP_TIMEOUT = 30.0
 class BackgroundMerger:
     """Runs `merge_index(index_dir, policy=policy)` every `interval` seconds and after `notify()`,
     calling `reload()` after each merge it publishes. Counts what it did (`merges`, `failures`,
-    `last_error`, `last_version`, `last_seconds`) for /metrics and /v1/admin/status.
+    `last_error`, and of the last merge published `last_version`, `last_started` (Unix time) and
+    `last_seconds`) for /metrics and /v1/admin/status.
 
     A failed merge (a damaged segment, a full disk) is logged and counted; the
     index is as it was and the next check tries again.
@@ -63,6 +64,7 @@ class BackgroundMerger:
         self.last_error: str | None = None
         self.last_version: str | None = None
         self.last_seconds: float | None = None
+        self.last_started: float | None = None  # Unix time the last published merge started
 
     def start(self) -> None:
         self._thread.start()
@@ -83,7 +85,7 @@ class BackgroundMerger:
 
     def merge_now(self) -> str | None:
         """One policy check and, if a merge is due, the merge; the new version's name or None."""
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         self.running = True
         try:
             version = merge_index(self.index_dir, policy=self.policy, should_stop=self._stop.is_set)
@@ -93,6 +95,7 @@ class BackgroundMerger:
             self.merges += 1
             self.last_version = version
             self.last_seconds = round(time.perf_counter() - started, 3)
+            self.last_started = began
             log.info("background merge published %s in %.2f s", version, self.last_seconds)
         return version
 
@@ -111,8 +114,8 @@ class BackgroundMerger:
                 log.error("background merge of %s failed (the index is as it was): %s", self.index_dir,
                           self.last_error)
                 continue
-            if version is None:
-                continue
+            if version is None or self._stop.is_set():
+                continue  # stopping: the reloader is about to close; the next start serves the merged version
             self.last_error = None
             try:
                 self._reload()
