@@ -138,6 +138,32 @@ def test_a_merge_moves_onto_writes_committed_while_it_ran(tmp_path, embedder, mo
         assert not {"w-20", "w-2"} & {a for a, _ in got[key]}
 
 
+def test_a_merge_whose_segments_another_merge_took_starts_again_from_that_merge(tmp_path, embedder, monkeypatch):
+    records = _articles("c", 24)
+    index_dir = tmp_path / "idx"
+    for n, batch in enumerate([records[:20], records[20:22], records[22:]]):
+        build_index([write_jsonl(tmp_path / f"b{n}.jsonl", batch)], index_dir, embedder=embedder, progress=False)
+    delete_articles(index_dir, ["c-21"])
+    sealed, others, started = IndexDraft.seal, [], []
+
+    def merge_meanwhile(self):
+        sealed(self)
+        if not started:
+            started.append(True)
+            others.append(merge_index(index_dir))  # `newsqa merge` runs meanwhile: every segment into one
+
+    monkeypatch.setattr(IndexDraft, "seal", merge_meanwhile)
+    assert merge_index(index_dir, policy=MergePolicy(small_segments=1)) is None, "nothing left to merge"
+    monkeypatch.undo()
+    assert others[0] and (index_dir / "CURRENT").read_text().strip() == others[0]
+    assert not list(index_dir.glob(".tmp-*")), "the merge that lost left its draft behind"
+    index = open_index(index_dir)
+    try:
+        assert len(index.segments) == 1 and index.counts["articles"] == 23 and not index.segments[0].deleted
+    finally:
+        index.close()
+
+
 def test_a_merge_gives_up_when_asked_to_stop(tmp_path, embedder):
     records = _articles("s", 4)
     index_dir = tmp_path / "idx"
