@@ -3,6 +3,8 @@ what unmerged segments cost search.
 
     python bench/updates.py --index /path/to/index [--runs 10] [--articles 10] [--via http|cli]
     python bench/updates.py --short          # CI: the shipped news page, 2 small adds
+    python bench/updates.py --backend postgres --pg-url postgresql://... [--runs 10] [--articles 10]
+    python bench/updates.py --backend postgres --short    # CI: data/ loaded into a private PostgreSQL
 
 The index is copied to a temporary directory first (`--index` is never written). A real
 `newsqa serve` process serves the copy with `--reload-interval 0.2`. Then `--runs` times:
@@ -24,14 +26,22 @@ the unmerged segments, then after `newsqa merge --small` (`--merge small`, the d
 segments into one, the large base as it is) or `newsqa merge` (`--merge all`), and whether the two return the same ids (scores
 within 1e-5). The load average (`uptime`) is printed beside the timings.
 
-With `--merge-under-load` (also in `--short`), the merge is instead the one a running `newsqa serve`
-does in the background (its tiered policy with `--merge-segments 1`, so every small segment the adds
-left is merged, and segments over the deleted share are rewritten): a server is started on the copy with
-its first merge check `MERGE_AFTER_S` seconds after start, while `--clients` clients (load_test's
-raw-socket keep-alive clients, `query_latency.run_level`) run hybrid searches against it. Reported:
-requests, failures, p50/p99 before the merge and during it (from its start to its publish, from
-`/v1/admin/status`), the merge's seconds and the segments before and after. The servers of the add
-runs have background merges off (`--merge-interval 0`), so those runs measure adds alone.
+`--backend postgres` measures the same on a PostgreSQL store, which is incremental by design (every
+write is a transaction that searches see as soon as it commits): the store `--pg-url` (e.g. loaded by
+`bench/million.py --backend postgres --url URL`; the bench deletes the articles it added at the end),
+or without it a private server (the `pgserver` package, as bench/backends.py starts it) loaded with
+data/. The server is `newsqa serve --store URL`, deletes are `newsqa delete ID --store URL`, the extra
+disk is the database's `pg_database_size` (sampled the same way), and search p50/p99 is measured once,
+after the runs. Segments and merges do not apply: those figures are "n/a".
+
+With `--merge-under-load` (embedded; also in `--short`), the merge is instead the one a running
+`newsqa serve` does in the background (its tiered policy with `--merge-segments 1`, so every small
+segment the adds left is merged, and segments over the deleted share are rewritten): a server is
+started on the copy with its first merge check `MERGE_AFTER_S` seconds after start, while `--clients`
+clients (load_test's raw-socket keep-alive clients, `query_latency.run_level`) run hybrid searches
+against it. Reported: requests, failures, p50/p99 before the merge and during it (from its start to its
+publish, from `/v1/admin/status`), the merge's seconds and the segments before and after. The server of
+the add runs has background merges off (`--merge-interval 0`), so those runs measure adds alone.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +68,14 @@ from query_latency import Server, load_average, load_queries, percentile, run_le
 ADMIN_KEY = "updates-bench-admin"
 BBC = ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl"
 SCIFACT_QUERIES = ROOT.parent / "shared" / "datasets" / "beir-scifact" / "queries_test.jsonl"
+# What a backend without segments reports for the segment and merge figures.
+NOT_APPLICABLE = "n/a"
 # --merge-under-load: seconds of load before the server's first background merge check.
 MERGE_AFTER_S = 5.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def disk_bytes(directory: Path) -> int:
@@ -66,16 +83,16 @@ def disk_bytes(directory: Path) -> int:
 
 
 class DiskWatch:
-    """The largest size of `directory` seen while running, sampled every 50 ms."""
+    """The largest value of `measure()` (bytes on disk) seen while running, sampled every 50 ms."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.peak, self._stop = directory, 0, threading.Event()
+    def __init__(self, measure: Callable[[], int]) -> None:
+        self.measure, self.peak, self._stop = measure, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, disk_bytes(self.directory))
+                self.peak = max(self.peak, self.measure())
             except FileNotFoundError:  # a file removed while walking
                 pass
             self._stop.wait(0.05)
@@ -87,7 +104,29 @@ class DiskWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, disk_bytes(self.directory))
+        self.peak = max(self.peak, self.measure())
+
+
+class PgSize:
+    """pg_database_size of the store's database (tables, indexes, TOAST; the WAL is the server's, not the
+    database's), over one connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from indexer.store.postgres import StoreUrl
+
+        self.conn = psycopg.connect(StoreUrl.parse(url).conninfo, autocommit=True)
+        self._lock = threading.Lock()  # the watch thread and the main thread share the connection
+
+    def __call__(self) -> int:
+        with self._lock:
+            row = self.conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None  # a SELECT of one value returns one row
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def cli(*args: str) -> float:
@@ -120,13 +159,15 @@ def wait_until(predicate, timeout: float = 60.0) -> float:
     return time.perf_counter() - started
 
 
-def in_process(index_dir: Path, queries: list[str]) -> tuple[dict, list[list[tuple[str, int, float]]]]:
+def in_process(target: Path | str, queries: list[str]) -> tuple[dict, list[list[tuple[str, int, float]]]]:
+    """Search p50/p99 over `queries` in-process on the index directory or PostgreSQL store `target`
+    (query vectors cached first), and each query's hits; "segments" is "n/a" for a store without them."""
     from indexer.embed import Embedder
     from indexer.query.search import Searcher
-    from indexer.store.embedded import open_index
+    from indexer.store.backends import open_store
 
     embedder = Embedder()
-    index = open_index(index_dir, model=embedder.name)
+    index = open_store(target, model=embedder.name)
     try:
         searcher = Searcher(index, embedder)
         for query in queries:  # query vectors cached: the legs, fusion and hits are what differ
@@ -138,10 +179,75 @@ def in_process(index_dir: Path, queries: list[str]) -> tuple[dict, list[list[tup
             times.append((time.perf_counter() - started) * 1000)
             # Passages by article and offset: a merge may renumber them.
             results.append([(h.citation.article_id, h.citation.start, h.score) for h in result.hits])
+        segments = getattr(index, "segments", None)
         return ({"p50_ms": round(statistics.median(times), 2), "p99_ms": round(percentile(times, 99), 2),
-                 "segments": len(index.segments)}, results)
+                 "segments": len(segments) if segments is not None else NOT_APPLICABLE}, results)
     finally:
         index.close()
+
+
+def batches(articles: list[dict], runs: int, size: int) -> list[list[dict]]:
+    """The articles each run adds: consecutive BBC articles under fresh ids, dated today."""
+    return [[{**a, "id": f"update-{run}-{a['id']}", "date": "2026-12-01", "source": "updates-bench"}
+             for a in articles[run * size : (run + 1) * size]] for run in range(runs)]
+
+
+def update_runs(server_url: str, target: list[str], plan: list[list[dict]], measure: Callable[[], int],
+                via: str, embedder, tmp: Path) -> list[dict]:
+    """Each batch of `plan` added (POST to the server, or `newsqa index` with `target`'s option), waited for
+    in search, then its first article deleted with `newsqa delete` and waited for until gone."""
+    import httpx
+
+    rows = []
+    for run, batch in enumerate(plan):
+        path = tmp / f"add-{run}.jsonl"
+        path.write_text("".join(json.dumps(a) + "\n" for a in batch), encoding="utf-8")
+        started = time.perf_counter()
+        embedder.encode([a["text"] for a in batch])
+        embed_s = time.perf_counter() - started
+        before = measure()
+        with DiskWatch(measure) as watch:
+            if via == "cli":
+                add_s = cli("index", str(path), *target)
+            else:
+                started = time.perf_counter()
+                pushed = httpx.post(f"{server_url}/v1/articles", json=batch, timeout=600,
+                                    headers={"X-API-Key": ADMIN_KEY})
+                add_s = time.perf_counter() - started
+                if pushed.status_code != 200 or pushed.json()["added"] != len(batch):
+                    raise SystemExit(f"POST /v1/articles: {pushed.status_code} {pushed.text[:500]}")
+        visible_s = wait_until(lambda: all(a["id"] in found_ids(server_url, a["title"]) for a in batch))
+        found = sum(a["id"] in found_ids(server_url, a["title"]) for a in batch)
+        gone = batch[0]
+        delete_s = cli("delete", gone["id"], *target)
+        deleted_s = wait_until(lambda: gone["id"] not in found_ids(server_url, gone["title"]))
+        row = {"via": via, "articles": len(batch), "add_s": round(add_s, 2), "embed_s": round(embed_s, 2),
+               "visible_after_commit_s": round(visible_s, 3), "found": found, "delete_s": round(delete_s, 2),
+               "deleted_visible_after_commit_s": round(deleted_s, 3),
+               "deleted_gone": gone["id"] not in found_ids(server_url, gone["title"]),
+               "bytes_before": before, "bytes_peak": watch.peak, "bytes_after": measure(),
+               "extra_disk_share": round((watch.peak - before) / before, 4), "load": load_average()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def start_server(index: Path, log: Path, extra: list[str]) -> Server:
+    """`newsqa serve` with a 0.2 s reload interval and the admin key, started (not yet ready)."""
+    return Server(index, log, ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY, *extra])
+
+
+def ready(server: Server) -> Server:
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def serve(index: Path, log: Path, extra: list[str]) -> Server:
+    return ready(start_server(index, log, extra))
 
 
 def latency(samples: list[tuple[float, float, bool]]) -> dict:
@@ -153,17 +259,18 @@ def latency(samples: list[tuple[float, float, bool]]) -> dict:
     return out
 
 
-def merge_under_load(index_dir: Path, log: Path, queries: list[str], clients: int, timeout: float = 3600) -> dict:
+def merge_under_load(index_dir: Path, log_path: Path, queries: list[str], clients: int,
+                     timeout: float = 3600) -> dict:
     """A background merge in a running `newsqa serve` on `index_dir` while `clients` clients search."""
     import httpx
 
-    server = Server(index_dir, log, ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY,
-                                     "--merge-interval", str(MERGE_AFTER_S), "--merge-segments", "1"])
-    stop, samples, level = threading.Event(), [], {}
+    server = serve(index_dir, log_path, ["--merge-interval", str(MERGE_AFTER_S), "--merge-segments", "1"])
+    stop: threading.Event = threading.Event()
+    samples: list[tuple[float, float, bool]] = []
+    level: dict = {}
     load = threading.Thread(target=lambda: level.update(run_level(server.url, queries, clients, 0, stop=stop,
                                                                   samples=samples)))
     try:
-        server.wait_ready()
         segments_before = _segments(server.url)
         load.start()
         started = time.perf_counter()
@@ -199,11 +306,110 @@ def _segments(url: str) -> int:
     raise SystemExit("/metrics has no newsqa_index_segments: not an embedded index?")
 
 
-def main(argv: list[str] | None = None) -> int:
-    import httpx
+def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Path) -> bool:
+    """The updates on a copy of the embedded index `--index` (or of data/ indexed), then the segment
+    overhead before and after a merge (`newsqa merge`, or with `--merge-under-load` the server's background
+    merge); True when the merged results equal the unmerged ones and no search failed during the merge."""
+    copy = tmp / "index"
+    if args.index:
+        shutil.copytree(args.index, copy)
+    else:
+        cli("index", str(ROOT / "data"), "--index", str(copy))
+    report["index_bytes"] = disk_bytes(copy)
+    server = serve(copy, tmp / "server.log", ["--merge-interval", "0"])  # the adds alone
+    try:
+        report["runs"] = update_runs(server.url, ["--index", str(copy)], plan, lambda: disk_bytes(copy), args.via,
+                                     embedder, tmp)
+    finally:
+        server.stop()
 
+    queries = load_queries(str(args.queries))[: args.searches]
+    unmerged, before_merge = in_process(copy, queries)
+    failed = 0
+    if args.merge_under_load:
+        log(f"a background merge under {args.clients} searching clients")
+        report["merge_under_load"] = under_load = merge_under_load(copy, tmp / "merge-server.log", queries,
+                                                                   args.clients)
+        print(json.dumps({"merge_under_load": under_load}), flush=True)
+        args.merge, merge_s, failed = "background", under_load["merge_s"], under_load["all"]["failures"]
+    else:
+        merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
+    merged, after_merge = in_process(copy, queries)
+    same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
+               for a, b in zip(before_merge, after_merge))
+    report.update(merge=args.merge, unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2),
+                  merged_results_identical=same)
+    return same and not failed
+
+
+def postgres_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Path) -> None:
+    """The same updates on a PostgreSQL store: `--pg-url` (its added articles are deleted again at the end,
+    and before the start in case an earlier run stopped half way), or a private server loaded with data/.
+    Extra disk is the database's size (`pg_database_size`); search p50/p99 in-process after the runs."""
+    from indexer.store.postgres import delete_from_store
+
+    pg_server, server = None, None
+    try:
+        if args.pg_url:
+            url = args.pg_url
+        else:
+            from dataclasses import asdict
+
+            from backends import Server as PgServer  # bench/backends.py: pgserver in a temporary directory
+            from indexer.ingest.chunk import ChunkSettings
+            from indexer.ingest.targets import index_into_store
+            from indexer.store.postgres import PgWriter
+
+            log("starting a private PostgreSQL server")
+            pg_server = PgServer()
+            url = pg_server.database("updates")
+            # The schema first, so `newsqa serve` loads its model while data/ is embedded here (a store is
+            # live: the server sees the rows as they commit).
+            PgWriter(url, model=embedder.name, dimension=embedder.dimension,
+                     settings=asdict(ChunkSettings().validate())).close()
+            server = start_server(tmp / "no-index", tmp / "server.log", ["--store", url])
+            log("loading data/ into it")
+            loaded = index_into_store([ROOT / "data"], url, embedder=embedder, progress=False)
+            if loaded.errors:
+                raise SystemExit(f"loading data/ into PostgreSQL: {loaded.errors[:3]}")
+        added = [a["id"] for batch in plan for a in batch]
+        delete_from_store(url, added)
+        size = PgSize(url)
+        try:
+            report["index_bytes"] = size()
+            log("starting newsqa serve --store")
+            # --index is not read with --store (serve checks for an index directory only without one).
+            server = ready(server or start_server(tmp / "no-index", tmp / "server.log", ["--store", url]))
+            try:
+                report["runs"] = update_runs(server.url, ["--store", url], plan, size, args.via, embedder, tmp)
+            finally:
+                server.stop()
+                server = None
+            log("search p50/p99 in-process")
+            queries = load_queries(str(args.queries))[: args.searches]
+            search, _ = in_process(url, queries)
+            report["index_bytes_after"] = size()
+        finally:
+            size.close()
+            if args.pg_url:  # the given store back as it was loaded, also after a failed run
+                delete_from_store(url, added)
+    finally:
+        if server is not None:  # started, and the load or the delete before the runs failed
+            server.stop()
+        if pg_server is not None:
+            pg_server.stop()
+    report.update(merge=NOT_APPLICABLE, unmerged=search, merged=NOT_APPLICABLE, merge_s=NOT_APPLICABLE,
+                  merged_results_identical=NOT_APPLICABLE)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded",
+                        help="embedded: a copy of --index; postgres: the store --pg-url, or a private server "
+                             "loaded with data/")
     parser.add_argument("--index", type=Path, help="index to copy and update (default with --short: data/ indexed)")
+    parser.add_argument("--pg-url", help="with --backend postgres: a loaded store (postgresql://...; e.g. by "
+                        "bench/million.py --backend postgres); the articles the bench adds are deleted at the end")
     parser.add_argument("--runs", type=int, default=10, help="adds (each followed by one delete)")
     parser.add_argument("--articles", type=int, default=10, help="articles per add")
     parser.add_argument("--bbc", type=Path, default=BBC, help="BBC corpus.jsonl (read only)")
@@ -213,82 +419,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="merge only the small segments (default) or everything (--short: all)")
     parser.add_argument("--via", choices=["http", "cli"], default="http", help="how articles are added")
     parser.add_argument("--merge-under-load", action="store_true",
-                        help="merge with the server's background merge while --clients clients search (--short: on)")
+                        help="embedded: merge with the server's background merge while --clients clients search "
+                             "(--short: on)")
     parser.add_argument("--clients", type=int, default=8, help="--merge-under-load: searching clients")
     parser.add_argument("--short", action="store_true", help="CI: the shipped news page, 2 adds of 3 articles")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     if args.short:
-        args.runs, args.articles, args.searches, args.merge, args.merge_under_load = 2, 3, 30, "all", True
+        args.runs, args.articles, args.searches, args.merge = 2, 3, 30, "all"
+        args.merge_under_load = args.backend == "embedded"
+    if args.backend == "postgres" and args.index:
+        parser.error("--index is an embedded index; with --backend postgres give --pg-url (or nothing: data/ "
+                     "is loaded into a private server)")
+    if args.pg_url and args.backend != "postgres":
+        parser.error("--pg-url needs --backend postgres")
+    if args.merge_under_load and args.backend != "embedded":
+        parser.error("--merge-under-load needs --backend embedded: a PostgreSQL store has no segments to merge")
 
     from indexer.embed import Embedder
 
     articles = [json.loads(line) for line in args.bbc.read_text(encoding="utf-8").splitlines() if line.strip()]
+    plan = batches(articles, args.runs, args.articles)
     embedder = Embedder(purpose="passages")
-    report: dict = {"runs": [], "load_before": load_average()}
+    log("model loaded")
+    report: dict = {"backend": args.backend, "runs": [], "load_before": load_average()}
+    ok = True
     with tempfile.TemporaryDirectory(prefix="newsqa-updates-") as tmp:
-        copy = Path(tmp) / "index"
-        if args.index:
-            shutil.copytree(args.index, copy)
+        if args.backend == "postgres":
+            postgres_bench(args, plan, embedder, report, Path(tmp))
         else:
-            cli("index", str(ROOT / "data"), "--index", str(copy))
-        report["index_bytes"] = disk_bytes(copy)
-        server = Server(copy, Path(tmp) / "server.log", ["--reload-interval", "0.2", "--admin-key", ADMIN_KEY,
-                                                         "--merge-interval", "0"])
-        try:
-            server.wait_ready()
-            for run in range(args.runs):
-                batch = [{**a, "id": f"update-{run}-{a['id']}", "date": "2026-12-01", "source": "updates-bench"}
-                         for a in articles[run * args.articles : (run + 1) * args.articles]]
-                path = Path(tmp) / f"add-{run}.jsonl"
-                path.write_text("".join(json.dumps(a) + "\n" for a in batch), encoding="utf-8")
-                started = time.perf_counter()
-                embedder.encode([a["text"] for a in batch])
-                embed_s = time.perf_counter() - started
-                before = disk_bytes(copy)
-                with DiskWatch(copy) as watch:
-                    if args.via == "cli":
-                        add_s = cli("index", str(path), "--index", str(copy))
-                    else:
-                        started = time.perf_counter()
-                        pushed = httpx.post(f"{server.url}/v1/articles", json=batch, timeout=600,
-                                            headers={"X-API-Key": ADMIN_KEY})
-                        add_s = time.perf_counter() - started
-                        if pushed.status_code != 200 or pushed.json()["added"] != len(batch):
-                            raise SystemExit(f"POST /v1/articles: {pushed.status_code} {pushed.text[:500]}")
-                visible_s = wait_until(lambda: all(a["id"] in found_ids(server.url, a["title"]) for a in batch))
-                gone = batch[0]
-                delete_s = cli("delete", gone["id"], "--index", str(copy))
-                deleted_s = wait_until(lambda: gone["id"] not in found_ids(server.url, gone["title"]))
-                row = {"via": args.via, "articles": len(batch), "add_s": round(add_s, 2), "embed_s": round(embed_s, 2),
-                       "visible_after_commit_s": round(visible_s, 3), "delete_s": round(delete_s, 2),
-                       "deleted_visible_after_commit_s": round(deleted_s, 3),
-                       "extra_disk_share": round((watch.peak - before) / before, 4), "load": load_average()}
-                report["runs"].append(row)
-                print(json.dumps(row), flush=True)
-        finally:
-            server.process.terminate()
-            server.process.wait(timeout=30)
-
-        queries = load_queries(str(args.queries))[: args.searches]
-        unmerged, before_merge = in_process(copy, queries)
-        if args.merge_under_load:
-            report["merge_under_load"] = under_load = merge_under_load(copy, Path(tmp) / "merge-server.log",
-                                                                       queries, args.clients)
-            print(json.dumps({"merge_under_load": under_load}), flush=True)
-            args.merge, merge_s = "background", under_load["merge_s"]
-        else:
-            merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
-        merged, after_merge = in_process(copy, queries)
-        same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
-                   for a, b in zip(before_merge, after_merge))
-        report.update(merge=args.merge, unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2), merged_results_identical=same,
-                      load_after=load_average())
+            ok = embedded_bench(args, plan, embedder, report, Path(tmp))
+    report["load_after"] = load_average()
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    failed = report.get("merge_under_load", {}).get("all", {}).get("failures", 0)
-    return 0 if same and not failed else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
