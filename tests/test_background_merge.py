@@ -70,9 +70,9 @@ def test_a_segment_over_the_deleted_share_is_rewritten():
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [
-    ("small_segments", 0, "merge_segments is 0, it must be at least 1"),
-    ("deleted_share", 0.0, "merge_deleted_share is 0.0, it must be above 0 and at most 1"),
-    ("deleted_share", 1.5, "merge_deleted_share is 1.5"),
+    ("small_segments", 0, "--merge-segments is 0, it must be at least 1"),
+    ("deleted_share", 0.0, "--merge-deleted-share is 0.0, it must be above 0 and at most 1"),
+    ("deleted_share", 1.5, "--merge-deleted-share is 1.5"),
 ])
 def test_policy_values_out_of_range_are_refused_with_the_limit(field, value, words):
     with pytest.raises(InvalidParameter, match=words):

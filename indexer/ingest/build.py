@@ -354,10 +354,10 @@ class MergePolicy:
 
     def __post_init__(self) -> None:
         if self.small_segments < 1:
-            raise InvalidParameter(f"merge_segments is {self.small_segments}, it must be at least 1: the small "
+            raise InvalidParameter(f"--merge-segments is {self.small_segments}, it must be at least 1: the small "
                                    f"segments left unmerged (default {MERGE_SMALL_SEGMENTS})")
         if not 0 < self.deleted_share <= 1:
-            raise InvalidParameter(f"merge_deleted_share is {self.deleted_share}, it must be above 0 and at most 1: "
+            raise InvalidParameter(f"--merge-deleted-share is {self.deleted_share}, it must be above 0 and at most 1: "
                                    f"the share of a segment's passages deleted before it is rewritten (1: never; "
                                    f"default {MERGE_DELETED_SHARE})")
 
