@@ -186,17 +186,20 @@ class Connection:
 _TOOK = re.compile(rb'"took_ms":(-?[0-9.eE+]+)')
 
 
-def run_level(url: str, queries: list[str], clients: int, requests: int) -> dict:
+def run_level(url: str, queries: list[str], clients: int, requests: int, *, stop: threading.Event | None = None,
+              samples: list[tuple[float, float, bool]] | None = None) -> dict:
     """`requests` searches spread over `clients` threads; latency is measured per request by the client.
 
     Each client is one keep-alive `Connection`: a lean client, so that the
     numbers are the server's (httpx alone adds ~0.8 ms of client CPU per request,
-    `http.client` ~0.5 ms).
+    `http.client` ~0.5 ms). With `stop`, the clients search until it is set
+    (`requests` is then ignored); `samples` receives each request's (Unix time
+    sent, milliseconds, answered 200), for figures over part of the run.
     """
     from urllib.parse import urlencode, urlsplit
 
     where = urlsplit(url)
-    per_client = max(1, math.ceil(requests / clients))
+    per_client = max(1, math.ceil(requests / clients)) if stop is None else sys.maxsize
     latencies: list[float] = []
     server_ms: list[float] = []
     errors: list[str] = []
@@ -208,25 +211,31 @@ def run_level(url: str, queries: list[str], clients: int, requests: int) -> dict
 
     def client(offset: int) -> None:
         mine, theirs, failed = [], [], []
+        timed: list[tuple[float, float, bool]] = []
         connection = Connection(where.hostname or "127.0.0.1", where.port or 80)
         try:
             connection.get(target(queries[offset % len(queries)]))  # open the connection
             start.wait()
             for i in range(per_client):
+                if stop is not None and stop.is_set():
+                    break
                 path = target(queries[(offset * per_client + i) % len(queries)])
-                t0 = time.perf_counter()
+                sent, t0 = time.time(), time.perf_counter()
                 try:
                     status, body = connection.get(path)
                     elapsed = time.perf_counter() - t0
                     if status != 200:
                         failed.append(f"{status}: {body[:120]!r}")
+                        timed.append((sent, elapsed * 1000, False))
                         continue
                     mine.append(elapsed * 1000)
+                    timed.append((sent, elapsed * 1000, True))
                     took = _TOOK.search(body)
                     if took:
                         theirs.append(float(took.group(1)))
                 except (OSError, ValueError) as exc:
                     failed.append(repr(exc))
+                    timed.append((sent, (time.perf_counter() - t0) * 1000, False))
                     connection.close()
         finally:
             connection.close()
@@ -234,6 +243,8 @@ def run_level(url: str, queries: list[str], clients: int, requests: int) -> dict
             latencies.extend(mine)
             server_ms.extend(theirs)
             errors.extend(failed)
+            if samples is not None:
+                samples.extend(timed)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:

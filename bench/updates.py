@@ -33,6 +33,15 @@ or without it a private server (the `pgserver` package, as bench/backends.py sta
 data/. The server is `newsqa serve --store URL`, deletes are `newsqa delete ID --store URL`, the extra
 disk is the database's `pg_database_size` (sampled the same way), and search p50/p99 is measured once,
 after the runs. Segments and merges do not apply: those figures are "n/a".
+
+With `--merge-under-load` (embedded; also in `--short`), the merge is instead the one a running
+`newsqa serve` does in the background (its tiered policy with `--merge-segments 1`, so every small
+segment the adds left is merged, and segments over the deleted share are rewritten): a server is
+started on the copy with its first merge check `MERGE_AFTER_S` seconds after start, while `--clients`
+clients (load_test's raw-socket keep-alive clients, `query_latency.run_level`) run hybrid searches
+against it. Reported: requests, failures, p50/p99 before the merge and during it (from its start to its
+publish, from `/v1/admin/status`), the merge's seconds and the segments before and after. The server of
+the add runs has background merges off (`--merge-interval 0`), so those runs measure adds alone.
 """
 
 from __future__ import annotations
@@ -54,13 +63,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from query_latency import Server, load_average, load_queries, percentile  # noqa: E402
+from query_latency import Server, load_average, load_queries, percentile, run_level  # noqa: E402
 
 ADMIN_KEY = "updates-bench-admin"
 BBC = ROOT.parent / "shared" / "datasets" / "bbc-news" / "corpus.jsonl"
 SCIFACT_QUERIES = ROOT.parent / "shared" / "datasets" / "beir-scifact" / "queries_test.jsonl"
 # What a backend without segments reports for the segment and merge figures.
 NOT_APPLICABLE = "n/a"
+# --merge-under-load: seconds of load before the server's first background merge check.
+MERGE_AFTER_S = 5.0
 
 
 def log(message: str) -> None:
@@ -239,16 +250,73 @@ def serve(index: Path, log: Path, extra: list[str]) -> Server:
     return ready(start_server(index, log, extra))
 
 
+def latency(samples: list[tuple[float, float, bool]]) -> dict:
+    """Requests, failures and p50/p99 (ms) of (sent, ms, ok) samples."""
+    ok = [ms for _, ms, good in samples if good]
+    out: dict = {"requests": len(samples), "failures": len(samples) - len(ok)}
+    if ok:
+        out.update(p50_ms=round(percentile(ok, 50), 2), p99_ms=round(percentile(ok, 99), 2))
+    return out
+
+
+def merge_under_load(index_dir: Path, log_path: Path, queries: list[str], clients: int,
+                     timeout: float = 3600) -> dict:
+    """A background merge in a running `newsqa serve` on `index_dir` while `clients` clients search."""
+    import httpx
+
+    server = serve(index_dir, log_path, ["--merge-interval", str(MERGE_AFTER_S), "--merge-segments", "1"])
+    stop: threading.Event = threading.Event()
+    samples: list[tuple[float, float, bool]] = []
+    level: dict = {}
+    load = threading.Thread(target=lambda: level.update(run_level(server.url, queries, clients, 0, stop=stop,
+                                                                  samples=samples)))
+    try:
+        segments_before = _segments(server.url)
+        load.start()
+        started = time.perf_counter()
+        while True:
+            merges = httpx.get(f"{server.url}/v1/admin/status", headers={"X-API-Key": ADMIN_KEY},
+                               timeout=30).json()["background_merges"]
+            if merges["merges"] >= 1 and not merges["running"]:
+                break
+            if merges["failures"] or time.perf_counter() - started > timeout:
+                raise SystemExit(f"no background merge within {timeout:.0f} s: {merges}")
+            time.sleep(0.05)
+        time.sleep(1.0)  # searches on the merged version
+        stop.set()
+        load.join()
+        segments_after = _segments(server.url)
+    finally:
+        stop.set()
+        server.stop()
+    began, ended = merges["last_started"], merges["last_started"] + merges["last_seconds"]
+    return {"clients": clients, "all": {**latency(samples), "error_examples": level.get("error_examples", [])},
+            "before_merge": latency([s for s in samples if s[0] < began]),
+            "during_merge": latency([s for s in samples if began <= s[0] <= ended]),
+            "merge_s": merges["last_seconds"], "merges": merges["merges"], "merged_version": merges["last_version"],
+            "segments_before": segments_before, "segments_after": segments_after, "load": load_average()}
+
+
+def _segments(url: str) -> int:
+    import httpx
+
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("newsqa_index_segments "):
+            return int(float(line.split()[1]))
+    raise SystemExit("/metrics has no newsqa_index_segments: not an embedded index?")
+
+
 def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Path) -> bool:
     """The updates on a copy of the embedded index `--index` (or of data/ indexed), then the segment
-    overhead before and after a merge; True when the merged results equal the unmerged ones."""
+    overhead before and after a merge (`newsqa merge`, or with `--merge-under-load` the server's background
+    merge); True when the merged results equal the unmerged ones and no search failed during the merge."""
     copy = tmp / "index"
     if args.index:
         shutil.copytree(args.index, copy)
     else:
         cli("index", str(ROOT / "data"), "--index", str(copy))
     report["index_bytes"] = disk_bytes(copy)
-    server = serve(copy, tmp / "server.log", [])
+    server = serve(copy, tmp / "server.log", ["--merge-interval", "0"])  # the adds alone
     try:
         report["runs"] = update_runs(server.url, ["--index", str(copy)], plan, lambda: disk_bytes(copy), args.via,
                                      embedder, tmp)
@@ -257,13 +325,21 @@ def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Pa
 
     queries = load_queries(str(args.queries))[: args.searches]
     unmerged, before_merge = in_process(copy, queries)
-    merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
+    failed = 0
+    if args.merge_under_load:
+        log(f"a background merge under {args.clients} searching clients")
+        report["merge_under_load"] = under_load = merge_under_load(copy, tmp / "merge-server.log", queries,
+                                                                   args.clients)
+        print(json.dumps({"merge_under_load": under_load}), flush=True)
+        args.merge, merge_s, failed = "background", under_load["merge_s"], under_load["all"]["failures"]
+    else:
+        merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
     merged, after_merge = in_process(copy, queries)
     same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
                for a, b in zip(before_merge, after_merge))
     report.update(merge=args.merge, unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2),
                   merged_results_identical=same)
-    return same
+    return same and not failed
 
 
 def postgres_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Path) -> None:
@@ -342,16 +418,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", choices=["small", "all"], default="small",
                         help="merge only the small segments (default) or everything (--short: all)")
     parser.add_argument("--via", choices=["http", "cli"], default="http", help="how articles are added")
+    parser.add_argument("--merge-under-load", action="store_true",
+                        help="embedded: merge with the server's background merge while --clients clients search "
+                             "(--short: on)")
+    parser.add_argument("--clients", type=int, default=8, help="--merge-under-load: searching clients")
     parser.add_argument("--short", action="store_true", help="CI: the shipped news page, 2 adds of 3 articles")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     if args.short:
         args.runs, args.articles, args.searches, args.merge = 2, 3, 30, "all"
+        args.merge_under_load = args.backend == "embedded"
     if args.backend == "postgres" and args.index:
         parser.error("--index is an embedded index; with --backend postgres give --pg-url (or nothing: data/ "
                      "is loaded into a private server)")
     if args.pg_url and args.backend != "postgres":
         parser.error("--pg-url needs --backend postgres")
+    if args.merge_under_load and args.backend != "embedded":
+        parser.error("--merge-under-load needs --backend embedded: a PostgreSQL store has no segments to merge")
 
     from indexer.embed import Embedder
 

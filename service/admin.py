@@ -4,7 +4,7 @@
 - `GET /metrics`: Prometheus text format from a registry owned by the app
   (never the process-global one, so several apps in one process do not mix).
 - `POST /v1/admin/reload`: serve the version `CURRENT` names now (admin key).
-- `GET /v1/admin/status`: the served version, retired versions, reload counts (admin key).
+- `GET /v1/admin/status`: the served version, retired versions, reload counts, background merges (admin key).
 
 `Metrics` and `MetricsMiddleware` count requests and time them per route. The
 access log is written by `service.server.AccessLog`, around the whole app.
@@ -87,6 +87,14 @@ class _IndexCollector:
                                   value=reloader.failures)
         yield GaugeMetricFamily("newsqa_index_retired_versions", "swapped-out versions not yet closed",
                                 value=len(reloader.retired_versions))
+        merger = getattr(self.state, "merger", None)
+        if merger is not None:
+            yield CounterMetricFamily("newsqa_index_merges", "background merges published (segments compacted)",
+                                      value=merger.merges)
+            yield CounterMetricFamily("newsqa_index_merge_failures", "background merges that failed (index unchanged)",
+                                      value=merger.failures)
+            yield GaugeMetricFamily("newsqa_index_merge_running", "1 while a background merge runs",
+                                    value=int(merger.running))
 
     def _index_facts(self, searcher: Searcher) -> list:
         index = searcher.index
@@ -96,8 +104,11 @@ class _IndexCollector:
         size = GaugeMetricFamily("newsqa_index_items", "items in the served index version", labels=["kind"])
         for kind in ("articles", "records", "chunks"):
             size.add_metric([kind], counts.get(kind, 0))
+        segments = getattr(index, "segments", None)  # an embedded index; a PostgreSQL store has none
         return [
             size,
+            *([GaugeMetricFamily("newsqa_index_segments", "segments the served version lists",
+                                 value=len(segments))] if segments is not None else []),
             GaugeMetricFamily("newsqa_index_vectors", "vectors in the served vector index",
                               value=index.vector_count()),
             GaugeMetricFamily("newsqa_index_disk_bytes", "on-disk size of the served index version",
@@ -169,6 +180,16 @@ class ReadyOut(msgspec.Struct):
     chunks: int
 
 
+class MergesOut(msgspec.Struct):
+    merges: int
+    failures: int
+    running: bool
+    last_version: str | None
+    last_started: float | None  # Unix time
+    last_seconds: float | None
+    last_error: str | None
+
+
 class StatusOut(msgspec.Struct):
     version: str
     index_dir: str
@@ -176,6 +197,7 @@ class StatusOut(msgspec.Struct):
     failures: int
     last_error: str | None
     retired_versions: list[str]
+    background_merges: MergesOut | None = None  # None: background merges are off (or the store is PostgreSQL)
 
 
 def served(state: State) -> Reloader:
@@ -219,9 +241,14 @@ def reload_index(state: State, force: Annotated[bool, Parameter(
 async def admin_status(state: State) -> StatusOut:
     """The served version, versions waiting to be closed, reload counts and the last reload error (admin key)."""
     reloader = served(state)
+    merger = getattr(state, "merger", None)
+    merges = None if merger is None else MergesOut(
+        merges=merger.merges, failures=merger.failures, running=merger.running, last_version=merger.last_version,
+        last_started=merger.last_started, last_seconds=merger.last_seconds, last_error=merger.last_error)
     return await reloader.read(lambda searcher: StatusOut(
         version=searcher.index.version, index_dir=str(reloader.index_dir), reloads=reloader.reloads,
-        failures=reloader.failures, last_error=reloader.last_error, retired_versions=reloader.retired_versions))
+        failures=reloader.failures, last_error=reloader.last_error, retired_versions=reloader.retired_versions,
+        background_merges=merges))
 
 
 ROUTES: list = [ready, metrics, reload_index, admin_status]

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -27,6 +28,7 @@ from service import admin, api, conventions, sources, tools, web
 from service.docs import docs_plugins
 from service.errors import EXCEPTION_HANDLERS, check_json_body
 from service.limits import BudgetedEmbedder, BudgetedStore, limit_middleware, security_headers
+from service.merger import BackgroundMerger
 from service.reload import Reloader
 from service.settings import ServiceSettings, settings_with_env
 
@@ -114,15 +116,27 @@ def create_app(settings: ServiceSettings, *, embedder: Embedder | None = None) -
         app.state.resources = resources
         app.state.reloader = resources.reloader
         log.info("serving index %s (%s chunks)", resources.index.version, resources.index.counts["chunks"])
+        # Segments to merge exist only in an embedded index; a PostgreSQL store maintains itself.
+        merger = None if settings.store or settings.merge_interval <= 0 else BackgroundMerger(
+            settings.index_dir, settings.merge_policy(), interval=settings.merge_interval,
+            reload=resources.reloader.reload)
+        app.state.merger = merger
         try:
             # A PostgreSQL store is live (every query sees committed writes): no versions to poll.
             async with resources.reloader.polling(0 if settings.store else settings.reload_interval):
-                yield
+                if merger is not None:
+                    merger.start()
+                try:
+                    yield
+                finally:
+                    if merger is not None:
+                        await anyio.to_thread.run_sync(merger.stop)
         finally:
             resources.close()
 
     app = Litestar(
-        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES, *sources.ROUTES],
+        route_handlers=[*api.ROUTES, *web.ROUTES, *tools.ROUTES, *admin.ROUTES,
+                        *sources.ROUTES],
         lifespan=[lifespan],
         dependencies={"searcher": Provide(provide_searcher)},
         exception_handlers=EXCEPTION_HANDLERS,

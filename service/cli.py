@@ -496,6 +496,7 @@ def _cmd_serve(args) -> int:
 
     settings = settings_with_env(_settings_from_args(ServiceSettings, args))
     _require_index(settings.store, settings.index_dir)
+    settings.merge_policy()  # out-of-range merge settings are refused before the model loads
     run_server(settings, create_app(settings), log_level=args.log_level)
     return 0
 

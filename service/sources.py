@@ -26,6 +26,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Parameter
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.response import Template
 
@@ -204,6 +205,7 @@ def push_articles(state: State, body: bytes) -> PushOut:
                                   embedder=resources.embedder, progress=False)
             if summary.version:
                 state.reloader.reload()
+                _wrote(state)
         for error in summary.errors:
             if error.line is not None and 0 < error.line <= len(lines):
                 position, record = lines[error.line - 1]
@@ -250,7 +252,15 @@ def _delete_article(state: State, article_id: str) -> DeleteOut:
         raise NotFound(f"no article with id {article_id!r} in the index: nothing was deleted (ids are listed by "
                        "`newsqa list` and in search citations)")
     result = state.reloader.reload()
+    _wrote(state)
     return DeleteOut(deleted=article_id, version=None if state.reloader.current.index.live else result.version)
+
+
+def _wrote(state: State) -> None:
+    """A write was committed: the background merger (if any) checks its policy now."""
+    merger = getattr(state, "merger", None)
+    if merger is not None:
+        merger.notify()
 
 
 ROUTES: list = [sources_status_route, sources_page, push_articles, delete_article]

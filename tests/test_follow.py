@@ -280,7 +280,7 @@ def test_a_push_longer_than_the_request_time_budget_still_lands(tmp_path, site, 
 
     index_dir = tmp_path / "index"
     run_round(site, tmp_path, index_dir, embedder)
-    budget = 0.05  # far below the time to embed and write one article
+    budget = 0.001  # far below the time to search, let alone to embed and write an article
     app = create_app(ServiceSettings(index_dir=index_dir, admin_key="adm", reload_interval=0, request_timeout=budget),
                      embedder=embedder)
     admin = {"Authorization": "Bearer adm"}

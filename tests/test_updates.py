@@ -155,8 +155,9 @@ def test_hot_swap_under_concurrent_queries_fails_no_request(tmp_path, small_inde
     from indexer.ingest.build import build_index, delete_articles
     from service.app import ServiceSettings
 
+    # No background merges: they would add versions of their own to the reload counts checked below.
     settings = ServiceSettings(index_dir=small_index, port=free_port(), admin_key="admin-secret",
-                               reload_interval=0.2)
+                               reload_interval=0.2, merge_interval=0)
     admin = {"Authorization": "Bearer admin-secret"}
     feed = tmp_path / "feed.jsonl"
     falcon = {"id": "falcon-4", "title": "Falconry festival in Bishkek", "date": "2025-11-05", "source": "City Desk",
@@ -229,7 +230,8 @@ def test_soak_mixed_queries_through_many_swaps(tmp_path, small_index, embedder):
     from indexer.ingest.build import build_index, delete_articles
     from service.app import ServiceSettings
 
-    settings = ServiceSettings(index_dir=small_index, port=free_port(), admin_key="a", reload_interval=0.5)
+    settings = ServiceSettings(index_dir=small_index, port=free_port(), admin_key="a", reload_interval=0.5,
+                               merge_interval=0)  # exactly 12 reloads: no background merges
     feed = tmp_path / "feed.jsonl"
     with LiveServer(settings, embedder) as server:
         server.app.state.reloader.grace = 0.1

@@ -22,7 +22,7 @@ from indexer.ingest.chunk import ChunkSettings, chunk_article
 from indexer.ingest.dedupe import DEDUPE_THRESHOLD, DuplicateFinder, KnownArticles, signature
 from indexer.ingest.lang import guess_language
 from indexer.embed import Embedder, passage_input
-from indexer.errors import IndexMismatch, InputError
+from indexer.errors import IndexMismatch, InputError, InvalidParameter
 from indexer.ingest.read import ReadReport, input_size, read_sources
 from indexer.store.embedded import (
     FORMAT_VERSION, Index, IndexDraft, current_version, open_index, read_manifest, remove_stale_drafts, writer_lock,
@@ -332,45 +332,136 @@ def _delete_locked(index_dir: Path, article_ids: Sequence[str]) -> list[str]:
 
 # A tiered merge compacts the segments smaller than this fraction of the largest one.
 SMALL_SEGMENT_FRACTION = 0.1
+# The background merge policy's defaults (`newsqa serve --merge-segments`, `--merge-deleted-share`).
+MERGE_SMALL_SEGMENTS = 4
+MERGE_DELETED_SHARE = 0.25
+# Times a merge starts again when another merge took its segments while it worked.
+MERGE_ATTEMPTS = 3
 
 
-def merge_index(index_dir: str | os.PathLike, *, wait: bool = True, small_only: bool = False) -> str | None:
-    """Compact the segments of the index at `index_dir` into one, dropping tombstoned rows; return
-    the new version's name, or None when there was nothing to merge.
+@dataclass(frozen=True)
+class MergePolicy:
+    """When a tiered merge is due (see `plan_merge`): more than `small_segments` small segments, or a
+    segment with more than `deleted_share` of its passages tombstoned."""
 
-    Every segment by default; with `small_only` (a tiered merge) only those holding fewer than
-    `SMALL_SEGMENT_FRACTION` of the largest one's passages, when there are two or more, so the large
-    segment (and its HNSW graph) is not rewritten for a few new articles. Crash-safe like any write:
-    the merged segment is written and published as a new version; the old segments are removed only
-    once no kept version lists them and no reader holds them. Takes the writer lock like `build_index`.
+    small_segments: int = MERGE_SMALL_SEGMENTS
+    deleted_share: float = MERGE_DELETED_SHARE
+
+    def __post_init__(self) -> None:
+        if self.small_segments < 1:
+            raise InvalidParameter(f"--merge-segments is {self.small_segments}, it must be at least 1: the small "
+                                   f"segments left unmerged (default {MERGE_SMALL_SEGMENTS})")
+        if not 0 < self.deleted_share <= 1:
+            raise InvalidParameter(f"--merge-deleted-share is {self.deleted_share}, it must be above 0 and at most 1: "
+                                   f"the share of a segment's passages deleted before it is rewritten (1: never; "
+                                   f"default {MERGE_DELETED_SHARE})")
+
+
+def small_segments(live: Sequence[int]) -> list[int]:
+    """Positions of the segments (given by their live passages) under `SMALL_SEGMENT_FRACTION` of the largest."""
+    largest = max(live, default=0)
+    return [n for n, size in enumerate(live) if size < SMALL_SEGMENT_FRACTION * largest]
+
+
+def plan_merge(segments: Sequence[tuple[int, int]], policy: MergePolicy) -> list[int]:
+    """Positions of the segments a tiered merge compacts now (empty: none is due), from each live
+    segment's (live passages, tombstoned passages), oldest first.
+
+    The small segments (`small_segments`) are merged once there are more than `policy.small_segments`
+    of them, so a stream of small adds leaves a bounded number of segments to search while the large
+    one (and its HNSW graph) is left alone. A segment more than `policy.deleted_share` of whose
+    passages are tombstoned is rewritten without them (with the small ones if those are due too), so
+    deleted rows do not keep costing disk and search time. Pure: no I/O.
+    """
+    small = small_segments([live for live, _ in segments])
+    chosen = set(small) if len(small) > policy.small_segments else set()
+    for n, (live, dead) in enumerate(segments):
+        if dead and dead / (live + dead) > policy.deleted_share:
+            chosen.add(n)
+    return sorted(chosen)
+
+
+def segment_sizes(index: Index) -> list[tuple[int, int]]:
+    """(live passages, tombstoned passages) of each segment `index` lists, read from its manifest."""
+    return [(e["counts"]["chunks"], e["rows"]["chunks"] - e["counts"]["chunks"]) for e in index.entries]
+
+
+def merge_index(index_dir: str | os.PathLike, *, wait: bool = True, small_only: bool = False,
+                policy: MergePolicy | None = None, should_stop: Callable[[], bool] | None = None) -> str | None:
+    """Compact segments of the index at `index_dir` into one, dropping tombstoned rows; return the new
+    version's name, or None when there was nothing to merge.
+
+    Which segments: those `plan_merge` finds due under when a `policy` is given (the background merges
+    of `newsqa serve`); else every segment, or with `small_only` (`newsqa merge --small`) those holding
+    fewer than `SMALL_SEGMENT_FRACTION` of the largest one's passages, when there are two or more, so the
+    large segment (and its HNSW graph) is not rewritten for a few new articles.
+
+    The merged segment is written without the writer lock, while searches and writers go on; the lock is
+    taken only to publish it, after moving it onto any version committed meanwhile (`IndexDraft.rebase`),
+    so a writer waits for a merge no longer than for a publish. `wait=False` raises `IndexBusy` when
+    another writer holds the lock as the merge starts or publishes. `should_stop()` turning true makes
+    the merge give up (None) before it publishes. Crash-safe like any write: until the publish the live
+    version is untouched; old segments are removed only once no kept version lists them and no reader
+    holds them.
     """
     index_dir = Path(index_dir)
     if current_version(index_dir) is None:
         open_index(index_dir)  # raises IndexMissing without creating the directory
-    with writer_lock(index_dir, wait=wait):
+    if not wait:
+        with writer_lock(index_dir, wait=False):
+            pass  # busy now: fail at once rather than after the work
+
+    def choose(index: Index) -> list[int]:
+        if policy is not None:
+            return plan_merge(segment_sizes(index), policy)
+        return merge_candidates(index, small_only=small_only)
+
+    stopping = should_stop or (lambda: False)
+    for _ in range(MERGE_ATTEMPTS):
         base = open_index(index_dir, lazy=True)
         try:
-            chosen = merge_candidates(base, small_only=small_only)
-            if not chosen:
+            chosen = choose(base)
+            if not chosen or stopping():
                 return None
             draft = IndexDraft(index_dir, base=base, model=base.manifest["model"], dimension=base.dimension,
                                settings=base.manifest["chunking"])
             try:
                 draft.absorb(chosen)
-                return draft.commit().name
+                draft.seal()
+                if stopping():
+                    draft.abort()
+                    return None
+                with writer_lock(index_dir, wait=wait):
+                    version = _publish_merge(index_dir, draft, base)
+                if version is None:
+                    draft.abort()  # another merge took some of these segments: plan again from its version
+                    continue
+                return version
             except BaseException:
                 draft.abort()
                 raise
         finally:
             base.close()
+    return None
+
+
+def _publish_merge(index_dir: Path, draft: IndexDraft, base: Index) -> str | None:
+    """Commit a sealed merge `draft` over the live version (the writer lock held); None on a conflict."""
+    live = current_version(index_dir)
+    if live is None or live.name == base.version:
+        return draft.commit().name
+    newer = Index(live, lazy=True)
+    try:
+        return draft.commit().name if draft.rebase(newer) else None
+    finally:
+        newer.close()
 
 
 def merge_candidates(index: Index, *, small_only: bool = False) -> list[int]:
     """Positions of the segments a merge compacts (empty: nothing worth doing)."""
     entries = index.entries
     if small_only:
-        largest = max((e["rows"]["chunks"] for e in entries), default=0)
-        small = [n for n, e in enumerate(entries) if e["rows"]["chunks"] < SMALL_SEGMENT_FRACTION * largest]
+        small = small_segments([e["rows"]["chunks"] for e in entries])
         return small if len(small) > 1 else []
     if len(entries) > 1:
         return list(range(len(entries)))

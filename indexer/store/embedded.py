@@ -529,7 +529,9 @@ class IndexDraft(StoreWriter):
     touched. `absorb` copies the live rows of base segments into the new
     segment instead (a merge). `commit()` writes the segment and publishes the
     version; any exception before that leaves the live version untouched and
-    removes the draft.
+    removes the draft. A merge writes its segment first (`seal()`) and, if
+    another writer committed meanwhile, moves onto that version (`rebase()`)
+    before it publishes.
     """
 
     def __init__(self, index_dir: Path, *, base: Index | None, model: str, dimension: int, settings: dict) -> None:
@@ -554,6 +556,8 @@ class IndexDraft(StoreWriter):
         self._tombstoned: dict[int, set[str]] = {}  # base segment position → article ids deleted by this draft
         self._absorbed: list[int] = []
         self._forget_files = False
+        self._sealed = False
+        self._segment: dict | None = None  # the new segment's entry, once sealed (None: it holds nothing)
         self.changed = False
 
     def _in_base(self, article_id: str) -> int | None:
@@ -693,14 +697,7 @@ class IndexDraft(StoreWriter):
 
     def _tombstone_entry(self, n: int, entry: dict, deleted: set[str]) -> dict:
         """`entry` with `deleted` (article ids live in it until now) tombstoned and its live counts lowered."""
-        marks = json.dumps(sorted(deleted))
-        news, records, chunks = self.base.segments[n].db().execute(  # type: ignore[union-attr]  # only with a base
-            "SELECT COUNT(*) FILTER (WHERE kind = 'news'), COUNT(*) FILTER (WHERE kind <> 'news'), "
-            "(SELECT COUNT(*) FROM chunks WHERE article_id IN (SELECT value FROM json_each(?))) "
-            "FROM articles WHERE article_id IN (SELECT value FROM json_each(?))", (marks, marks)).fetchone()
-        live = entry["counts"]
-        return {**entry, "deleted": sorted(set(entry["deleted"]) | deleted),
-                "counts": counts(live["articles"] - news, live["records"] - records, live["chunks"] - chunks)}
+        return _tombstoned(self.base.segments[n].db(), entry, deleted)  # type: ignore[union-attr]  # only with a base
 
     def _finish_segment(self) -> dict:
         """Write the new segment's postings and vectors; its entry in the version's list."""
@@ -720,9 +717,60 @@ class IndexDraft(StoreWriter):
         kind = type(faiss.downcast_index(vectors.index)).__name__
         return {"dir": ".", "counts": written, "rows": written, "deleted": [], "files": True, "vector_index": kind}
 
+    def seal(self) -> None:
+        """Write the new segment's files now (postings, vectors, an HNSW graph when large), without
+        publishing anything: the costly part of a commit, which a merge does before it takes the writer
+        lock. Idempotent; `commit()` seals a draft that is not sealed yet."""
+        if self._sealed:
+            return
+        self.db.commit()
+        holds = self.db.execute("SELECT EXISTS (SELECT 1 FROM articles) OR EXISTS (SELECT 1 FROM files)").fetchone()[0]
+        if holds:
+            self._segment = self._finish_segment()
+        else:
+            self.db.close()
+            (self.path / "newsqa.sqlite").unlink()  # nothing added: the version only lists segments
+        self._sealed = True
+
+    def rebase(self, newer: Index) -> bool:
+        """Move a sealed merge draft (it absorbed segments and wrote nothing else) onto `newer`, a version
+        committed since its base: the segments `newer` added are kept, and the articles `newer` deleted or
+        replaced from the absorbed segments are tombstoned in the merged one. False (the draft is left as
+        it was) when `newer` no longer lists every absorbed segment: another merge took them.
+
+        This is what lets a merge do its work without the writer lock: only the rebase and the publish
+        run under it, so a writer waits milliseconds for a merge, not the merge's length.
+        """
+        assert self.base is not None and self._sealed and not self._tombstoned, "rebase is for sealed merge drafts"
+        named = [{**e, "dir": newer.path.name if e["dir"] == "." else e["dir"]} for e in newer.entries]
+        where = {e["dir"]: n for n, e in enumerate(named)}
+        absorbed = [self.entries[n] for n in self._absorbed]
+        if any(e["dir"] not in where for e in absorbed):
+            return False
+        gone: set[str] = set()
+        files = True
+        for entry in absorbed:
+            now = named[where[entry["dir"]]]
+            gone |= set(now["deleted"]) - set(entry["deleted"])
+            files = files and now.get("files", True)
+        if self._segment is not None:
+            segment = self._segment if files else {**self._segment, "files": False}
+            if gone:
+                db = connect(self.path / "newsqa.sqlite", readonly=True)
+                try:
+                    segment = _tombstoned(db, segment, gone)
+                finally:
+                    db.close()
+            self._segment = segment
+        self.base = newer
+        self.entries = named
+        self._absorbed = [where[e["dir"]] for e in absorbed]
+        self.next_chunk_id = max(self.next_chunk_id, newer.next_chunk_id)
+        return True
+
     def commit(self, extra: dict | None = None) -> Path:
         """Write the new segment (if anything was added), then publish the version listing it."""
-        self.db.commit()
+        self.seal()
         entries: list[dict] = []
         at = len(self.entries)  # a merged segment takes the place of the first segment it absorbed
         for n, entry in enumerate(self.entries):
@@ -734,12 +782,8 @@ class IndexDraft(StoreWriter):
             if self._forget_files:
                 entry = {**entry, "files": False}
             entries.append(entry)
-        holds = self.db.execute("SELECT EXISTS (SELECT 1 FROM articles) OR EXISTS (SELECT 1 FROM files)").fetchone()[0]
-        if holds:
-            entries.insert(at, self._finish_segment())
-        else:
-            self.db.close()
-            (self.path / "newsqa.sqlite").unlink()  # nothing added: the version only lists segments
+        if self._segment is not None:
+            entries.insert(at, self._segment)
         totals = counts(*(sum(e["counts"][key] for e in entries) for key in ("articles", "records", "chunks")))
         largest = max(entries, key=lambda e: e["counts"]["chunks"], default={})
         manifest = {
@@ -771,6 +815,19 @@ class IndexDraft(StoreWriter):
             self.db.close()
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _tombstoned(db: sqlite3.Connection, entry: dict, deleted: set[str]) -> dict:
+    """`entry` (a segment whose database is `db`) with `deleted`, article ids live in it until now,
+    tombstoned and its live counts lowered."""
+    marks = json.dumps(sorted(deleted))
+    news, records, chunks = db.execute(
+        "SELECT COUNT(*) FILTER (WHERE kind = 'news'), COUNT(*) FILTER (WHERE kind <> 'news'), "
+        "(SELECT COUNT(*) FROM chunks WHERE article_id IN (SELECT value FROM json_each(?))) "
+        "FROM articles WHERE article_id IN (SELECT value FROM json_each(?))", (marks, marks)).fetchone()
+    live = entry["counts"]
+    return {**entry, "deleted": sorted(set(entry["deleted"]) | deleted),
+            "counts": counts(live["articles"] - news, live["records"] - records, live["chunks"] - chunks)}
 
 
 def _build_graph(exact, dimension: int):
