@@ -238,6 +238,7 @@ def test_writes_and_searches_through_a_live_server_during_background_merges(tmp_
     settings = ServiceSettings(index_dir=index_dir, port=free_port(), admin_key="merge-admin", reload_interval=0.2,
                                merge_interval=0.5, merge_segments=1)
     gone = pushed[2]
+    changed = {**base[5], "text": "Lighthouse keepers count puffins on the northern skerries every June."}
 
     class Load(QueryLoad):
         QUERIES = [a["title"] for a in (*pushed, *base[:4])]
@@ -257,6 +258,10 @@ def test_writes_and_searches_through_a_live_server_during_background_merges(tmp_
                 response = http.post("/v1/articles", json=article)
                 assert response.status_code == 200 and response.json()["added"] == 1, response.text
                 posts.append((sent, time.monotonic()))
+                if n == 1:
+                    # A change: an indexed article with a new text replaces the old one.
+                    response = http.post("/v1/articles", json=changed)
+                    assert response.status_code == 200 and response.json()["updated"] == 1, response.text
                 if n == 3:
                     deleted = http.delete(f"/v1/articles/{gone['id']}")
                     assert deleted.status_code == 200, deleted.text
@@ -286,6 +291,10 @@ def test_writes_and_searches_through_a_live_server_during_background_merges(tmp_
                 hits = http.get("/v1/search", params={"q": article["title"], "k": 10}).json()["hits"]
                 assert article["id"] in {h["citation"]["article_id"] for h in hits}, article["id"]
             assert http.get(f"/v1/articles/{gone['id']}").status_code == 404
+            assert http.get(f"/v1/articles/{changed['id']}").json()["text"] == changed["text"]
+            hits = http.get("/v1/search", params={"q": "puffins lighthouse skerries", "k": 10}).json()["hits"]
+            assert [h["citation"]["article_id"] for h in hits].count(changed["id"]) == 1
+            assert all("puffins" in h["text"] for h in hits if h["citation"]["article_id"] == changed["id"])
             metrics = http.get("/metrics").text
             status = http.get("/v1/admin/status", headers=admin).json()
         after = [ids for sent, ids in load.seen if sent > deleted_at]
