@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Anserini's BM25 settings, which score best on BEIR-style collections.
+# Anserini's BM25 settings, which score best on BEIR-style collections; a grid on the train splits
+# (bench/tune_bm25.py, docs/performance.md) found no better global pair for SciFact and the news.
 K1 = 0.9
 B = 0.4
 
