@@ -60,10 +60,13 @@ class ReloadResult(msgspec.Struct, frozen=True):
 class _Generation:
     """One loaded index version and how many requests are using it."""
 
-    __slots__ = ("searcher", "users", "retired", "closed")
+    __slots__ = ("searcher", "index", "users", "retired", "closed")
 
-    def __init__(self, searcher: Searcher) -> None:
+    def __init__(self, searcher: Searcher, index: Store) -> None:
         self.searcher = searcher
+        # The store as loaded: the searcher's may be wrapped (the service's time-budget checks), and
+        # the next reload shares this one's loaded segments, which only an `Index` itself offers.
+        self.index = index
         self.users = 0
         self.retired = False
         self.closed = False
@@ -96,7 +99,7 @@ class Reloader:
         self._reload_lock = threading.Lock()  # one version load at a time
         self._timers: list[threading.Timer] = []
         self._retired: list[_Generation] = []
-        self._current = _Generation(make_searcher(index))
+        self._current = _Generation(make_searcher(index), index)
         # Probe reads get threads of their own: a search backlog never delays /health.
         self._readers = anyio.CapacityLimiter(READ_THREADS)
         self.reloads = 0
@@ -146,7 +149,7 @@ class Reloader:
         """
         with self._reload_lock:
             started = time.perf_counter()
-            previous = self._current.searcher.index
+            previous = self._current.index
             if previous.live:
                 # A live store (PostgreSQL): every query already sees committed writes; nothing to swap.
                 return self._result(False, previous, previous.version, started)
@@ -172,7 +175,7 @@ class Reloader:
             searcher = self.make_searcher(index)
             with self._lock:
                 old = self._current
-                self._current = _Generation(searcher)
+                self._current = _Generation(searcher, index)
                 old.retired = True
                 self._retired.append(old)
                 idle = old.users == 0
@@ -210,14 +213,14 @@ class Reloader:
                 return
             generation.closed = True
             self._retired = [g for g in self._retired if g is not generation]
-        generation.searcher.index.close()
-        log.info("closed index version %s", generation.searcher.index.version)
+        generation.index.close()
+        log.info("closed index version %s", generation.index.version)
 
     @property
     def retired_versions(self) -> list[str]:
         """Versions swapped out but not closed yet (requests still use them, or the grace period runs)."""
         with self._lock:
-            return [g.searcher.index.version for g in self._retired]
+            return [g.index.version for g in self._retired]
 
     def close(self) -> None:
         """Close every version now, the served one and the retired ones (at shutdown)."""
@@ -230,7 +233,7 @@ class Reloader:
         for generation in [*retired, current]:
             if not generation.closed:
                 generation.closed = True
-                generation.searcher.index.close()
+                generation.index.close()
 
     async def poll(self, interval: float) -> None:
         """Reload whenever `CURRENT` changes, checking every `interval` seconds; runs until cancelled."""

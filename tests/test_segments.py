@@ -444,6 +444,27 @@ def test_loading_a_version_after_an_add_reads_only_the_new_segment(tmp_path, mem
         served.close()
 
 
+def test_the_service_reload_after_an_add_reads_only_the_new_segment(tmp_path, memo, monkeypatch):
+    """The service wraps its store (time-budget checks); its reload must still share the loaded segments."""
+    import faiss
+    from litestar.testing import TestClient
+
+    from service.app import ServiceSettings, create_app
+
+    records = _records("s", 5)
+    index_dir = _build(tmp_path, "idx", [records[:4]], memo)
+    app = create_app(ServiceSettings(index_dir=index_dir, reload_interval=0, merge_interval=0), embedder=memo)
+    with TestClient(app) as client:
+        build_index([write_jsonl(tmp_path / "one.jsonl", records[4:])], index_dir, embedder=memo, progress=False)
+        reads = []
+        real_read = faiss.read_index
+        monkeypatch.setattr(faiss, "read_index", lambda path, *a: reads.append(path) or real_read(path, *a))
+        assert app.state.reloader.reload().changed
+        assert reads == [str(current_version(index_dir) / "vectors.faiss")]
+        hits = client.get("/v1/search", params={"q": records[4]["title"], "k": 5}).json()["hits"]
+        assert hits[0]["citation"]["article_id"] == "s-4"
+
+
 # --- an add reads what it changes, not the whole index -----------------------------------------------
 
 
