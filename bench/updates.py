@@ -165,31 +165,55 @@ def wait_until(predicate, timeout: float = 60.0) -> float:
         time.sleep(0.02)
 
 
-def in_process(target: Path | str, queries: list[str]) -> tuple[dict, list[list[tuple[str, int, float]]]]:
-    """Search p50/p99 over `queries` in-process on the index directory or PostgreSQL store `target`
-    (query vectors cached first), and each query's hits; "segments" is "n/a" for a store without them."""
+def in_process(target: Path | str, queries: list[str], *, times: list[float] | None = None
+               ) -> tuple[dict, list[list[tuple[str, int, float]]]]:
+    """Search p50/p99 over `queries` in-process on the index directory, version directory or PostgreSQL
+    store `target` (query vectors cached first), and each query's hits; "segments" is "n/a" for a store
+    without them. `times` (if given) gets each search's milliseconds."""
     from indexer.embed import Embedder
     from indexer.query.search import Searcher
     from indexer.store.backends import open_store
+    from indexer.store.embedded import Index
 
     embedder = Embedder()
-    index = open_store(target, model=embedder.name)
+    version = Path(target) / "manifest.json"
+    index = Index(Path(target), model=embedder.name) if version.is_file() else open_store(target, model=embedder.name)
     try:
         searcher = Searcher(index, embedder)
         for query in queries:  # query vectors cached: the legs, fusion and hits are what differ
             searcher.search(query, k=10)
-        times, results = [], []
+        taken, results = [], []
         for query in queries:
             started = time.perf_counter()
             result = searcher.search(query, k=10)
-            times.append((time.perf_counter() - started) * 1000)
+            taken.append((time.perf_counter() - started) * 1000)
             # Passages by article and offset: a merge may renumber them.
             results.append([(h.citation.article_id, h.citation.start, h.score) for h in result.hits])
+        if times is not None:
+            times.extend(taken)
         segments = getattr(index, "segments", None)
-        return ({"p50_ms": round(statistics.median(times), 2), "p99_ms": round(percentile(times, 99), 2),
+        return ({"p50_ms": round(statistics.median(taken), 2), "p99_ms": round(percentile(taken, 99), 2),
                  "segments": len(segments) if segments is not None else NOT_APPLICABLE}, results)
     finally:
         index.close()
+
+
+def compare_versions(versions: dict[str, Path], queries: list[str], rounds: int = 3) -> dict[str, dict]:
+    """Search p50/p99 of each version directory, measured in `rounds` alternating rounds (A B, then B A, ...)
+    and pooled: one pass on one index in a process varies by ±20% from the next (measured 25-39 ms p50 on
+    the same 1M index), so two single passes in a fixed order cannot show a 1.2x difference."""
+    times: dict[str, list[float]] = {name: [] for name in versions}
+    rounds_p50: dict[str, list[float]] = {name: [] for name in versions}
+    segments: dict[str, object] = {}
+    names = list(versions)
+    for round_ in range(rounds):
+        for name in (names if round_ % 2 == 0 else names[::-1]):
+            stats, _ = in_process(versions[name], queries, times=times[name])
+            rounds_p50[name].append(stats["p50_ms"])
+            segments[name] = stats["segments"]
+    return {name: {"p50_ms": round(statistics.median(times[name]), 2), "p99_ms": round(percentile(times[name], 99), 2),
+                   "segments": segments[name], "rounds_p50_ms": rounds_p50[name], "searches": len(times[name])}
+            for name in names}
 
 
 def batches(articles: list[dict], runs: int, size: int) -> list[list[dict]]:
@@ -338,12 +362,11 @@ def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Pa
     finally:
         server.stop()
 
+    from indexer.store.embedded import current_version
+
     queries = load_queries(str(args.queries))[: args.searches]
-    # The first searches of a process run slower whatever the index (on one 11-segment 1M-passage copy,
-    # p50 38.7 ms on a process's first pass, 26.3 ms on its second): an untimed pass comes first, or the
-    # unmerged index, always measured first, would carry that cost.
-    in_process(copy, queries)
-    unmerged, before_merge = in_process(copy, queries)
+    unmerged_version = current_version(copy)
+    _, before_merge = in_process(copy, queries)
     failed = 0
     if args.merge_under_load:
         log(f"a background merge under {args.clients} searching clients")
@@ -353,7 +376,15 @@ def embedded_bench(args, plan: list[list[dict]], embedder, report: dict, tmp: Pa
         args.merge, merge_s, failed = "background", under_load["merge_s"], under_load["all"]["failures"]
     else:
         merge_s = cli("merge", *(["--small"] if args.merge == "small" else []), "--index", str(copy))
-    merged, after_merge = in_process(copy, queries)
+    merged_version = current_version(copy)
+    _, after_merge = in_process(copy, queries)
+    # The unmerged version is still on disk (the version before the newest is kept): both are timed
+    # in alternating rounds.
+    if unmerged_version is None or not unmerged_version.is_dir():
+        raise SystemExit(f"the unmerged version {unmerged_version} was pruned (more than one merge ran?): "
+                         "cannot compare it with the merged one")
+    compared = compare_versions({"unmerged": unmerged_version, "merged": merged_version}, queries)
+    unmerged, merged = compared["unmerged"], compared["merged"]
     same = all([r[:2] for r in a] == [r[:2] for r in b] and all(abs(x[2] - y[2]) <= 1e-5 for x, y in zip(a, b))
                for a, b in zip(before_merge, after_merge))
     report.update(merge=args.merge, unmerged=unmerged, merged=merged, merge_s=round(merge_s, 2),
