@@ -22,6 +22,25 @@ ARTIFACTS = ROOT / "artifacts"
 TOKTOGUL = "Kyrgyzstan Faces Power Shortages Amid Record Low Water Levels at Toktogul Reservoir"
 
 
+WORDS = ("harbour ferry tide berth crane cargo council bridge repair minutes orchard apple pear harvest spring "
+         "rail train station coast timetable glacier river valley meadow market price wheat cotton copper tram "
+         "museum theatre festival concert library school clinic vaccine doctor nurse budget tax pension court "
+         "judge verdict appeal mayor election ballot voter turbine solar grid storm flood drought").split()
+
+
+def distinct_articles(prefix: str, n: int) -> list[dict]:
+    """`n` short one-passage articles (ids `prefix-0`...) whose texts share few word sequences, so none
+    is a near duplicate of another; the same `prefix` always gives the same articles."""
+    import random
+
+    out = []
+    for i in range(n):
+        words = random.Random(f"{prefix}{i}").sample(WORDS, 24)
+        out.append({"id": f"{prefix}-{i}", "title": " ".join(words[:4]).capitalize(),
+                    "text": " ".join(words[4:14]).capitalize() + ". " + " ".join(words[14:]).capitalize() + "."})
+    return out
+
+
 def assert_error(response, status: int, code: str) -> dict:
     """Every error has one JSON shape: {"error": {"code": str, "message": str}}."""
     assert response.status_code == status, response.text

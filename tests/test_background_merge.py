@@ -8,7 +8,6 @@ so that writes and searches certainly land while a merge is running.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from pathlib import Path
@@ -21,23 +20,9 @@ from indexer.ingest.build import MergePolicy, build_index, delete_articles, merg
 from indexer.query.search import Searcher
 from indexer.store.embedded import IndexDraft, open_index
 
-from helpers import LiveServer, QueryLoad, free_port, wait_for, write_jsonl
+from helpers import LiveServer, QueryLoad, distinct_articles, free_port, wait_for, write_jsonl
 
-WORDS = ("harbour ferry tide berth crane cargo council bridge repair minutes orchard apple pear harvest spring "
-         "rail train station coast timetable glacier river valley meadow market price wheat cotton copper tram "
-         "museum theatre festival concert library school clinic vaccine doctor nurse budget tax pension court "
-         "judge verdict appeal mayor election ballot voter turbine solar grid storm flood drought").split()
 MODES = ("dense", "lexical", "hybrid")
-
-
-def _articles(prefix: str, n: int) -> list[dict]:
-    """`n` one-passage articles that share few word sequences (none is a near duplicate of another)."""
-    out = []
-    for i in range(n):
-        words = random.Random(f"{prefix}{i}").sample(WORDS, 24)
-        out.append({"id": f"{prefix}-{i}", "title": " ".join(words[:4]).capitalize(),
-                    "text": " ".join(words[4:14]).capitalize() + ". " + " ".join(words[14:]).capitalize() + "."})
-    return out
 
 
 # --- the policy (pure) ----------------------------------------------------------------------------
@@ -95,7 +80,7 @@ def _hits(index_dir: Path, embedder, queries: list[str]) -> dict:
 def test_a_merge_moves_onto_writes_committed_while_it_ran(tmp_path, embedder, monkeypatch):
     """Adds, a change and deletes committed between the merge's start and its publish all survive it,
     and the result equals one build of the same articles."""
-    records = _articles("w", 24)
+    records = distinct_articles("w", 24)
     index_dir = tmp_path / "idx"
     for n, batch in enumerate([records[:20], records[20:21], records[21:22]]):
         build_index([write_jsonl(tmp_path / f"b{n}.jsonl", batch)], index_dir, embedder=embedder, progress=False)
@@ -139,7 +124,7 @@ def test_a_merge_moves_onto_writes_committed_while_it_ran(tmp_path, embedder, mo
 
 
 def test_a_merge_whose_segments_another_merge_took_starts_again_from_that_merge(tmp_path, embedder, monkeypatch):
-    records = _articles("c", 24)
+    records = distinct_articles("c", 24)
     index_dir = tmp_path / "idx"
     for n, batch in enumerate([records[:20], records[20:22], records[22:]]):
         build_index([write_jsonl(tmp_path / f"b{n}.jsonl", batch)], index_dir, embedder=embedder, progress=False)
@@ -165,7 +150,7 @@ def test_a_merge_whose_segments_another_merge_took_starts_again_from_that_merge(
 
 
 def test_a_merge_gives_up_when_asked_to_stop(tmp_path, embedder):
-    records = _articles("s", 4)
+    records = distinct_articles("s", 4)
     index_dir = tmp_path / "idx"
     for n, batch in enumerate([records[:2], records[2:]]):
         build_index([write_jsonl(tmp_path / f"b{n}.jsonl", batch)], index_dir, embedder=embedder, progress=False)
@@ -229,7 +214,7 @@ class _MergeLog:
 def test_writes_and_searches_through_a_live_server_during_background_merges(tmp_path, embedder, monkeypatch):
     from service.app import ServiceSettings
 
-    base, pushed = _articles("base", 30), _articles("push", 6)
+    base, pushed = distinct_articles("base", 30), distinct_articles("push", 6)
     index_dir = tmp_path / "index"
     build_index([write_jsonl(tmp_path / "base.jsonl", base)], index_dir, embedder=embedder, progress=False)
     log = _MergeLog(monkeypatch)
@@ -329,7 +314,7 @@ def test_background_merges_are_off_for_interval_zero(two_article_index, embedder
 @pytest.fixture()
 def two_article_index(tmp_path, embedder) -> Path:
     index_dir = tmp_path / "index"
-    build_index([write_jsonl(tmp_path / "a.jsonl", _articles("z", 2))], index_dir, embedder=embedder, progress=False)
+    build_index([write_jsonl(tmp_path / "a.jsonl", distinct_articles("z", 2))], index_dir, embedder=embedder, progress=False)
     return index_dir
 
 

@@ -17,7 +17,7 @@ from indexer.ingest.build import build_index, delete_articles, merge_index
 from indexer.query.search import Searcher
 from indexer.store.embedded import current_version, open_index, writer_lock
 
-from helpers import SCIFACT, write_jsonl
+from helpers import SCIFACT, distinct_articles, write_jsonl
 
 MODES = ("dense", "lexical", "hybrid")
 needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="shared SciFact corpus not present")
@@ -56,24 +56,6 @@ def _scifact(n: int) -> list[dict]:
             if len(records) == n:
                 break
     return records
-
-
-WORDS = ("harbour ferry tide berth crane cargo council bridge repair minutes orchard apple pear harvest spring "
-         "rail train station coast timetable glacier river valley meadow market price wheat cotton copper tram "
-         "museum theatre festival concert library school clinic vaccine doctor nurse budget tax pension court "
-         "judge verdict appeal mayor election ballot voter turbine solar grid storm flood drought").split()
-
-
-def _records(prefix: str, n: int) -> list[dict]:
-    """`n` short articles whose texts share few word sequences (so none is a near duplicate of another)."""
-    import random
-
-    out = []
-    for i in range(n):
-        words = random.Random(f"{prefix}{i}").sample(WORDS, 24)
-        out.append({"id": f"{prefix}-{i}", "title": " ".join(words[:4]).capitalize(),
-                    "text": " ".join(words[4:14]).capitalize() + ". " + " ".join(words[14:]).capitalize() + "."})
-    return out
 
 
 def _queries(n: int) -> list[str]:
@@ -241,7 +223,7 @@ def test_add_change_delete_leave_old_segments_untouched_and_match_a_fresh_build(
 def test_a_failed_merge_leaves_the_index_as_it_was(tmp_path, memo, monkeypatch):
     from indexer.store import embedded
 
-    records = _records("m", 4)
+    records = distinct_articles("m", 4)
     index_dir = _build(tmp_path, "idx", [records[:2], records[2:]], memo)
     before = current_version(index_dir).name
     expected = _results(index_dir, memo, ["harbour berth tides"])
@@ -260,7 +242,7 @@ def test_a_failed_merge_leaves_the_index_as_it_was(tmp_path, memo, monkeypatch):
 
 
 def test_a_reader_keeps_its_segments_through_a_merge(tmp_path, memo):
-    records = _records("r", 10)
+    records = distinct_articles("r", 10)
     index_dir = _build(tmp_path, "idx", [records[:3], records[3:6]], memo)
     reader = open_index(index_dir)
     try:
@@ -286,7 +268,7 @@ def test_an_index_of_format_1_opens_grows_and_merges(tmp_path, memo):
     from indexer.store.segments import LEXICAL_ROWS_SQL
     from indexer.store.common import lexical_text
 
-    records = _records("o", 5)
+    records = distinct_articles("o", 5)
     index_dir = _build(tmp_path, "old", [records], memo)
     queries = ["apple orchard harvest", "pear"]
     expected = _results(index_dir, memo, queries)
@@ -329,7 +311,7 @@ def test_an_index_of_format_1_opens_grows_and_merges(tmp_path, memo):
 def test_merge_command(tmp_path, memo, capsys):
     from service.cli import main
 
-    records = _records("c", 4)
+    records = distinct_articles("c", 4)
     index_dir = _build(tmp_path, "idx", [records[:2], records[2:]], memo)
     with writer_lock(index_dir):
         assert main(["merge", "--index", str(index_dir), "--no-wait"]) == 75
@@ -343,7 +325,7 @@ def test_merge_command(tmp_path, memo, capsys):
 
 
 def test_a_tiered_merge_leaves_the_large_segment_alone(tmp_path, memo):
-    records = _records("t", 14)
+    records = distinct_articles("t", 14)
     index_dir = _build(tmp_path, "idx", [records[:12], records[12:13], records[13:]], memo)
     large, *small = _segment_dirs(index_dir)
     before = _files(large)
@@ -385,7 +367,7 @@ def test_a_writer_killed_before_publishing_loses_nothing_committed(tmp_path, mem
 
     from helpers import ROOT
 
-    records = _records("k", 6)
+    records = distinct_articles("k", 6)
     index_dir = _build(tmp_path, "idx", [records[:3], records[3:5]], memo)
     before = current_version(index_dir).name
     queries = [r["title"] for r in records[:5]]
@@ -424,7 +406,7 @@ def test_loading_a_version_after_an_add_reads_only_the_new_segment(tmp_path, mem
 
     from indexer.store.embedded import Index
 
-    records = _records("n", 5)
+    records = distinct_articles("n", 5)
     index_dir = _build(tmp_path, "idx", [records[:4]], memo)
     served = open_index(index_dir)
     try:
@@ -451,7 +433,7 @@ def test_the_service_reload_after_an_add_reads_only_the_new_segment(tmp_path, me
 
     from service.app import ServiceSettings, create_app
 
-    records = _records("s", 5)
+    records = distinct_articles("s", 5)
     index_dir = _build(tmp_path, "idx", [records[:4]], memo)
     app = create_app(ServiceSettings(index_dir=index_dir, reload_interval=0, merge_interval=0), embedder=memo)
     with TestClient(app) as client:
@@ -509,7 +491,7 @@ def test_an_add_finds_near_duplicates_by_key_without_reading_every_article(tmp_p
 def test_a_large_run_reads_the_index_once_instead_of_per_article(tmp_path, memo):
     from indexer.ingest.dedupe import KnownArticles, signature
 
-    records = _records("k", 6)
+    records = distinct_articles("k", 6)
     index_dir = _build(tmp_path, "idx", [records[:3], records[3:]], memo)
     index = open_index(index_dir, lazy=True)
     try:
