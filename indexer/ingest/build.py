@@ -86,7 +86,7 @@ class IngestLoop:
 
     `offer(article)` sorts an article into unchanged (same content hash as
     indexed: no model call), duplicate (same id twice in this run, or a near
-    duplicate of another indexed article), updated or added; new and changed
+    duplicate of another indexed article, at `known.threshold`), updated or added; new and changed
     articles are chunked and embedded in batches and handed to `write` as
     `PendingArticle`s, which the backend stores (replacing same-id articles).
     """
@@ -100,7 +100,6 @@ class IngestLoop:
         known: KnownArticles,
         write: Callable[[list[PendingArticle]], None],
         progress: bool,
-        dedupe_threshold: float = DEDUPE_THRESHOLD,
         batch_chunks: int = EMBED_BATCH_CHUNKS,
         input_bytes: int | None = None,
         bytes_read: Callable[[], int] | None = None,
@@ -111,7 +110,7 @@ class IngestLoop:
         self.known = known
         self._write = write
         self._batch_chunks = batch_chunks
-        self._written = DuplicateFinder(dedupe_threshold)  # this run's new and changed articles
+        self._written = DuplicateFinder(known.threshold)  # this run's new and changed articles
         self._embedded = 0
         self._seen: set[str] = set()
         self._pending: list[tuple[Article, list[Chunk], str, np.ndarray]] = []
@@ -265,7 +264,7 @@ def _build_locked(
         known=KnownArticles(hashes=base.article_hashes, signatures=base.signatures, hash_of=base.content_hash,
                             similar=base.similar_signatures, threshold=dedupe_threshold)
         if base else KnownArticles.empty(dedupe_threshold),
-        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=dedupe_threshold,
+        progress=sys.stderr.isatty() if progress is None else progress,
         input_bytes=input_size(sources), bytes_read=lambda: report.bytes_read,
     )
     try:

@@ -80,8 +80,8 @@ class KnownArticles:
     """What an index held when a run started: each article's content hash, and its near duplicates.
 
     `hash_of(id)` and `similar(sig)` (the index's live articles sharing an LSH
-    band with `sig`) are per-article look-ups; after `BULK_AFTER` of either kind,
-    `hashes()` or `signatures()` is read once into memory instead, so a large run
+    band with `sig`) are per-article look-ups; after `BULK_AFTER` of them (both kinds
+    counted together), `hashes()` or `signatures()` is read once into memory instead, so a large run
     costs no more than it did when everything was read up front. A store without
     per-article look-ups passes None and is read in bulk on first use.
     """

@@ -84,7 +84,7 @@ def index_into_store(
     loop = IngestLoop(
         embedder=embedder, settings=settings, summary=summary, write=write,
         known=KnownArticles(hashes=writer.hashes, signatures=writer.signatures, threshold=threshold),
-        progress=sys.stderr.isatty() if progress is None else progress, dedupe_threshold=threshold,
+        progress=sys.stderr.isatty() if progress is None else progress,
         batch_chunks=WRITE_BATCH_CHUNKS,
     )
     try:
