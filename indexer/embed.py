@@ -332,6 +332,17 @@ def export_onnx(path: str) -> Path:
     return target
 
 
+def pooled(vectors: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """`n` unit vectors, row i the normalised mean of the `vectors` rows whose `owner` is i (a row
+    alone is returned as it is: the model's vectors are unit already)."""
+    if len(owner) == n and bool((owner == np.arange(n)).all()):
+        return vectors
+    summed = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+    np.add.at(summed, owner, vectors)
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    return summed / np.where(norms > 0, norms, 1.0)
+
+
 def passage_input(title: str, section: str | None, text: str) -> str:
     """The text embedded for a passage: its title and section give it context."""
     head = f"{title} — {section}" if section else title

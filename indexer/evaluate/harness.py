@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.ingest.chunk import ChunkSettings
+from indexer.ingest.chunk import WINDOWS, ChunkSettings
 from indexer.errors import InvalidParameter, ResourceMissing
 from indexer.query.search import DEFAULT_MODE
 from indexer.settings import cache_root
@@ -46,10 +46,10 @@ RUN_DEPTH = 100
 DISTRACTORS_PER_QUERY = 20
 # Near-duplicate removal is for news feeds; a benchmark corpus must stay whole.
 NO_DEDUPE = 1.01
-# BEIR documents are indexed whole by default: one passage per document, whose
-# embedding input the model truncates at its 256-wordpiece window, exactly as the
-# published dense runs (MTEB) embed `title + text`; and BM25 then scores whole
-# documents as Anserini's "flat" run does. `--max-tokens N` cuts documents into
+# BEIR documents are indexed whole by default: one passage per document, which BM25
+# scores whole as Anserini's "flat" run does, and whose vector is the mean of its
+# sentence-bounded windows' vectors (`chunk.window_inputs`) where the published dense
+# runs (MTEB) let the model truncate `title + text` at its 256-wordpiece window. `--max-tokens N` cuts documents into
 # passages as the news are cut instead (a document then scores as its best passage).
 WHOLE_DOCUMENTS = ChunkSettings(max_tokens=2000, overlap=0, max_wordpieces=1_000_000)
 
@@ -226,7 +226,8 @@ def beir_index(
     for doc_id in sorted(data.corpus):
         digest.update("\x1f".join((doc_id, *data.corpus[doc_id])).encode())
         digest.update(b"\x1e")
-    digest.update(json.dumps([embedder.name, asdict(settings)], sort_keys=True).encode())
+    # WINDOWS: how passages past the model's window are embedded (a change must not reuse old vectors).
+    digest.update(json.dumps([embedder.name, asdict(settings), asdict(WINDOWS)], sort_keys=True).encode())
     home = cache / "beir" / f"{_safe_name(data.name)}-{len(data.corpus)}-{digest.hexdigest()[:12]}"
     home.mkdir(parents=True, exist_ok=True)
     corpus_file = home / "corpus.jsonl"

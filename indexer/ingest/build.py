@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.ingest.chunk import ChunkSettings, chunk_article
+from indexer.ingest.chunk import WINDOWS, ChunkSettings, chunk_article, window_inputs
 from indexer.ingest.dedupe import DEDUPE_THRESHOLD, DuplicateFinder, KnownArticles, signature
 from indexer.ingest.lang import guess_language
-from indexer.embed import Embedder, passage_input
+from indexer.embed import Embedder, passage_input, pooled
 from indexer.errors import IndexMismatch, InputError, InvalidParameter
 from indexer.ingest.read import ReadReport, input_size, read_sources
 from indexer.store.embedded import (
@@ -157,19 +157,28 @@ class IngestLoop:
         if not self._pending:
             return
         chunks = [c for _, cs, _, _ in self._pending for c in cs]
-        titles = {a.article_id: a.title for a, _, _, _ in self._pending}
-        inputs = [passage_input(titles[c.article_id], c.section, c.text) for c in chunks]
+        if self.settings.max_wordpieces <= WINDOWS.max_wordpieces:
+            # The chunker already kept every passage inside the model's window: one input each.
+            titles = {a.article_id: a.title for a, _, _, _ in self._pending}
+            inputs = [passage_input(titles[c.article_id], c.section, c.text) for c in chunks]
+            owner = np.arange(len(chunks))
+        else:
+            articles = {a.article_id: a for a, _, _, _ in self._pending}
+            windows = [window_inputs(articles[c.article_id], c, self.embedder.count_wordpieces) for c in chunks]
+            inputs = [text for group in windows for text in group]
+            owner = np.repeat(np.arange(len(chunks)), [len(group) for group in windows])
         # One model batch at a time, so the bar moves every ~64 passages; sorted by length first,
         # so each batch pads as little as one call over all of them would.
-        order = sorted(range(len(chunks)), key=lambda i: chunks[i].tokens)
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         step = self.embedder.batch_size
-        vectors = np.zeros((len(chunks), self.embedder.dimension), dtype=np.float32)
+        embedded = np.zeros((len(inputs), self.embedder.dimension), dtype=np.float32)
         for begin in range(0, len(order), step):
             batch = order[begin : begin + step]
             t0 = time.perf_counter()
-            vectors[batch] = self.embedder.encode([inputs[i] for i in batch])
+            embedded[batch] = self.embedder.encode([inputs[i] for i in batch])
             self.summary.embed_seconds += time.perf_counter() - t0
-            self._tick(len(batch))
+            self._tick(len(batch))  # model inputs: a passage cut into windows counts each window
+        vectors = pooled(embedded, owner, len(chunks))
         batch, offset = [], 0
         for article, article_chunks, digest, sig in self._pending:
             n = len(article_chunks)

@@ -47,6 +47,11 @@ class ChunkSettings:
         return self
 
 
+# How a passage longer than the model's window (only with `max_wordpieces` raised, as the BEIR
+# evaluation's whole documents are) is cut for embedding: windows that fit, sharing a sentence.
+WINDOWS = ChunkSettings(max_tokens=MAX_TOKENS_LIMIT, overlap=1)
+
+
 def chunk_article(
     article: Article, settings: ChunkSettings, count_wordpieces: CountWordpieces, first_id: int = 0
 ) -> list[Chunk]:
@@ -58,34 +63,8 @@ def chunk_article(
 
     chunks: list[Chunk] = []
     for section in article.sections:
-        context_pieces = count_wordpieces([passage_input(article.title, section.title, "")])[0]
-        wordpiece_budget = max(settings.max_wordpieces - context_pieces, 32)
-        bounded = _bounded_sentences(
-            article.text, section.start, section.end, settings.max_tokens, wordpiece_budget, tokens, count_wordpieces
-        )
-        if not bounded:
-            continue
-        spans = [(s, e) for s, e, _, _ in bounded]
-        sentence_tokens = [t for _, _, t, _ in bounded]
-        sentence_pieces = [p for _, _, _, p in bounded]
-        first = 0
-        while first < len(spans):
-            last = first
-            total_tokens, total_pieces = sentence_tokens[first], sentence_pieces[first]
-            while last + 1 < len(spans):
-                nxt_tokens = total_tokens + sentence_tokens[last + 1] + 1
-                nxt_pieces = total_pieces + sentence_pieces[last + 1]
-                if nxt_tokens > settings.max_tokens or nxt_pieces > wordpiece_budget:
-                    break
-                last += 1
-                total_tokens, total_pieces = nxt_tokens, nxt_pieces
-            # Sums of per-sentence counts can differ from the joined count by a token; check exactly.
-            while last > first and (
-                tokens(spans[first][0], spans[last][1]) > settings.max_tokens
-                or count_wordpieces([article.text[spans[first][0] : spans[last][1]]])[0] > wordpiece_budget
-            ):
-                last -= 1
-            start, end = spans[first][0], spans[last][1]
+        for start, end in _pack(article, section.title, section.start, section.end, settings, tokens,
+                                count_wordpieces):
             chunks.append(
                 Chunk(
                     chunk_id=first_id + len(chunks),
@@ -99,10 +78,67 @@ def chunk_article(
                     tokens=tokens(start, end),
                 )
             )
-            if last + 1 >= len(spans):
-                break
-            first = max(last + 1 - settings.overlap, first + 1)
     return chunks
+
+
+def window_inputs(article: Article, chunk: Chunk, count_wordpieces: CountWordpieces) -> list[str]:
+    """The embedding inputs that together stand for `chunk`: its own input when that fits the model's
+    wordpiece window (always, with the default settings), else sentence-bounded windows of it that
+    each fit, consecutive windows sharing one sentence (`WINDOWS`). The passage's vector is then the
+    mean of its windows' vectors (`indexer.ingest.build`), so text past the model's window still counts
+    instead of being cut off."""
+    whole = passage_input(article.title, chunk.section, chunk.text)
+    if count_wordpieces([whole])[0] <= WINDOWS.max_wordpieces:
+        return [whole]
+    encoding = get_encoding(WINDOWS.encoding)
+
+    def tokens(start: int, end: int) -> int:
+        return len(encoding.encode(article.text[start:end], disallowed_special=()))
+
+    return [passage_input(article.title, chunk.section, article.text[start:end])
+            for start, end in _pack(article, chunk.section, chunk.start, chunk.end, WINDOWS, tokens, count_wordpieces)]
+
+
+def _pack(
+    article: Article,
+    section: str | None,
+    start: int,
+    end: int,
+    settings: ChunkSettings,
+    tokens: Callable[[int, int], int],
+    count_wordpieces: CountWordpieces,
+) -> list[tuple[int, int]]:
+    """(start, end) of the passages `settings` cut from article.text[start:end] (one section)."""
+    context_pieces = count_wordpieces([passage_input(article.title, section, "")])[0]
+    wordpiece_budget = max(settings.max_wordpieces - context_pieces, 32)
+    bounded = _bounded_sentences(article.text, start, end, settings.max_tokens, wordpiece_budget, tokens,
+                                 count_wordpieces)
+    spans = [(s, e) for s, e, _, _ in bounded]
+    sentence_tokens = [t for _, _, t, _ in bounded]
+    sentence_pieces = [p for _, _, _, p in bounded]
+    passages: list[tuple[int, int]] = []
+    first = 0
+    while first < len(spans):
+        last = first
+        total_tokens, total_pieces = sentence_tokens[first], sentence_pieces[first]
+        while last + 1 < len(spans):
+            nxt_tokens = total_tokens + sentence_tokens[last + 1] + 1
+            nxt_pieces = total_pieces + sentence_pieces[last + 1]
+            if nxt_tokens > settings.max_tokens or nxt_pieces > wordpiece_budget:
+                break
+            last += 1
+            total_tokens, total_pieces = nxt_tokens, nxt_pieces
+        # Sums of per-sentence counts can differ from the joined count by a token; check exactly.
+        while last > first and (
+            tokens(spans[first][0], spans[last][1]) > settings.max_tokens
+            or count_wordpieces([article.text[spans[first][0] : spans[last][1]]])[0] > wordpiece_budget
+        ):
+            last -= 1
+        passages.append((spans[first][0], spans[last][1]))
+        if last + 1 >= len(spans):
+            break
+        first = max(last + 1 - settings.overlap, first + 1)
+    return passages
 
 
 def _bounded_sentences(
