@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
-                "place", "work", "other")
+                "place", "work", "rank", "frequency", "other")
 
 # Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
 ACCEPTS: dict[str, dict[str, float]] = {
@@ -46,7 +46,9 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "organisation": {"organisation": 1.0, "name": 0.6, "person": 0.3, "place": 0.2, "work": 0.2},
     "place": {"place": 1.0, "name": 0.6, "organisation": 0.3, "person": 0.2},
     "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
-    "other": {"event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
+    "rank": {"ordinal": 1.0, "number": 0.3},
+    "frequency": {"frequency": 1.0, "duration": 0.3},
+    "other": {"frequency": 0.5, "event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
 
@@ -72,7 +74,14 @@ _WORK_NOUNS = (r"(?:film|movie|book|album|song|show|series|game|play|single|nove
                r"documentary|musical|sitcom|drama|opera|record|track|comedy|picture|video|biography|memoir|"
                r"report|campaign slogan|slogan)")
 
+# A finishing position ("Where did she finish in the 5,000m?"): checked before the head noun ("what
+# place") and "where" would read it as a place.
+_RANK = re.compile(r"^\s*where\s+(?:did|does|do|will|would|has|have|had)\b.*\b(?:finish|finished|placed)\b|"
+                   r"\b(?:what|which)\s+(?:position|place|rank)\s+(?:did|does|do|will|would|has|have|had|is|was)\b"
+                   r".*\b(?:finish|finished|come|came|end|ended|placed|rank|ranked)\b", _I)
+
 _RULES: list[tuple[str, re.Pattern]] = [
+    ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
@@ -91,7 +100,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                          r"raise|raised|profit|profits|loss|losses|revenue|sales|fine|fined|owe|owes|debt|"
                          r"price|charge|budget|invest|investment|compensation|dividend|money|bid|offer|"
                          r"salary|fee|deal|bonus|sell\s+for|sold\s+for|turnover|income)\b|"
-                         r"\bhow\s+much\s+(?:money|cash)\b|\bwhat\s+(?:price|profit|profits|loss|losses|revenue|"
+                         r"\bhow\s+much\s+(?:money|cash)\b|\bwhat\s+(?:[a-z]+\s+)?(?:price|profit|profits|loss|losses|revenue|"
                          r"sales|fee|fine|salary|dividend|amount|sum|value|budget|bonus|turnover)\b|"
                          r"\bhow\s+big\s+a\s+(?:dividend|fine|loss|profit|bonus)\b|\bwhat\s+(?:was|is)\s+the\s+"
                          r"(?:\w+\s+)?worth\b|\b(?:for\s+)?how\s+much\s+(?:did|does|was|were|is|will)\b.*\b(?:sell|sold|buy|bought)\b", _I)),
@@ -188,6 +197,8 @@ def answer_type(question: str) -> str:
     q = question.strip()
     if _WHO_ORG.search(q):
         return "organisation"
+    if _RANK.search(q):
+        return "rank"
     typed = _typed_head(q)
     if typed:
         return typed[0]
