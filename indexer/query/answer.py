@@ -300,18 +300,20 @@ class Answerer:
     # --- choice and confidence -----------------------------------------------------------
 
     def rank(self, considered: Considered) -> Candidate | None:
-        """The best candidate (None if there is none): the prefilter's `weights.embedded` best are
-        embedded and scored with the full weights; the rest keep their prefilter score."""
+        """The best candidate (None if there is none) of `eligible(candidates)`: the prefilter's
+        `weights.embedded` best are embedded and scored with the full weights; the rest keep their
+        prefilter score."""
         if not considered.candidates:
             return None
         order = lambda c: (c.score, -c.hit.rank, -c.start)  # noqa: E731
         pre = self.weights.prefilter
         for c in considered.candidates:
             c.score = sum(w * c.features[name] for name, w in pre.items())
+        pool = eligible(considered.candidates)
         if self.weights.embedded <= 0:
             considered.shortlist = considered.candidates
-            return max(considered.candidates, key=order)
-        shortlist = sorted(considered.candidates, key=order, reverse=True)[:self.weights.embedded]
+            return max(pool, key=order)
+        shortlist = sorted(pool, key=order, reverse=True)[:self.weights.embedded]
         self._embed(considered, shortlist)
         considered.shortlist = shortlist
         w = self.weights.candidate
@@ -353,6 +355,13 @@ class Answerer:
             span = ShortAnswer(article.text[start:start + len(best.span.text)], start,
                                start + len(best.span.text), best.span.kind)
         return Answer(text=article.text[best.start:best.end], citation=citation, span=span)
+
+
+def eligible(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates the answer is chosen from: those holding a span of a kind the question accepts,
+    if any does, else all. A candidate without one only restates the question; the linear score
+    alone let a lead that repeats every word of the question beat the sentence that answers it."""
+    return [c for c in candidates if c.features["type"] > 0] or candidates
 
 
 def _unretrieved(hits: list[Hit], articles: dict, count: int) -> list[tuple[int, Hit]]:
@@ -474,7 +483,7 @@ _CONVERSION = re.compile(r"[(;]\s?$")
 _ATTRIBUTION_BEFORE = re.compile(r"\b(?:according\s+to|told|quoted\s+by|reported\s+by|interview\s+with)\s+"
                                  r"(?:the\s+)?$", re.IGNORECASE)
 _ATTRIBUTION_AFTER = re.compile(r"[^\S\n]+(?:has\s+|had\s+)?(?:reported|reports|quoted)\b")
-_ASKS_SOURCE = re.compile(r"\b(?:report|reported|reports|told|tell|said|say|says|according|quoted?|source|"
+_ASKS_SOURCE = re.compile(r"\b(?:report|reported|reports|told|according|quoted?|source|"
                           r"newspaper|paper|magazine|broadcaster|channel|interview)\b", re.IGNORECASE)
 _ATTRIBUTION_PENALTY = 0.3
 # A place after a locative preposition answers "where" more likely than a place named as a modifier.
@@ -485,7 +494,8 @@ _NEAR_CHARS = 30.0
 
 
 def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float, float]:
-    """The span that best answers the question: (span, type score, nearness to the focus words, bonus).
+    """The span that best answers the question: (span, type score (its fit less any penalty), nearness to the
+    focus words, bonus).
 
     Nearness is the idf-weighted share of the question's terms that occur near the span (each term
     counts 1/(1 + distance/30 chars) at its nearest occurrence outside the span), so a span among
@@ -505,7 +515,9 @@ def _best_span(typed: _Typed) -> tuple[TypedSpan | None, float, float, float]:
         key = (fit * (0.5 + 0.5 * near) + bonus, len(span.text))
         if key > best_key:
             best, best_key, best_fit, best_near, best_bonus = span, key, fit, near, bonus
-    return best, best_fit, best_near, best_bonus
+    # A penalised span (a bracketed restatement, a cited source) fits the question less: so does the
+    # candidate whose best span it is.
+    return best, max(0.0, best_fit + min(best_bonus, 0.0)), best_near, best_bonus
 
 
 def _fuller_name(span: TypedSpan | None, typed: _Typed) -> TypedSpan | None:

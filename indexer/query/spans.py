@@ -338,7 +338,8 @@ def name_kind(text: str, start: int, end: int) -> str:
     if _PLACE_CUE.search(before) and len(words) <= 2 and not (
             len(words) == 2 and re.match(r"[’']s\s", text[end:end + 3])):  # "at Jack Straw's country house"
         return "place"
+    # A possessive inside the run ("France's Suez") joins an owner to what it owns: not a person's name.
     if 2 <= len(words) <= 4 and all(w[0].isupper() or w in _PARTICLES for w in words[1:-1]) and \
-            words[0][0].isupper() and words[-1][0].isupper():
+            words[0][0].isupper() and words[-1][0].isupper() and not re.search("[’']s[^\\S\\n]", phrase):
         return "person"
     return "name"
