@@ -361,3 +361,14 @@ def test_the_answer_may_come_from_the_best_articles_unretrieved_text(long_answer
     retrieved = result.passages[0].citation
     assert result.answer.span is not None and result.answer.span.text == "61", result.answer
     assert not retrieved.start <= result.answer.span.start < retrieved.end
+
+
+def test_candidates_carry_the_word_similarity_of_the_spans_sentence(made_up):
+    # "earnings" shares no stem with "profit", but their wordpiece vectors are close: the profit sentence
+    # matches the question better by the `words` feature than the sentence about workers.
+    answerer, _ = made_up
+    considered, _ = answerer.consider("What were the Tarnside copper producer's yearly earnings?")
+    singles = {c.text: c for c in considered.candidates if not c.features["pair"]}
+    profit = next(c for t, c in singles.items() if "$412m" in t)
+    workers = next(c for t, c in singles.items() if "3,400 workers" in t)
+    assert profit.features["words"] > workers.features["words"]
