@@ -338,8 +338,9 @@ LONG_ARTICLE = {
     "text": "Corwin Blake, the keeper of the Tarnside lighthouse, has handed over its keys after a long career "
             "on the rocky coast. Corwin Blake kept the Tarnside light burning through storms, blackouts and "
             "the great flood, and Corwin Blake became known to every fishing crew along the shore.\n\n"
-            + " ".join(f"In year {n} of his service the lamp was cleaned, the glass was polished and the logbook "
-                       f"was filled with notes on the weather, the tides and the passing ships." for n in range(1, 9))
+            + " ".join(f"In the {season} season the lamp was cleaned, the glass was polished and the logbook "
+                       f"was filled with notes on the weather, the tides and the passing ships."
+                       for season in ("wet", "dry", "cold", "warm", "windy", "calm", "foggy", "bright"))
             + "\n\nThe harbour board thanked the old lighthouse keeper at a small ceremony. Keeper Corwin Blake, 61, "
             "plans to move inland to be "
             "near his daughter.",
