@@ -249,6 +249,7 @@ def test_span_choice_rules(span_answerer, question, expected):
     ("The band released a new album, Driftwood, the first since 1990.", "work", "Driftwood"),
     ("Moreau, who came fifth in the 10,000m, ran again.", "ordinal", "fifth"),
     ("She finished 21st overall.", "ordinal", "21st"),
+    ("The guest was Patriarch Boris of Tarnside and All Vellmoor.", "person", "Patriarch Boris of Tarnside"),
     ("The prize will be given once every two years.", "frequency", "once every two years"),
     ("The summit is held twice a year.", "frequency", "twice a year"),
 ])
@@ -315,6 +316,10 @@ def test_unretrieved_stretches_of_the_best_articles():
     ("Which company is tipped to bid for Corvale Logistics?",
      "Delivery giant Northfield Parcel Services (NPS) is tipped to bid for Corvale Logistics.",
      "Northfield Parcel Services"),
+    # A name that starts with the title the question asks for ("Which patriarch": "Patriarch Boris ...").
+    ("Which patriarch visited the Tarnside congress?",
+     "Patriarch Boris of Vellmoor came too, as Archbishop Lund visited the Tarnside congress.",
+     "Patriarch Boris of Vellmoor"),
     # The newspaper a sentence cites as its source is not the answer ("Harbour Times" sits next to "Quill").
     ("Which Catholic group does Mara Quill say gives her spiritual support?",
      "Ms Quill told the Harbour Times she has spiritual support from the Catholic movement Sancta Via.",

@@ -449,9 +449,12 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                     re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
                              text[span.end:span.end + 30]):
                 bonus = _APPOSITION
-        if question.head and span.kind in _NAMES and \
-                re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE) and " " in span.text:
-            bonus = _APPOSITION  # "Which river ...": "the Ili River" is a river by its own name
+        if question.head and span.kind in _NAMES and " " in span.text and (
+                re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE)
+                or re.match(rf"{re.escape(question.head)}\b", span.text, re.IGNORECASE)):
+            # "Which river ...": "the Ili River" is a river by its own name; "Which pope ...": "Pope Francis"
+            # by the title it starts with.
+            bonus = _APPOSITION
         if question.answer_type == "place" and span.kind in ("place", "name") and \
                 _LOCATIVE.search(text[max(0, span.start - 30):span.start]):
             bonus = max(bonus, _LOCATIVE_BONUS)  # "Where did they meet?": "met in the town of Cholpon-Ata"

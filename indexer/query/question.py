@@ -61,7 +61,8 @@ _PERSON_NOUNS = (r"(?:person|man|woman|player|minister|judge|actor|actress|singe
                  r"sprinter|rider|jockey|host|guitarist|drummer|editor|journalist|reporter|blogger|producer|"
                  r"composer|peer|lord|prime minister|mayor|economist|expert|businessman|tycoon|model|entrepreneur|officer|"
                  r"churchman|prop|painter|celebrity|forward|fly-half|scrum-half|wing|centre|bishop|archbishop|"
-                 r"cardinal|pope|campaigner|chef|photographer|dancer|pianist|violinist|conductor|novelist|poet)")
+                 r"cardinal|pope|patriarch|king|queen|prince|princess|sheikh|emir|rabbi|imam|campaigner|chef|photographer|"
+                 r"dancer|pianist|violinist|conductor|novelist|poet)")
 _ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
               r"studio|label|union|newspaper|paper|magazine|airline|carrier|retailer|chain|business|insurer|"
               r"operator|manufacturer|maker|supplier|body|charity|regulator|watchdog|government|court|channel|"

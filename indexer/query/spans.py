@@ -138,6 +138,10 @@ TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairma
                            r"Singer|Model|Actor|Actress|Star|Striker|Boss|Author|Writer|Designer|Comedian|Presenter|"
                            r"Chef|Entrepreneur|Businessman|Tycoon|Magnate|Officer|Defender|Midfielder|Goalkeeper|"
                            r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion|MEP|MP)[^\S\n]+")
+# Royal and religious titles that make the name they start a person's, even when a place follows
+# ("Patriarch Kirill of Moscow").
+_NAME_TITLES = {"pope", "patriarch", "king", "queen", "prince", "princess", "sheikh", "emir", "rabbi", "imam",
+                "archbishop", "bishop", "cardinal", "sultan", "tsar", "saint"}
 # Titles that belong to the name they precede ("Sir Ian Blair"), unlike offices ("Commissioner").
 _HONORIFIC = re.compile(r"Sir|Dr|Dame|Lord|Lady")
 # A noun for a kind of organisation right before a name makes it one ("water firm Aguas Argentinas",
@@ -331,7 +335,11 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "organisation"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
         return "organisation"
-    if phrase.lower() in PLACES or any(w in _PLACE_WORDS for w in lower[1:]) or lower[-1] in PLACES:
+    if phrase.lower() in PLACES or any(w in _PLACE_WORDS for w in lower[1:]):
+        return "place"
+    if lower[0] in _NAME_TITLES and len(words) >= 2:
+        return "person"  # "Patriarch Kirill of Moscow", "Pope John Paul II": the place names the see
+    if lower[-1] in PLACES:
         return "place"
     if _TITLE_PERSON.search(before):
         return "person"
