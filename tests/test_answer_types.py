@@ -287,6 +287,17 @@ def test_question_types_second_analysis(question, kind):
     assert analyse(question).answer_type == kind
 
 
+def test_a_device_is_a_work_and_a_club_may_be_named_after_its_town():
+    from indexer.query.question import analyse
+
+    device = analyse("Which device did the magazine name the best gadget of the year?")
+    assert (device.answer_type, device.head) == ("work", "device")
+    club = analyse("Which club did the scrum-half play for before joining Tarnside?")
+    assert club.answer_type == "organisation" and club.accepts("place") > club.accepts("person")
+    company = analyse("Which company bought the Tarnside mine?")
+    assert company.accepts("place") < company.accepts("person")
+
+
 def test_unretrieved_stretches_of_the_best_articles():
     from dataclasses import dataclass
 

@@ -73,13 +73,16 @@ _PLACE_NOUNS = (r"(?:country|countries|city|town|region|venue|stadium|state|prov
                 r"hotel|hospital|prison|airport|port|continent|district|street|hall|river|reservoir|lake|dam|mountain)")
 _WORK_NOUNS = (r"(?:film|movie|book|album|song|show|series|game|play|single|novel|programme|program|title|"
                r"documentary|musical|sitcom|drama|opera|record|track|comedy|picture|video|biography|memoir|"
-               r"report|campaign slogan|slogan)")
+               r"report|campaign slogan|slogan|device|gadget|phone|handset|console|laptop|product|browser|drug)")
 
 # A finishing position ("Where did she finish in the 5,000m?"): checked before the head noun ("what
 # place") and "where" would read it as a place.
 _RANK = re.compile(r"^\s*where\s+(?:did|does|do|will|would|has|have|had)\b.*\b(?:finish|finished|placed)\b|"
                    r"\b(?:what|which)\s+(?:position|place|rank)\s+(?:did|does|do|will|would|has|have|had|is|was)\b"
                    r".*\b(?:finish|finished|come|came|end|ended|placed|rank|ranked)\b", _I)
+
+# Head nouns whose answers are often named after a place.
+_PLACE_NAMED = {"club", "side", "team"}
 
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
@@ -160,6 +163,8 @@ class Question:
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
+        if self.head in _PLACE_NAMED and kind in ("place", "name"):
+            return 0.8  # "Which club ...": clubs and teams are named after their towns ("from Northampton")
         return ACCEPTS[self.answer_type].get(kind, 0.0)
 
 
