@@ -389,3 +389,18 @@ def test_candidates_carry_the_word_similarity_of_the_spans_sentence(made_up):
     profit = next(c for t, c in singles.items() if "$412m" in t)
     workers = next(c for t, c in singles.items() if "3,400 workers" in t)
     assert profit.features["words"] > workers.features["words"]
+
+
+def test_a_penalised_span_lowers_its_candidates_type():
+    from indexer.query.answer import _ASKED_WORD, _best_span, _norm, _typed
+    from indexer.query.question import analyse
+    from indexer.store.bm25 import stem
+
+    question = "Which company does Mara Quill praise?"
+    analysed, asked = analyse(question), _norm(question)
+    asked_words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
+    focus = {stem(w): 1.0 for w in analysed.focus}
+    # The only organisation is the cited source: it stays the span, with less than a full type fit.
+    span, fit, _, _ = _best_span(_typed(analysed, "Ms Quill told the Harbour Times she was pleased.", asked,
+                                        asked_words, focus))
+    assert span.text == "Harbour Times" and 0 < fit < 1

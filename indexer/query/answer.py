@@ -5,14 +5,18 @@
 1. analyses the question (`indexer.query.question.analyse`): the expected answer
    type, the focus words, and the years and names it asks about;
 2. takes as candidates the sentences, and adjacent sentence pairs, of the top
-   passages of several articles (`ANSWER_PASSAGES`);
+   passages of several articles (`ANSWER_PASSAGES`), and of the best article's text
+   that none of them holds (`WHOLE_ARTICLES`);
 3. scores each candidate with the fitted linear combination of `CANDIDATE_FEATURES`:
    coverage of the question's terms (in the sentence and in its
    passage), the best span of the expected type that the question does not already hold
    (`indexer.query.spans`) and how near it sits to the focus words, the passage's
-   retrieval score and rank, and whether its article misses a year or name the question
-   asks about. A sentence that restates the question without a new span of the right
-   type has no `type` feature and loses to one that has. The sentence's cosine to the
+   retrieval score and rank, whether its article misses a year or name the question
+   asks about, and the similarity of the span's sentence to the question by wordpiece
+   (input) embeddings, a table look-up (`words`). The answer is chosen among the
+   candidates that hold a span of a kind the question accepts, when any does
+   (`eligible`): a sentence that restates the question without one loses to one that
+   has it. The sentence's cosine to the
    question (the packaged model is trained on question-answer pairs) is added for the
    `AnswerWeights.embedded` best candidates, embedded in one batch: it costs about 12 ms a
    sentence on 2 cores and moved the BBC held-out accuracy by one question in 92, so the

@@ -4,7 +4,8 @@
 over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
-  → money, "how old" → age, "which film" → work, "who" → person, ...);
+  → money, "how old" → age, "which film" → work, "who" → person, "where did she
+  finish" → rank, "how often" → frequency, ...);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named

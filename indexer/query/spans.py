@@ -10,6 +10,8 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `age` ("aged 85", "a 27-year-old", "Blunkett, 57,"),
 - `date` ("1997", "15 December", "February", "27 February 2005"),
 - `number` (a count, with the counted noun when it follows: "60 countries", "five million"),
+- `ordinal` (a finishing position: "fifth", "21st", not "the second round"),
+- `frequency` ("once every two years", "twice a week", "annually"),
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
   words before it; a name that none of those rules settles stays `name` and counts
