@@ -601,9 +601,10 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
                 max_false_abstentions: float = MAX_FALSE_ABSTENTIONS) -> "AnswerWeights":
     """Fit the `Answerer`'s weights on question sets, each `(searcher, items)`, and return them.
 
-    1. Candidate weights: a conditional logit over each answerable question's candidates
-       (a candidate is right when it holds the expected answer and comes from an article of
-       the item), i.e. the weights that make the right sentence the most likely choice.
+    1. Candidate weights: a conditional logit over each answerable question's eligible candidates
+       (`indexer.query.answer.eligible`; a candidate is right when it holds the expected answer and
+       comes from an article of the item), i.e. the weights that make the right sentence the most
+       likely choice.
     2. Confidence weights: logistic regression of answerable (1) against unanswerable (0) on
        the chosen candidate's confidence features.
     The confidence is fitted for the ranking in use: with `embedded=0` (no sentence embedding
@@ -614,7 +615,7 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
        held-out questions; the fit keeps half of that as a margin).
     """
     from indexer.query.answer import (CANDIDATE_FEATURES, CONFIDENCE_FEATURES, EMBEDDED_CANDIDATES, Answerer,
-                                      AnswerWeights, _default_weights)
+                                      AnswerWeights, _default_weights, eligible)
 
     embedded = EMBEDDED_CANDIDATES if embedded is None else embedded
 
@@ -627,8 +628,9 @@ def fit_answers(sets: Sequence[tuple[object, Sequence[QAItem]]], *, mode: str = 
             considered.append((answerer, item, seen, number))
             if not item.answerable or not seen.candidates:
                 continue
-            x = np.asarray([[c.features[f] for f in CANDIDATE_FEATURES] for c in seen.candidates])
-            y = np.asarray([_candidate_right(item, c) for c in seen.candidates], dtype=float)
+            pool = eligible(seen.candidates)  # the ones `Answerer.rank` chooses from
+            x = np.asarray([[c.features[f] for f in CANDIDATE_FEATURES] for c in pool])
+            y = np.asarray([_candidate_right(item, c) for c in pool], dtype=float)
             if y.any():
                 groups.append((x, y, number))
     # Each question set counts as much as the others, however many questions it holds.

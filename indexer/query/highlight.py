@@ -38,7 +38,7 @@ HIGHLIGHT_RATIO = 0.6
 # (least recently used dropped).
 SENTENCE_CACHE = 4096
 # Words of the question form, not of its topic; BM25's stop list keeps them, term coverage must not.
-_QUESTION_WORDS = re.compile(
+QUESTION_WORDS = re.compile(
     r"\b(who|whom|whose|what|which|when|where|why|how|much|many|does|did|do|can|could|would|should|tell|me)\b",
     re.IGNORECASE,
 )
@@ -77,7 +77,7 @@ class QueryTerms:
 def query_terms(query: str, idf: Callable[[Sequence[str]], dict[str, float]]) -> QueryTerms:
     """Stemmed content terms of `query` weighted by `idf` (a store's); question words say nothing
     about the topic."""
-    tokens = list(dict.fromkeys(tokenize([_QUESTION_WORDS.sub(" ", query)])[0]))
+    tokens = list(dict.fromkeys(tokenize([QUESTION_WORDS.sub(" ", query)])[0]))
     return QueryTerms(idf(tokens))
 
 
@@ -163,13 +163,13 @@ def highlight(hits: list[Hit], terms: QueryTerms, query: str | None, sentences: 
               for cid, (_, sentence_tokens) in analysed.items()}
     paraphrases = [h for h in hits if query is not None and max(scores[h.chunk_id], default=0.0) == 0.0]
     if paraphrases and query is not None:
-        wanted = sentences.embedder.wordpiece_vectors(_QUESTION_WORDS.sub(" ", query))[0]
+        wanted = sentences.embedder.wordpiece_vectors(QUESTION_WORDS.sub(" ", query))[0]
         for hit in paraphrases:
-            scores[hit.chunk_id] = _word_similarity(wanted, *sentences.wordpieces(hit), len(analysed[hit.chunk_id][0]))
+            scores[hit.chunk_id] = word_similarity(wanted, *sentences.wordpieces(hit), len(analysed[hit.chunk_id][0]))
     return [_with_highlights(hit, analysed[hit.chunk_id][0], scores[hit.chunk_id]) for hit in hits]
 
 
-def _word_similarity(query: np.ndarray, vectors: np.ndarray, which: np.ndarray, sentences: int) -> list[float]:
+def word_similarity(query: np.ndarray, vectors: np.ndarray, which: np.ndarray, sentences: int) -> list[float]:
     """Each sentence's match with the query's wordpieces: how well its wordpieces (`vectors`, in
     sentence `which`) cover the query's (each query wordpiece's best cosine in the sentence), plus
     half how on-topic they are (each one's best cosine in the query). 0 for a sentence without any."""

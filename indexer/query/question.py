@@ -4,7 +4,8 @@
 over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
-  → money, "how old" → age, "which film" → work, "who" → person, ...);
+  → money, "how old" → age, "which film" → work, "who" → person, "where did she
+  finish" → rank, "how often" → frequency, ...);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
-                "place", "work", "other")
+                "place", "work", "rank", "frequency", "other")
 
 # Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
 ACCEPTS: dict[str, dict[str, float]] = {
@@ -46,7 +47,9 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "organisation": {"organisation": 1.0, "name": 0.6, "person": 0.3, "place": 0.2, "work": 0.2},
     "place": {"place": 1.0, "name": 0.6, "organisation": 0.3, "person": 0.2},
     "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
-    "other": {"event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
+    "rank": {"ordinal": 1.0, "number": 0.3},
+    "frequency": {"frequency": 1.0, "duration": 0.3},
+    "other": {"frequency": 0.5, "event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
 
@@ -59,7 +62,8 @@ _PERSON_NOUNS = (r"(?:person|man|woman|player|minister|judge|actor|actress|singe
                  r"sprinter|rider|jockey|host|guitarist|drummer|editor|journalist|reporter|blogger|producer|"
                  r"composer|peer|lord|prime minister|mayor|economist|expert|businessman|tycoon|model|entrepreneur|officer|"
                  r"churchman|prop|painter|celebrity|forward|fly-half|scrum-half|wing|centre|bishop|archbishop|"
-                 r"cardinal|pope|campaigner|chef|photographer|dancer|pianist|violinist|conductor|novelist|poet)")
+                 r"cardinal|pope|patriarch|king|queen|prince|princess|sheikh|emir|rabbi|imam|campaigner|chef|photographer|"
+                 r"dancer|pianist|violinist|conductor|novelist|poet)")
 _ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
               r"studio|label|union|newspaper|paper|magazine|airline|carrier|retailer|chain|business|insurer|"
               r"operator|manufacturer|maker|supplier|body|charity|regulator|watchdog|government|court|channel|"
@@ -70,9 +74,19 @@ _PLACE_NOUNS = (r"(?:country|countries|city|town|region|venue|stadium|state|prov
                 r"hotel|hospital|prison|airport|port|continent|district|street|hall|river|reservoir|lake|dam|mountain)")
 _WORK_NOUNS = (r"(?:film|movie|book|album|song|show|series|game|play|single|novel|programme|program|title|"
                r"documentary|musical|sitcom|drama|opera|record|track|comedy|picture|video|biography|memoir|"
-               r"report|campaign slogan|slogan)")
+               r"report|campaign slogan|slogan|device|gadget|phone|handset|console|laptop|product|browser|drug)")
+
+# A finishing position ("Where did she finish in the 5,000m?"): checked before the head noun ("what
+# place") and "where" would read it as a place.
+_RANK = re.compile(r"^\s*where\s+(?:did|does|do|will|would|has|have|had)\b.*\b(?:finish|finished|placed)\b|"
+                   r"\b(?:what|which)\s+(?:position|place|rank)\s+(?:did|does|do|will|would|has|have|had|is|was)\b"
+                   r".*\b(?:finish|finished|come|came|end|ended|placed|rank|ranked)\b", _I)
+
+# Head nouns whose answers are often named after a place.
+_PLACE_NAMED = {"club", "side", "team"}
 
 _RULES: list[tuple[str, re.Pattern]] = [
+    ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
@@ -91,7 +105,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                          r"raise|raised|profit|profits|loss|losses|revenue|sales|fine|fined|owe|owes|debt|"
                          r"price|charge|budget|invest|investment|compensation|dividend|money|bid|offer|"
                          r"salary|fee|deal|bonus|sell\s+for|sold\s+for|turnover|income)\b|"
-                         r"\bhow\s+much\s+(?:money|cash)\b|\bwhat\s+(?:price|profit|profits|loss|losses|revenue|"
+                         r"\bhow\s+much\s+(?:money|cash)\b|\bwhat\s+(?:[a-z]+\s+)?(?:price|profit|profits|loss|losses|revenue|"
                          r"sales|fee|fine|salary|dividend|amount|sum|value|budget|bonus|turnover)\b|"
                          r"\bhow\s+big\s+a\s+(?:dividend|fine|loss|profit|bonus)\b|\bwhat\s+(?:was|is)\s+the\s+"
                          r"(?:\w+\s+)?worth\b|\b(?:for\s+)?how\s+much\s+(?:did|does|was|were|is|will)\b.*\b(?:sell|sold|buy|bought)\b", _I)),
@@ -150,6 +164,8 @@ class Question:
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
+        if self.head in _PLACE_NAMED and kind in ("place", "name"):
+            return 0.8  # "Which club ...": clubs and teams are named after their towns ("from Northampton")
         return ACCEPTS[self.answer_type].get(kind, 0.0)
 
 
@@ -188,6 +204,8 @@ def answer_type(question: str) -> str:
     q = question.strip()
     if _WHO_ORG.search(q):
         return "organisation"
+    if _RANK.search(q):
+        return "rank"
     typed = _typed_head(q)
     if typed:
         return typed[0]

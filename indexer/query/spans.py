@@ -10,6 +10,8 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `age` ("aged 85", "a 27-year-old", "Blunkett, 57,"),
 - `date` ("1997", "15 December", "February", "27 February 2005"),
 - `number` (a count, with the counted noun when it follows: "60 countries", "five million"),
+- `ordinal` (a finishing position: "fifth", "21st", not "the second round"),
+- `frequency` ("once every two years", "twice a week", "annually"),
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
   words before it; a name that none of those rules settles stays `name` and counts
@@ -62,7 +64,7 @@ _QUANTITY = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s?-?\s?|\s(?:active\s|new\s|ex
 _DURATION = re.compile(
     rf"(?:\b(?:{_NUM}|a|an|several|few)(?:\s(?:and\s(?:a\s)?half)\s|[\s-])"
     r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?)\b"
-    r"(?:\s(?:and\s(?:a\s)?half))?)",
+    r"(?:\s(?:and\s(?:a\s)?half))?)(?!-old\b)",
     re.IGNORECASE,
 )
 _AGE = re.compile(
@@ -77,6 +79,21 @@ _DATE = re.compile(
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
 _WEEKDAY = re.compile(rf"\b{_DAY}\b")
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+# A finishing position: "fifth", "21st", "joint third"; not an ordinal before a noun it counts ("the
+# second round", "his third title").
+_ORDINAL = re.compile(rf"\b(?:joint[\s-])?(?:{'|'.join(_ORDINALS)}|\d{{1,3}}(?:st|nd|rd|th))(?:\s+place)?\b"
+                      r"(?![^\S\n]+(?!place\b|in\b|at\b|on\b|with\b|behind\b|after\b|and\b|or\b|overall\b|"
+                      r"for\b|to\b|of\b|last\b|this\b|when\b|as\b)[a-z])", re.IGNORECASE)
+# How often: "once every two years", "twice a week", "every four years", "annually".
+_FREQUENCY = re.compile(
+    rf"(?:\b(?:once|twice|{_NUM}\s+times)\s+(?:a|an|per|each|every)(?:\s+{_NUM})?\s+"
+    r"(?:years?|months?|weeks?|days?|decades?|seasons?|hours?)\b"
+    rf"|\b(?:once\s+)?every\s+(?:other\s+|{_NUM}\s+)?(?:years?|months?|weeks?|days?|decades?|seasons?|hours?)\b"
+    r"|\b(?:annually|yearly|monthly|weekly|daily|fortnightly|quarterly|biennially|hourly)\b)",
+    re.IGNORECASE,
+)
 _NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
@@ -87,6 +104,9 @@ _PATTERNS = (
     ("age", _AGE, re.compile(r"aged|year-old|old\b|\bage\b|birthday|turned|\(\d|,\s\d", re.IGNORECASE)),
     ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
     ("day", _WEEKDAY, re.compile(_DAY)),
+    ("ordinal", _ORDINAL, re.compile(r"\d(?:st|nd|rd|th)\b|(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)),
+    ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
+                                         r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
 _NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
@@ -120,6 +140,18 @@ TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairma
                            r"Singer|Model|Actor|Actress|Star|Striker|Boss|Author|Writer|Designer|Comedian|Presenter|"
                            r"Chef|Entrepreneur|Businessman|Tycoon|Magnate|Officer|Defender|Midfielder|Goalkeeper|"
                            r"Winger|Bishop|Archbishop|Cardinal|Producer|Founder|Lawyer|Champion|MEP|MP)[^\S\n]+")
+# Royal and religious titles that make the name they start a person's, even when a place follows
+# ("Patriarch Kirill of Moscow").
+_NAME_TITLES = {"pope", "patriarch", "king", "queen", "prince", "princess", "sheikh", "emir", "rabbi", "imam",
+                "archbishop", "bishop", "cardinal", "sultan", "tsar", "saint"}
+# Titles that belong to the name they precede ("Sir Ian Blair"), unlike offices ("Commissioner").
+_HONORIFIC = re.compile(r"Sir|Dr|Dame|Lord|Lady")
+# A noun for a kind of organisation right before a name makes it one ("water firm Aguas Argentinas",
+# "US giant United Parcel Services", "the Catholic movement Opus Dei").
+_ORG_CUE = re.compile(r"\b(?:firm|company|group|bank|carmaker|giant|club|side|movement|party|band|label|retailer|"
+                      r"airline|carrier|broadcaster|network|newspaper|magazine|agency|charity|insurer|operator|"
+                      r"maker|manufacturer|supplier|regulator|watchdog|conglomerate|consortium|publisher|"
+                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$")
 # All-capital abbreviations that name places, not organisations.
 _PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
@@ -153,14 +185,19 @@ tournament series festival final finals trial marathon grand slam prix""".split(
 _PLACE_WORDS = set("""street road avenue park square stadium arena theatre theater centre center hall palace house
 river lake sea ocean mountains mountain island islands valley bay gulf county province state region city town
 village airport port reservoir dam canal bridge district""".split())
+# The noun before a work's name, or before it as an appositive ("a new album, Astronaut,"; the comma form only
+# for nouns that are not also verbs or common words: "to play, Smith said" names no play).
 _WORK_CUE = re.compile(
     r"(?:\b(?:film|movie|album|single|song|book|novel|play|musical|show|series|sitcom|drama|documentary|game|"
-    r"programme|program|opera|record|track|comedy|thriller|biopic|titled|called|entitled|epic|hit)\s+)$",
+    r"programme|program|opera|record|track|comedy|thriller|biopic|titled|called|entitled|epic|hit)\s+|"
+    r"\b(?:film|movie|album|novel|documentary|musical|sitcom|biopic|memoir),\s+)$",
     re.IGNORECASE,
 )
 _PLACE_CUE = re.compile(r"(?:\b(?:in|at|to|from|near|outside|across|into|inside)\s+(?:the\s+)?|"
                         r"\b(?:town|city|village|region|resort|port|province|district)\s+of\s+)$")
-_QUOTED = re.compile(r"[\"“‘']([A-Z][^\"”’']{1,60}?)[\"”’']")
+# An apostrophe inside a word ("It's", "Dent's") is no quote mark: a quote opens after a non-letter and
+# closes before one.
+_QUOTED = re.compile(r"(?<![\w])[\"“‘']([A-Z][^\"”’']{1,60}?)[\"”’'](?![\w])")
 # Countries and big places the news name most often; the rest are found by their cue words.
 PLACES = set("""afghanistan africa albania algeria america argentina armenia asia athens australia austria
 azerbaijan baghdad bahrain bangladesh beijing belarus belfast belgium berlin birmingham blackpool bolivia bosnia
@@ -199,7 +236,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
     # the full patterns slow, and most sentences hold no amount at all.
     numeric = bool(_NUMERIC_ANCHOR.search(text))
     for kind, pattern, gate in _PATTERNS:
-        if (numeric or kind in ("date", "day", "duration")) and gate.search(text):
+        if (numeric or kind in ("date", "day", "duration", "ordinal", "frequency")) and gate.search(text):
             for m in pattern.finditer(text):
                 add(kind, m.start(), m.end())
     specific_end = len(found)
@@ -233,9 +270,14 @@ def typed_spans(text: str) -> list[TypedSpan]:
         for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
                                      or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
             add(name_kind(text, part_start, part_end), part_start, part_end)
-        titled = TITLE_INSIDE.search(text, start, end)
-        if titled and titled.end() < end and TITLE_INSIDE.search(text, titled.end(), end) is None:
-            add("person", titled.end(), end)
+        titles = list(TITLE_INSIDE.finditer(text, start, end))
+        if titles and titles[-1].end() < end:
+            # The person follows the last title ("Metropolitan Police Commissioner Sir Ian Blair"); an
+            # honorific right after another title is part of the name ("Sir Ian Blair").
+            last = titles[-1]
+            at = last.start() if (_HONORIFIC.fullmatch(last.group(0).strip()) and len(titles) > 1
+                                  and titles[-2].end() == last.start()) else last.end()
+            add("person", at, end)
     return found
 
 
@@ -291,16 +333,23 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "place"
     if lower[-1] in _EVENT_WORDS:
         return "event"
+    if _ORG_CUE.search(before):
+        return "organisation"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
         return "organisation"
-    if phrase.lower() in PLACES or any(w in _PLACE_WORDS for w in lower[1:]) or lower[-1] in PLACES:
+    if phrase.lower() in PLACES or any(w in _PLACE_WORDS for w in lower[1:]):
+        return "place"
+    if lower[0] in _NAME_TITLES and len(words) >= 2:
+        return "person"  # "Patriarch Kirill of Moscow", "Pope John Paul II": the place names the see
+    if lower[-1] in PLACES:
         return "place"
     if _TITLE_PERSON.search(before):
         return "person"
     if _PLACE_CUE.search(before) and len(words) <= 2 and not (
             len(words) == 2 and re.match(r"[’']s\s", text[end:end + 3])):  # "at Jack Straw's country house"
         return "place"
+    # A possessive inside the run ("France's Suez") joins an owner to what it owns: not a person's name.
     if 2 <= len(words) <= 4 and all(w[0].isupper() or w in _PARTICLES for w in words[1:-1]) and \
-            words[0][0].isupper() and words[-1][0].isupper():
+            words[0][0].isupper() and words[-1][0].isupper() and not re.search("[’']s[^\\S\\n]", phrase):
         return "person"
     return "name"
