@@ -156,10 +156,11 @@ def test_scifact_slice_reproduces_its_figures(capsys):
         print("\n" + report.table())
     assert report.queries == 30 and report.documents == 632
     scores = report.scores
-    assert scores["dense"]["ndcg@10"] == pytest.approx(0.857, abs=0.003)
+    # Dense: each document's vector is the mean of its windows' (0.857 when the model truncated it).
+    assert scores["dense"]["ndcg@10"] == pytest.approx(0.869, abs=0.003)
     assert scores["lexical"]["ndcg@10"] == pytest.approx(0.869, abs=0.003)
-    # Adaptive fusion (fitted on train splits only); the fixed 50/50 fusion it replaced scored 0.907 here.
-    assert scores["hybrid"]["ndcg@10"] == pytest.approx(0.921, abs=0.003)
+    # Adaptive fusion (fitted on train splits only).
+    assert scores["hybrid"]["ndcg@10"] == pytest.approx(0.895, abs=0.003)
     assert scores["hybrid"]["ndcg@10"] >= max(scores["dense"]["ndcg@10"], scores["lexical"]["ndcg@10"]) - 0.005
 
 
@@ -176,10 +177,12 @@ def test_scifact_full_test_split_meets_the_targets(capsys):
     assert report.queries == 300 and report.documents == 5183
     scores = report.scores
     # The README's table, to four decimals: a change that moves a figure must update both.
-    assert scores["dense"]["ndcg@10"] == pytest.approx(0.6451, abs=5e-5)
+    assert scores["dense"]["ndcg@10"] == pytest.approx(0.6439, abs=5e-5)
     assert scores["lexical"]["ndcg@10"] == pytest.approx(0.6762, abs=5e-5)
-    # Adaptive fusion; fixed 50/50 fusion scored 0.7297. Never worse than the best leg (issue 14).
-    assert scores["hybrid"]["ndcg@10"] == pytest.approx(0.7241, abs=5e-5)
+    # Adaptive fusion; fixed 50/50 fusion scores 0.7318 (0.7297 before documents were embedded by
+    # windows), and the floor issue 14 sets is 0.7297. Never worse than the best leg.
+    assert scores["hybrid"]["ndcg@10"] == pytest.approx(0.7347, abs=5e-5)
+    assert scores["hybrid"]["ndcg@10"] >= 0.7297
     assert scores["hybrid"]["ndcg@10"] >= max(scores["dense"]["ndcg@10"], scores["lexical"]["ndcg@10"]) - 0.005
 
 
