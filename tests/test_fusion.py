@@ -55,6 +55,13 @@ def test_a_flat_lexical_leg_leaves_the_ranking_to_a_sure_dense_leg():
     lexical = np.zeros(len(candidates))
     order = _fused_order(FusionWeights.load(), candidates, dense, lexical, {"trains": 3.0, "kazakhstan": 5.0})
     assert order[:3] == [candidates[i] for i in np.argsort(-dense, kind="stable")[:3]]
+    # The flat leg carries no weight, so the top hit scores 1 whatever weight the query gave it.
+    from indexer.query.fusion import fuse, rank
+
+    parts = fuse("hybrid", "adaptive", candidates, dict(zip(candidates, dense)), dict(zip(candidates, lexical)),
+                 weights=FusionWeights.load(), idf={"trains": 3.0, "kazakhstan": 5.0})
+    assert rank(candidates, parts)[0] == (candidates[42], 1.0)
+    assert not any(parts[1].values())
 
 
 def test_the_packaged_weights_load_and_were_fitted_on_training_splits_only():

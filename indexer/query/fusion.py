@@ -217,7 +217,15 @@ def normalised(values: np.ndarray, how: str = "minmax") -> np.ndarray:
 
 def _weighted_parts(candidates: Sequence[int], d: np.ndarray, lex: np.ndarray, alpha: float,
                     how: str = "minmax") -> Parts:
-    dense_part, lexical_part = alpha * normalised(d, how), (1 - alpha) * normalised(lex, how)
+    dense, lexical = normalised(d, how), normalised(lex, how)
+    # A flat leg (e.g. BM25 when no candidate shares a query term) cannot tell the candidates apart: the
+    # other leg takes all the weight. The order is the same either way; the top hit then scores 1, not
+    # the other leg's weight, as every query's top hit does when the legs agree on it.
+    if not lexical.any():
+        alpha = 1.0
+    elif not dense.any():
+        alpha = 0.0
+    dense_part, lexical_part = alpha * dense, (1 - alpha) * lexical
     if how != "minmax":
         # Fused scores stay within 0..1 as with min-max (one factor for both legs: the order is kept).
         top = float(dense_part.max()) + float(lexical_part.max())
