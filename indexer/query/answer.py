@@ -238,9 +238,9 @@ class Answerer:
         # The question's content wordpieces: a sentence that says "shortfall" for "deficit" or "gift" for
         # "present" matches them by the model's input embeddings, a table look-up (no model call).
         wanted = searcher.embedder.wordpiece_vectors(QUESTION_WORDS.sub(" ", query))[0]
-        units = [(position, hit, 0.0) for position, hit in enumerate(hits, start=1)]
-        units += [(position, hit, 1.0) for position, hit in _unretrieved(hits, articles, WHOLE_ARTICLES)]
-        for position, hit, unretrieved in units:
+        sources = [(position, hit, 0.0) for position, hit in enumerate(hits, start=1)]
+        sources += [(position, hit, 1.0) for position, hit in _unretrieved(hits, articles, WHOLE_ARTICLES)]
+        for position, hit, unretrieved in sources:
             base = hit.citation.start
             spans = [(base + s, base + e) for s, e in split_sentences(hit.text)]
             if not spans:
