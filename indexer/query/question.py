@@ -161,6 +161,11 @@ class Question:
     entities: tuple[str, ...]
     head: str | None = None
     counted: str | None = None  # the noun after "how many" ("countries"), which the answer counts
+    # What a quantity asked for measures ("energy" for "How big was the electricity deficit?"), by
+    # `indexer.query.spans.UNIT_MEASURES` names; empty when the question does not say.
+    measures: tuple[str, ...] = ()
+    # "future" ("When will ...", "... next ...") or "past" ("When did ...") for a date question, else None.
+    tense: str | None = None
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -238,7 +243,34 @@ def analyse(question: str) -> Question:
             continue  # a nationality ("Turkish firm") is no constraint: the article may say "Turkey's"
         entities.append(name)
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question), counted_noun(question))
+                    head_noun(question), counted_noun(question), measures(question), tense(question))
+
+
+# Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.
+_MEASURE_WORDS = (
+    ("energy", re.compile(r"\b(?:electricity|electric|power|energy|generat\w*|output)\b", _I)),
+    ("volume", re.compile(r"\b(?:water|gas|oil|volume|fuel|petrol|beer|wine|milk)\b", _I)),
+    ("area", re.compile(r"\b(?:area|land|acreage|farmland|forest)\b", _I)),
+    ("length", re.compile(r"\bhow\s+(?:far|tall|high|deep|wide|long)\b|"
+                          r"\b(?:distance|length|height|depth|width|route|road|track|tunnel|pipeline|railway)\b", _I)),
+    ("mass", re.compile(r"\bhow\s+heavy\b|\b(?:weigh|weighs|weighed|weight|tonnage|cargo)\b", _I)),
+    ("speed", re.compile(r"\bhow\s+fast\b|\b(?:speed|speeds|broadband|download)\b", _I)),
+    ("data", re.compile(r"\b(?:storage|memory|disk|drive|data)\b", _I)),
+)
+_FUTURE = re.compile(r"\b(?:will|shall|next|upcoming|going\s+to|due\s+to|planned|scheduled)\b", _I)
+_PAST = re.compile(r"^\s*(?:when|(?:in\s+)?(?:what|which)\s+(?:year|month|day|date))\s+(?:did|was|were|had)\b", _I)
+
+
+def measures(question: str) -> tuple[str, ...]:
+    """What a quantity the question asks for measures (see `Question.measures`)."""
+    return tuple(measure for measure, words in _MEASURE_WORDS if words.search(question))
+
+
+def tense(question: str) -> str | None:
+    """"future" or "past" for a question about when something happens (see `Question.tense`)."""
+    if _PAST.search(question):
+        return "past"
+    return "future" if _FUTURE.search(question) else None
 
 
 def counted_noun(question: str) -> str | None:

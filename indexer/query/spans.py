@@ -74,7 +74,7 @@ _AGE = re.compile(
 )
 _DATE = re.compile(
     rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}\s?[-–]\s?)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
-    rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:19|20)\d{{2}})?\b"
+    rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:\s?[-–]\s?\d{{1,2}})?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
@@ -120,6 +120,9 @@ _NAME = re.compile(
 # Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
 # St Etienne"): each side is also a span of its own.
 _JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+|[’']s[^\S\n]+")
+# Only a possessive separates an organisation's owner from its name: its "and" is part of the name
+# ("Kazakhstan's Ministry of Water Resources and Irrigation").
+_POSSESSIVE = re.compile(r"[’']s[^\S\n]+")
 # Nationality and regional adjectives: a name run does not start with one ("Argentine Juan Ignacio
 # Chela"), and alone one is not a name of a person, organisation, place or work.
 DEMONYMS = set("""afghan african albanian algerian american argentine argentinian armenian asian australian
@@ -151,9 +154,12 @@ _HONORIFIC = re.compile(r"Sir|Dr|Dame|Lord|Lady")
 _ORG_CUE = re.compile(r"\b(?:firm|company|group|bank|carmaker|giant|club|side|movement|party|band|label|retailer|"
                       r"airline|carrier|broadcaster|network|newspaper|magazine|agency|charity|insurer|operator|"
                       r"maker|manufacturer|supplier|regulator|watchdog|conglomerate|consortium|publisher|"
-                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$")
+                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$|"
+                      r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
+# "Pennsylvania-based Wabtec", "Kremlin-owned Gazprom": where a company sits or who owns it is no part of its name.
+_LOCATED = re.compile(r"[\w.’']+-(?:based|listed|owned|headquartered|registered)")
 # All-capital abbreviations that name places, not organisations.
-_PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
+_PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE", "U.S", "U.K", "U.S.A"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
 STARTERS = set("""a an the and but or if in on at of for to by with from as after before since while when where
 what which who whom whose why how this that these those it its he she they we i you his her their our my your
@@ -162,6 +168,8 @@ chancellor secretary chairman chief boss judge mp mps mr. mrs. dr. last next thi
 friday saturday sunday january february march april may june july august september october november december
 meanwhile but both all some many most one two three four five six seven eight nine ten according despite
 under over about speaking writing analysts experts officials critics during""".split())
+_WHEN_WORDS = {w.lower() for w in MONTHS} | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                                              "sunday"}
 _TITLE_PERSON = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Miss|Dr|Sir|Lord|Lady|Dame|Prof|Professor|President|Minister|Chancellor|Secretary|Judge|"
     r"Justice|Senator|Governor|King|Queen|Prince|Princess|Pope|Patriarch|Rev|Captain|Coach|manager|boss|"
@@ -173,7 +181,8 @@ _TITLE_PERSON = re.compile(
 _ORG_WORDS = set("""ltd limited inc plc corp corporation co group bank banks airways airlines airline motors holdings
 association council commission party union united city rovers athletic fc records studios network networks agency
 office department ministry organisation organization fund institute university college exchange authority board
-court society foundation trust club church churches federation league committee industries international systems technologies telecom communications media
+court society foundation trust club church churches federation league committee congress parliament assembly
+forum conference industries international systems technologies telecom communications media
 news times post guardian standard mail telegraph herald journal magazine review bbc itv fifa uefa nato
 un eu imf wto opec nhs fbi cia police service services partners capital securities insurance energy oil gas
 petroleum electric electronics pharmaceuticals entertainment pictures games software networks""".split())
@@ -182,6 +191,11 @@ _PARTICLES = {"de", "del", "della", "di", "da", "du", "dos", "van", "von", "der"
 # Names of competitions, prizes and events: none of person, organisation, place or work.
 _EVENT_WORDS = set("""cup championship championships olympics olympic games league trophy prize award awards open
 tournament series festival final finals trial marathon grand slam prix""".split())
+# Words that start a place's name before a country or city ("South Korea", "Greater London"); another word
+# before one makes a name of unsure kind ("Power China", "Air China": companies).
+_PLACE_PREFIXES = set("""north south east west northern southern eastern western central greater new upper lower
+great inner outer mainland republic united sub north-east north-west south-east south-west old downtown
+metropolitan""".split())
 _PLACE_WORDS = set("""street road avenue park square stadium arena theatre theater centre center hall palace house
 river lake sea ocean mountains mountain island islands valley bay gulf county province state region city town
 village airport port reservoir dam canal bridge district""".split())
@@ -210,6 +224,26 @@ morocco moscow mumbai netherlands new york nigeria norway oxford pakistan palest
 portugal qatar romania rome russia rwanda scotland serbia shanghai singapore slovakia slovenia somalia spain
 sri lanka sudan sweden switzerland sydney syria taiwan tajikistan tokyo turkey turkmenistan uganda ukraine ulster
 uzbekistan venezuela vietnam wales washington westminster yemen zimbabwe chatham chevening""".split())
+
+
+# What a quantity's unit measures: a question about electricity asks for kWh, not cubic metres.
+UNIT_MEASURES = (
+    ("energy", re.compile(r"(?:\d|\b)(?:[kMGT]Wh?|(?:kilo|mega|giga|tera)?watts?(?:\s?hours?)?)$", re.IGNORECASE)),
+    ("volume", re.compile(r"\b(?:cubic\s+met(?:er|re)s|litres?|liters?|gallons?|barrels?)$", re.IGNORECASE)),
+    ("area", re.compile(r"\b(?:square\s+\w+|acres?|hectares?)$", re.IGNORECASE)),
+    ("length", re.compile(r"(?:\d|\b)(?:kilomet(?:er|re)s?|km|met(?:er|re)s?|centimet(?:er|re)s?|cm|"
+                          r"millimet(?:er|re)s?|mm|miles?|feet|foot|ft|inch(?:es)?|yards?)$", re.IGNORECASE)),
+    ("mass", re.compile(r"(?:\d|\b)(?:tonnes?|tons?|kg|kilos?|kilograms?|grams?|pounds\s+in\s+weight)$",
+                        re.IGNORECASE)),
+    ("speed", re.compile(r"(?:\d|\b)(?:mph|km/h|knots?|[MKG]bps)$", re.IGNORECASE)),
+    ("data", re.compile(r"(?:\d|\b)(?:[MGT]B|(?:mega|giga|tera)bytes?)$")),
+)
+
+
+def unit_measure(quantity: str) -> str | None:
+    """What the unit of a `quantity` span measures ("energy" for "2.4 billion kWh"), or None."""
+    core = re.sub(r"\s(?:less|more|fewer|lower|higher)$", "", quantity)
+    return next((measure for measure, unit in UNIT_MEASURES if unit.search(core)), None)
 
 
 @dataclass(frozen=True)
@@ -257,7 +291,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for start, end in _names(text):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and _bare(first.group(0).strip()) in DEMONYMS and kind != "organisation":
+        if first and (_bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
+                      or _LOCATED.fullmatch(first.group(0).strip())):
             # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
             # whole is an organisation's name ("European Bank for Reconstruction and Development").
             start += first.end()
@@ -267,8 +302,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
         add(kind, start, end)
         # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development"),
         # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises").
-        for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
-                                     or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
+        for part_start, part_end in (_parts(text, start, end) if kind != "organisation" else
+                                     _parts(text, start, end, _POSSESSIVE)):
             add(name_kind(text, part_start, part_end), part_start, part_end)
         titles = list(TITLE_INSIDE.finditer(text, start, end))
         if titles and titles[-1].end() < end:
@@ -281,11 +316,11 @@ def typed_spans(text: str) -> list[TypedSpan]:
     return found
 
 
-def _parts(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> list[tuple[int, int]]:
     """The names a joining word ("and", "in", ...) or a possessive ("Robert Sillerman's Sports
-    Entertainment") separates inside the name run `text[start:end]`."""
+    Entertainment") separates inside the name run `text[start:end]` (`joiners`: what separates)."""
     parts, at = [], start
-    for m in _JOINERS.finditer(text, start, end):
+    for m in joiners.finditer(text, start, end):
         parts.append((at, m.start()))
         at = m.end()
     if not parts:
@@ -302,6 +337,9 @@ def _names(text: str) -> list[tuple[int, int]]:
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
         while words and _bare(words[0].group(0)) in STARTERS:
             words.pop(0)
+        # A day or month after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
+        if len(words) >= 3 and words[-2].group(0) in ("on", "in") and _bare(words[-1].group(0)) in _WHEN_WORDS:
+            del words[-2:]
         # Trailing connectives are not part of the name.
         while words and words[-1].group(0).lower() in {"of", "and", "&", "the", "de", "on", "for", "in"}:
             words.pop()
@@ -342,7 +380,8 @@ def name_kind(text: str, start: int, end: int) -> str:
     if lower[0] in _NAME_TITLES and len(words) >= 2:
         return "person"  # "Patriarch Kirill of Moscow", "Pope John Paul II": the place names the see
     if lower[-1] in PLACES:
-        return "place"
+        # "South Korea", "Sri Lanka" are places; "Power China", "Michael Jordan" may be anything.
+        return "place" if len(words) == 1 or lower[0] in PLACES or lower[0] in _PLACE_PREFIXES else "name"
     if _TITLE_PERSON.search(before):
         return "person"
     if _PLACE_CUE.search(before) and len(words) <= 2 and not (
