@@ -486,3 +486,13 @@ def test_a_day_after_on_ends_a_name():
 
     texts = {s.text for s in typed_spans("They signed a deal with Granite Kenya on Monday.")}
     assert "Granite Kenya" in texts and not any("Monday" in t and "Granite" in t for t in texts)
+
+
+def test_why_asks_for_a_reason_and_a_cause_is_one():
+    from indexer.query.question import analyse
+    from indexer.query.spans import typed_spans
+
+    assert analyse("Why did the Tarnside ferry stop running?").answer_type == "reason"
+    sentence = "The ferry stopped running in March due to a shortage of trained crew, the council said."
+    assert _chosen_span("Why did the Tarnside ferry stop running?", sentence).text == "a shortage of trained crew"
+    assert "reason" not in {s.kind for s in typed_spans("The ferry stopped running in March.")}

@@ -5,7 +5,7 @@ over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
   → money, "how old" → age, "which film" → work, "who" → person, "where did she
-  finish" → rank, "how often" → frequency, ...);
+  finish" → rank, "how often" → frequency, "why" → reason, ...);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
-                "place", "work", "rank", "frequency", "other")
+                "place", "work", "rank", "frequency", "reason", "other")
 
 # Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
 ACCEPTS: dict[str, dict[str, float]] = {
@@ -49,6 +49,7 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
     "rank": {"ordinal": 1.0, "number": 0.3},
     "frequency": {"frequency": 1.0, "duration": 0.3},
+    "reason": {"reason": 1.0},
     "other": {"frequency": 0.5, "event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
@@ -87,6 +88,8 @@ _PLACE_NAMED = {"club", "side", "team"}
 
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
+    ("reason", re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:caused|causes|is\s+behind|was\s+behind|led\s+to)\b",
+                          _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),

@@ -12,6 +12,7 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `number` (a count, with the counted noun when it follows: "60 countries", "five million"),
 - `ordinal` (a finishing position: "fifth", "21st", not "the second round"),
 - `frequency` ("once every two years", "twice a week", "annually"),
+- `reason` (a cause: "critically low water levels" after "due to", "because (of)", "amid", ...),
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
   words before it; a name that none of those rules settles stays `name` and counts
@@ -94,6 +95,11 @@ _FREQUENCY = re.compile(
     r"|\b(?:annually|yearly|monthly|weekly|daily|fortnightly|quarterly|biennially|hourly)\b)",
     re.IGNORECASE,
 )
+# A cause: the words after "due to", "because of", ... up to the clause's end, at most twelve words ("blackouts
+# due to critically low water levels at the dam").
+_REASON_CUE = re.compile(r"\b(?:due|because|owing|result|thanks|caused|blamed|amid)\b", re.IGNORECASE)
+_REASON = re.compile(r"\b(?:due\s+to|because(?:\s+of)?|owing\s+to|as\s+a\s+result\s+of|thanks\s+to|caused\s+by|"
+                     r"blamed\s+on|amid)\s+((?:[^\s,.;:!?()“”\"]+\s+){0,11}[^\s,.;:!?()“”\"]+)", re.IGNORECASE)
 _NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
@@ -286,6 +292,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
     specific = [(t.start, t.end) for t in found[:specific_end]]
     found = [t for t in found if t.kind != "number" or not any(s < t.end and t.start < e for s, e in specific
                                                                  if (s, e) != (t.start, t.end))]
+    for m in (_REASON.finditer(text) if _REASON_CUE.search(text) else ()):
+        add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
         add("work", m.start(1), m.end(1))
     for start, end in _names(text):
