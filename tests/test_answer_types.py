@@ -170,6 +170,8 @@ def test_a_question_about_a_year_the_archive_does_not_cover_abstains(made_up):
     ("The U.S. Treasury agreed.", "place", "U.S"),
     # An organisation's "and" joins no two names; its possessor still stands apart.
     ("Vellmoor's Ministry of Roads and Bridges signed it.", "organisation", "Ministry of Roads and Bridges"),
+    # A count with a thousands separator after a comma is no age ("Blunkett, 57, ...").
+    ("It drew 300 delegates, 1,000 fans and 40 reporters.", "number", "1,000 fans"),
 ])
 def test_typed_spans_from_the_error_analysis(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -480,3 +482,10 @@ def test_why_asks_for_a_reason_and_a_cause_is_one():
     sentence = "The ferry stopped running in March due to a shortage of trained crew, the council said."
     assert _chosen_span("Why did the Tarnside ferry stop running?", sentence).text == "a shortage of trained crew"
     assert "reason" not in {s.kind for s in typed_spans("The ferry stopped running in March.")}
+
+
+def test_an_ordinal_counts_nothing():
+    from indexer.query.spans import typed_spans
+
+    spans = typed_spans("The 8th congress met for the 21st time.")
+    assert not any(s.kind == "number" for s in spans), spans

@@ -69,7 +69,7 @@ _DURATION = re.compile(
     re.IGNORECASE,
 )
 _AGE = re.compile(
-    r"(?:\baged\s\d{1,3}\b|\b\d{1,3}-year-old\b|\b\d{1,3}\s(?:years?\s)?old\b|(?<=,\s)\d{1,3}(?=,)|"
+    r"(?:\baged\s\d{1,3}\b|\b\d{1,3}-year-old\b|\b\d{1,3}\s(?:years?\s)?old\b|(?<=,\s)\d{1,3}(?=,(?!\d))|"
     r"(?<=\()\d{1,3}(?=\))|\bage\s(?:of\s)?\d{1,3}\b|\b\d{1,3}(?:st|nd|rd|th)\sbirthday\b|\bturned\s\d{1,3}\b)",
     re.IGNORECASE,
 )
@@ -114,7 +114,8 @@ _PATTERNS = (
     ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
                                          r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
-_NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
+# Not the digits of an ordinal ("the 8th Congress" counts nothing).
+_NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
