@@ -489,3 +489,23 @@ def test_an_ordinal_counts_nothing():
 
     spans = typed_spans("The 8th congress met for the 21st time.")
     assert not any(s.kind == "number" for s in spans), spans
+
+
+ELIGIBLE_ARTICLE = {
+    "id": "brandt", "title": "Tarnside lighthouse keeper Ivo Brandt honoured", "source": "test",
+    "text": "Tarnside lighthouse keeper Ivo Brandt, honoured by the harbour board this week, has kept the Tarnside "
+            "light burning through 40 winters and 300 storms.\n\nThe board praised his work at a small ceremony. "
+            "Brandt, 71, plans to retire in the spring.",
+}
+
+
+def test_a_span_of_the_kind_asked_for_beats_a_weak_fit(tmp_path, embedder):
+    # The lead repeats the question's words and holds counts ("40 winters"), which fit an age question
+    # only weakly; the sentence with the age ("Brandt, 71,") answers it.
+    answerer, index = _answerer_over(tmp_path, [ELIGIBLE_ARTICLE, *ARTICLES], embedder)
+    try:
+        result = answerer.answer("How old is Tarnside lighthouse keeper Ivo Brandt?")
+    finally:
+        index.close()
+    assert result.answer is not None, result.reason
+    assert result.answer.span is not None and result.answer.span.text == "71", result.answer
