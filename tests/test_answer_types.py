@@ -172,6 +172,9 @@ def test_a_question_about_a_year_the_archive_does_not_cover_abstains(made_up):
     ("Vellmoor's Ministry of Roads and Bridges signed it.", "organisation", "Ministry of Roads and Bridges"),
     # A count with a thousands separator after a comma is no age ("Blunkett, 57, ...").
     ("It drew 300 delegates, 1,000 fans and 40 reporters.", "number", "1,000 fans"),
+    # From the BBC fitting half: a post is not who holds it; a league is no club.
+    ("Mr Dale would not back the Home Secretary's plans.", "office", "Home Secretary"),
+    ("He says the Premiership should have a winter break.", "event", "Premiership"),
 ])
 def test_typed_spans_from_the_error_analysis(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -449,6 +452,11 @@ def test_what_a_quantity_measures_and_when_a_question_is_set():
     # A company introduced by where it sits answers "which firm", not the board beside the question's words.
     ("Which US firm will build the Vellmoor trains?",
      "The Vellmoor Transport Board said Ohio-based Kestrel won the contract to build the trains.", None, "Kestrel"),
+    # An appositive after the name, with a possessive and modifiers: "Mr Dale, his transport spokesman".
+    ("Which Tory transport spokesman had doubts about the Vellmoor bridge?",
+     "Mr Dale, her transport and roads spokesman, sided with Tory leader Anna Cole, who had doubts about the "
+     "Vellmoor bridge.",
+     None, "Dale"),
     # "When will ... next": a date after the article's, not the one before it beside the question's words.
     ("When will the next Tarnside congress be held?",
      "The 8th Tarnside congress was held on March 3-4, 2005, and delegates agreed to meet again in 2008.",

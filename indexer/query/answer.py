@@ -482,6 +482,11 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                     re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
                              text[span.end:span.end + 30]):
                 bonus = _APPOSITION
+        if question.head and span.kind in _NAMES and re.match(
+                rf",[^\S\n]+(?:(?:the|a|an|his|her|its|their)[^\S\n]+)?(?:[\w'’-]+[^\S\n]+){{0,3}}"
+                rf"{re.escape(question.head)}\b", text[span.end:span.end + 60], re.IGNORECASE):
+            # An appositive after the name: "Mr Yeo, his transport and environment spokesman".
+            fit, bonus = 1.0, max(bonus, _APPOSITION)
         if question.head and span.kind in _NAMES and " " in span.text and (
                 re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE)
                 or re.match(rf"{re.escape(question.head)}\b", span.text, re.IGNORECASE)):

@@ -20,7 +20,8 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
   which answers none of them. A name run split by "and", "&", "in", "on" or "for" also
   gives each side as a span ("Oliver Letwin and Tim Yeo": "Tim Yeo"), and a name after a title inside the run as a person
   ("Planning Minister Julio De Vido": "Julio De Vido"). A name that ends in an event word ("World
-  Cup", "Champions League") is an `event`.
+  Cup", "Champions League") is an `event`, one that ends in an office ("Home Secretary") an `office`; neither
+  answers a name question.
 
 Offsets are character offsets into `text`. Spans may overlap (a `money` span and
 the `number` inside it); the scorer picks the one of the wanted type.
@@ -197,7 +198,10 @@ petroleum electric electronics pharmaceuticals entertainment pictures games soft
 _PARTICLES = {"de", "del", "della", "di", "da", "du", "dos", "van", "von", "der", "le", "la", "al", "bin"}
 # Names of competitions, prizes and events: none of person, organisation, place or work.
 _EVENT_WORDS = set("""cup championship championships olympics olympic games league trophy prize award awards open
-tournament series festival final finals trial marathon grand slam prix""".split())
+tournament series festival final finals trial marathon grand slam prix premiership""".split())
+# Offices: a name run that ends in one ("Home Secretary", "Prime Minister") names a post, not who holds it.
+_OFFICES = set("""secretary minister chancellor president commissioner spokesman spokeswoman chairman chairwoman
+governor mayor ambassador executive premier""".split())
 # Words that start a place's name before a country or city ("South Korea", "Greater London"); another word
 # before one makes a name of unsure kind ("Power China", "Air China": companies).
 _PLACE_PREFIXES = set("""north south east west northern southern eastern western central greater new upper lower
@@ -380,6 +384,8 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "place"
     if lower[-1] in _EVENT_WORDS:
         return "event"
+    if lower[-1] in _OFFICES and len(words) <= 3:
+        return "office"
     if _ORG_CUE.search(before):
         return "organisation"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
