@@ -175,6 +175,11 @@ def test_a_question_about_a_year_the_archive_does_not_cover_abstains(made_up):
     # From the BBC fitting half: a post is not who holds it; a league is no club.
     ("Mr Dale would not back the Home Secretary's plans.", "office", "Home Secretary"),
     ("He says the Premiership should have a winter break.", "event", "Premiership"),
+    # A court is where a case is heard; a year after "in" ends a name; a margin is a score.
+    ("The case was filed with the Tarnside County Court in 2004.", "place", "Tarnside County Court"),
+    ("The judges ruled by a seven to two majority.", "score", "seven to two"),
+    # A list of organisations' names is split; a nationality after "and" is no part of the name before it.
+    ("Bids came from Corran Group and Kenya's Tamu Group and Irish rivals.", "organisation", "Corran Group"),
 ])
 def test_typed_spans_from_the_error_analysis(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -432,6 +437,9 @@ def test_what_a_quantity_measures_and_when_a_question_is_set():
     from indexer.query.question import analyse
     from indexer.query.spans import unit_measure
 
+    assert analyse("By what margin did the judges rule against the ban?").answer_type == "score"
+    assert analyse("Which Turkish or Irish firm won?").nations == ("turkish", "irish")
+
     assert analyse("How big was Vellmoor's electricity shortfall last year?").measures == ("energy",)
     assert analyse("How far is Tarnside from Vellmoor?").measures == ("length",)
     assert [unit_measure(q) for q in ("1.8 billion kWh", "3.1 billion cubic metres less", "40 tonnes", "3,400 workers")] \
@@ -457,6 +465,13 @@ def test_what_a_quantity_measures_and_when_a_question_is_set():
      "Mr Dale, her transport and roads spokesman, sided with Tory leader Anna Cole, who had doubts about the "
      "Vellmoor bridge.",
      None, "Dale"),
+    # The nationality the question asks for: not the firm of another nation beside the question's words.
+    ("Which Kenyan firm won the contract to build the Vellmoor bridge?",
+     "The contract to build the Vellmoor bridge was won by Irish builder Corran Group, beating Kenya's Tamu Group.",
+     None, "Kenya's Tamu Group"),
+    # "at London's Earls Court": the place that is owned (with its owner), not the owner alone.
+    ("Where will the Tarnside band perform?",
+     "The Tarnside band will perform at London's Ellery Court next month.", None, "London's Ellery Court"),
     # "When will ... next": a date after the article's, not the one before it beside the question's words.
     ("When will the next Tarnside congress be held?",
      "The 8th Tarnside congress was held on March 3-4, 2005, and delegates agreed to meet again in 2008.",
@@ -517,3 +532,15 @@ def test_a_span_of_the_kind_asked_for_beats_a_weak_fit(tmp_path, embedder):
         index.close()
     assert result.answer is not None, result.reason
     assert result.answer.span is not None and result.answer.span.text == "71", result.answer
+
+
+def test_a_name_without_the_facility_asked_for_fits_weakly():
+    from indexer.query.answer import STRONG_FIT, _ASKED_WORD, _norm, _typed
+    from indexer.query.question import analyse
+
+    question = "Which theatre is the Tarnside musical playing at?"
+    asked = _norm(question)
+    typed = _typed(analyse(question), "The Tarnside musical opened in London last week.", asked,
+                   {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}, {})
+    # "London" is no theatre: a sentence that names one ("Royal Ellery Theatre") is chosen before it.
+    assert [(span.text, fit < STRONG_FIT) for span, fit, _ in typed.spans] == [("London", True)]

@@ -46,7 +46,7 @@ import numpy as np
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
 from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
-from indexer.query.spans import MONTHS, TypedSpan, typed_spans, unit_measure
+from indexer.query.spans import MONTHS, NATIONALITIES, TypedSpan, _bare, same_nation, typed_spans, unit_measure
 from indexer.query.weights import read_weights
 from indexer.sentences import split_sentences
 from indexer.store.bm25 import stem, tokenize
@@ -498,8 +498,20 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # "Which US manufacturer ...": "Pennsylvania-based Wabtec", a company introduced by where it sits.
             bonus = max(bonus, _APPOSITION)
         if question.answer_type == "place" and span.kind in ("place", "name") and \
-                _LOCATIVE.search(text[max(0, span.start - 30):span.start]):
-            bonus = max(bonus, _LOCATIVE_BONUS)  # "Where did they meet?": "met in the town of Cholpon-Ata"
+                _LOCATIVE.search(_POSSESSOR.sub("", text[max(0, span.start - 40):span.start])) and \
+                not _POSSESSED.match(text, span.end):
+            # "Where did they meet?": "met in the town of Cholpon-Ata"; "at London's Earls Court": the place
+            # the possessive belongs to is no answer, what it owns is.
+            bonus = max(bonus, _LOCATIVE_BONUS)
+        if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
+            fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"
+        if question.nations and span.kind in _NAMES:
+            # "Which Turkish firm ...": "Turkey's Everasia", not "Irish oil company Petrel Resources".
+            near = [_bare(w) for w in re.split(r"[^\w'’-]+", text[max(0, span.start - 30):span.end].split(",")[-1])]
+            if any(same_nation(n, w) for n in question.nations for w in near):
+                bonus = max(bonus, _LOCATIVE_BONUS)
+            elif any(w in NATIONALITIES for w in near):
+                bonus -= _ATTRIBUTION_PENALTY
         if counted and span.kind in _COUNTS and counted in {stem(w) for w in _TERM.findall(
                 lower[span.start:span.end + 25])[:span.text.count(" ") + 4]}:
             bonus = _APPOSITION  # "How many countries ...": "60 countries", not "two days"
@@ -536,6 +548,14 @@ _ATTRIBUTION_PENALTY = 0.3
 # A place after a locative preposition answers "where" more likely than a place named as a modifier.
 _LOCATIVE = re.compile(r"\b(?:in|at|near|outside|inside)\s+(?:the\s+(?:\w+\s+of\s+)?)?$")
 _LOCATIVE_BONUS = 0.25
+# A possessor right before a span ("London's Earls Court"), and one right after it.
+_POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
+_POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
+# Head nouns of places whose names carry them ("Prince Edward Theatre", "Ili River"): a name without the
+# noun keeps this share of its fit, below `STRONG_FIT`.
+_FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
+               "river", "lake", "reservoir", "dam", "bridge", "court", "palace", "centre", "center"}
+_NOT_THE_FACILITY = 0.35
 # A company introduced by where it sits or who owns it ("Pennsylvania-based Wabtec").
 _LOCATED_BEFORE = re.compile(r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
 # A date on the side of the article's date that the question's tense asks for ("When will ..." and a

@@ -29,10 +29,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
+from indexer.query.spans import DEMONYMS, NATIONALITIES, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
-                "place", "work", "rank", "frequency", "reason", "other")
+                "place", "work", "rank", "frequency", "reason", "score", "other")
 
 # Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
 ACCEPTS: dict[str, dict[str, float]] = {
@@ -50,6 +50,7 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "rank": {"ordinal": 1.0, "number": 0.3},
     "frequency": {"frequency": 1.0, "duration": 0.3},
     "reason": {"reason": 1.0},
+    "score": {"score": 1.0, "number": 0.3},
     "other": {"frequency": 0.5, "event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
@@ -88,6 +89,8 @@ _PLACE_NAMED = {"club", "side", "team"}
 
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
+    ("score", re.compile(r"\bby\s+what\s+(?:margin|score)\b|\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
+                         r"\bwhat\s+(?:score|margin)\b", _I)),
     ("reason", re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:caused|causes|is\s+behind|was\s+behind|led\s+to)\b",
                           _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
@@ -169,6 +172,8 @@ class Question:
     measures: tuple[str, ...] = ()
     # "future" ("When will ...", "... next ...") or "past" ("When did ...") for a date question, else None.
     tense: str | None = None
+    # The nationalities the question gives the thing asked for ("turkish" in "Which Turkish firm ...").
+    nations: tuple[str, ...] = ()
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -245,8 +250,9 @@ def analyse(question: str) -> Question:
         if _YEAR.fullmatch(name) or name.lower() in DEMONYMS:
             continue  # a nationality ("Turkish firm") is no constraint: the article may say "Turkey's"
         entities.append(name)
+    nations = tuple(dict.fromkeys(w.lower() for w in words if w[0].isupper() and w.lower() in NATIONALITIES))
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question), counted_noun(question), measures(question), tense(question))
+                    head_noun(question), counted_noun(question), measures(question), tense(question), nations)
 
 
 # Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.

@@ -12,6 +12,7 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `number` (a count, with the counted noun when it follows: "60 countries", "five million"),
 - `ordinal` (a finishing position: "fifth", "21st", not "the second round"),
 - `frequency` ("once every two years", "twice a week", "annually"),
+- `score` (a result or a margin: "6-1", "eight to one"),
 - `reason` (a cause: "critically low water levels" after "due to", "because (of)", "amid", ...),
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
@@ -29,6 +30,7 @@ the `number` inside it); the scorer picks the one of the wanted type.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -101,6 +103,8 @@ _FREQUENCY = re.compile(
 _REASON_CUE = re.compile(r"\b(?:due|because|owing|result|thanks|caused|blamed|amid)\b", re.IGNORECASE)
 _REASON = re.compile(r"\b(?:due\s+to|because(?:\s+of)?|owing\s+to|as\s+a\s+result\s+of|thanks\s+to|caused\s+by|"
                      r"blamed\s+on|amid)\s+((?:[^\s,.;:!?()“”\"]+\s+){0,11}[^\s,.;:!?()“”\"]+)", re.IGNORECASE)
+# A score or a margin: "6-1", "27-22", "eight to one".
+_SCORE = re.compile(rf"\b(?:\d{{1,3}}\s?[-–]\s?\d{{1,3}}|{_WORDNUM}\sto\s{_WORDNUM})\b(?![-–]\d)", re.IGNORECASE)
 _NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
@@ -112,6 +116,7 @@ _PATTERNS = (
     ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
     ("day", _WEEKDAY, re.compile(_DAY)),
     ("ordinal", _ORDINAL, re.compile(r"\d(?:st|nd|rd|th)\b|(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)),
+    ("score", _SCORE, re.compile(r"\d\s?[-–]\s?\d|\sto\s", re.IGNORECASE)),
     ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
                                          r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
@@ -131,6 +136,7 @@ _JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+|[’']s[^\S\n]+")
 # Only a possessive separates an organisation's owner from its name: its "and" is part of the name
 # ("Kazakhstan's Ministry of Water Resources and Irrigation").
 _POSSESSIVE = re.compile(r"[’']s[^\S\n]+")
+_LISTED = re.compile(r"[^\S\n]+(?:and|&)[^\S\n]+")
 # Nationality and regional adjectives: a name run does not start with one ("Argentine Juan Ignacio
 # Chela"), and alone one is not a name of a person, organisation, place or work.
 DEMONYMS = set("""afghan african albanian algerian american argentine argentinian armenian asian australian
@@ -144,6 +150,23 @@ slovak slovakian slovenian somali spanish sudanese swedish swiss syrian taiwanes
 turkish turkmen ugandan ukrainian uzbek venezuelan vietnamese welsh yemeni zimbabwean western eastern
 northern southern latin arab arabic catholic muslim christian jewish hindu sikh buddhist protestant
 anglican islamic scandinavian caribbean""".split())
+# The demonyms that name a country's people, not a region or a faith.
+NATIONALITIES = DEMONYMS - set("""western eastern northern southern latin arab arabic catholic muslim christian jewish
+hindu sikh buddhist protestant anglican islamic scandinavian caribbean european african asian""".split())
+# Countries whose demonym does not start like their name.
+_COUNTRY_OF = {"french": "france", "dutch": "netherlands", "welsh": "wales", "swiss": "switzerland",
+               "danish": "denmark", "irish": "ireland", "spanish": "spain", "greek": "greece", "swedish": "sweden",
+               "finnish": "finland", "polish": "poland", "norwegian": "norway", "british": "britain"}
+
+
+def same_nation(nationality: str, word: str) -> bool:
+    """Whether `word` (lower case: a demonym or a place) names the nation of `nationality` ("turkey" for
+    "turkish", "france" for "french")."""
+    if word == nationality or word == _COUNTRY_OF.get(nationality):
+        return True
+    return nationality not in _COUNTRY_OF and word in PLACES and len(os.path.commonprefix([nationality, word])) >= 4
+
+
 # A title inside a name run: the person's name follows it ("Planning Minister Julio De Vido").
 TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
                            r"Director|Judge|Justice|Governor|Senator|Commissioner|Spokesman|Spokeswoman|Mayor|"
@@ -314,9 +337,15 @@ def typed_spans(text: str) -> list[TypedSpan]:
             kind = "nationality"
         add(kind, start, end)
         # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development"),
-        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises").
-        for part_start, part_end in (_parts(text, start, end) if kind != "organisation" else
-                                     _parts(text, start, end, _POSSESSIVE)):
+        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises"); a list of
+        # organisations is split ("Corran Group and Tamu Group").
+        parts = _parts(text, start, end)
+        if kind == "organisation":
+            listed = _parts(text, start, end, _LISTED)
+            if not all(name_kind(text, s, e) == "organisation" for s, e in listed):
+                listed = []
+            parts = listed + [p for s, e in listed or [(start, end)] for p in _parts(text, s, e, _POSSESSIVE)]
+        for part_start, part_end in parts:
             add(name_kind(text, part_start, part_end), part_start, part_end)
         titles = list(TITLE_INSIDE.finditer(text, start, end))
         if titles and titles[-1].end() < end:
@@ -350,9 +379,13 @@ def _names(text: str) -> list[tuple[int, int]]:
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
         while words and _bare(words[0].group(0)) in STARTERS:
             words.pop(0)
-        # A day or month after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
-        if len(words) >= 3 and words[-2].group(0) in ("on", "in") and _bare(words[-1].group(0)) in _WHEN_WORDS:
+        # A day, month or year after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
+        if len(words) >= 3 and words[-2].group(0) in ("on", "in") and (
+                _bare(words[-1].group(0)) in _WHEN_WORDS or re.fullmatch(r"(?:19|20)\d\d", words[-1].group(0))):
             del words[-2:]
+        # Nor does a nationality after "and" ("Kenya's Tamu Group and Irish builder ...").
+        if len(words) >= 3 and words[-2].group(0) in ("and", "&") and _bare(words[-1].group(0)) in DEMONYMS:
+            del words[-1]
         # Trailing connectives are not part of the name.
         while words and words[-1].group(0).lower() in {"of", "and", "&", "the", "de", "on", "for", "in"}:
             words.pop()
@@ -386,6 +419,8 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "event"
     if lower[-1] in _OFFICES and len(words) <= 3:
         return "office"
+    if lower[-1] == "court" and len(words) >= 2:
+        return "place"  # "Earls Court", "Santa Clara Superior Court": where things happen
     if _ORG_CUE.search(before):
         return "organisation"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
