@@ -472,6 +472,14 @@ def test_what_a_quantity_measures_and_when_a_question_is_set():
     # "at London's Earls Court": the place that is owned (with its owner), not the owner alone.
     ("Where will the Tarnside band perform?",
      "The Tarnside band will perform at London's Ellery Court next month.", None, "London's Ellery Court"),
+    # A title that shares the question's words ("police") before the name, not the other person beside them.
+    ("Which senior police officer backed the Vellmoor curfew?",
+     "Vellmoor Police Commissioner Sir Alan Pryce agreed, though Tom Reyes first backed the Vellmoor curfew.",
+     None, "Sir Alan Pryce"),
+    # "from near Tarnside" is where someone comes from, not where something is held.
+    ("Where is the Larchfield ceremony that Anna Moreau attends being held?",
+     "Anna Moreau, from near Tarnside, attends the Larchfield ceremony, held this year at Ellery Hall.",
+     None, "Ellery Hall"),
     # "When will ... next": a date after the article's, not the one before it beside the question's words.
     ("When will the next Tarnside congress be held?",
      "The 8th Tarnside congress was held on March 3-4, 2005, and delegates agreed to meet again in 2008.",
@@ -544,3 +552,10 @@ def test_a_name_without_the_facility_asked_for_fits_weakly():
                    {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}, {})
     # "London" is no theatre: a sentence that names one ("Royal Ellery Theatre") is chosen before it.
     assert [(span.text, fit < STRONG_FIT) for span, fit, _ in typed.spans] == [("London", True)]
+
+
+def test_an_office_of_a_ministry_names_no_person():
+    from indexer.query.spans import typed_spans
+
+    spans = typed_spans("Vellmoor's Deputy Minister of Economy, Ana Sole, spoke.")
+    assert not any(s.kind == "person" and s.text.startswith("of ") for s in spans), spans

@@ -46,7 +46,8 @@ import numpy as np
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
 from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
-from indexer.query.spans import MONTHS, NATIONALITIES, TypedSpan, _bare, same_nation, typed_spans, unit_measure
+from indexer.query.spans import (MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, _bare, same_nation, typed_spans,
+                                 unit_measure)
 from indexer.query.weights import read_weights
 from indexer.sentences import split_sentences
 from indexer.store.bm25 import stem, tokenize
@@ -487,6 +488,12 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 rf"{re.escape(question.head)}\b", text[span.end:span.end + 60], re.IGNORECASE):
             # An appositive after the name: "Mr Yeo, his transport and environment spokesman".
             fit, bonus = 1.0, max(bonus, _APPOSITION)
+        if question.answer_type == "person" and span.kind in ("person", "name"):
+            # "Which senior police officer ...": "Metropolitan Police Commissioner Sir Ian Blair", a title
+            # that shares the question's words.
+            titled = _TITLED.search(text[max(0, span.start - 50):span.start])
+            if titled and set(_ASKED_WORD.findall(titled.group(1).lower())) & set(question.focus):
+                bonus = max(bonus, _APPOSITION)
         if question.head and span.kind in _NAMES and " " in span.text and (
                 re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE)
                 or re.match(rf"{re.escape(question.head)}\b", span.text, re.IGNORECASE)):
@@ -546,8 +553,11 @@ _ASKS_SOURCE = re.compile(r"\b(?:report|reported|reports|told|according|quoted?|
                           r"newspaper|paper|magazine|broadcaster|channel|interview)\b", re.IGNORECASE)
 _ATTRIBUTION_PENALTY = 0.3
 # A place after a locative preposition answers "where" more likely than a place named as a modifier.
-_LOCATIVE = re.compile(r"\b(?:in|at|near|outside|inside)\s+(?:the\s+(?:\w+\s+of\s+)?)?$")
+_LOCATIVE = re.compile(r"(?<!from )\b(?:in|at|near|outside|inside)\s+(?:the\s+(?:\w+\s+of\s+)?)?$")
 _LOCATIVE_BONUS = 0.25
+# Up to three words, then a title, right before a name ("Metropolitan Police Commissioner Sir Ian Blair").
+_TITLED = re.compile(r"((?:[\w'’-]+[^\S\n]+){1,3})" + TITLE_INSIDE.pattern + r"(?:(?:Sir|Dr|Dame|Lord|Lady)[^\S\n]+)?$",
+                     re.IGNORECASE)
 # A possessor right before a span ("London's Earls Court"), and one right after it.
 _POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
 _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")

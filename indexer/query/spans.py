@@ -354,7 +354,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
             last = titles[-1]
             at = last.start() if (_HONORIFIC.fullmatch(last.group(0).strip()) and len(titles) > 1
                                   and titles[-2].end() == last.start()) else last.end()
-            add("person", at, end)
+            if text[at].isupper():  # "Minister of Economy" names no one after its title
+                add("person", at, end)
     return found
 
 
