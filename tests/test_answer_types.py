@@ -178,6 +178,8 @@ def test_a_question_about_a_year_the_archive_does_not_cover_abstains(made_up):
     # A court is where a case is heard; a year after "in" ends a name; a margin is a score.
     ("The case was filed with the Tarnside County Court in 2004.", "place", "Tarnside County Court"),
     ("The judges ruled by a seven to two majority.", "score", "seven to two"),
+    # A show runs for series or seasons, an official serves terms.
+    ("The sitcom ran for three series on Channel 5.", "duration", "three series"),
     # A list of organisations' names is split; a nationality after "and" is no part of the name before it.
     ("Bids came from Corran Group and Kenya's Tamu Group and Irish rivals.", "organisation", "Corran Group"),
 ])
@@ -208,6 +210,8 @@ def test_names_do_not_run_across_a_paragraph_break_or_keep_a_nationality():
     ("How many scan lines can a high-definition TV picture have?", "number", None, "lines"),
     # A measure after the noun: a level is asked for, not a reservoir.
     ("At what reservoir level would the turbines stop?", "quantity", None, None),
+    # Who speaks for something is its spokesman ("X, a spokesman for the campaign").
+    ("Who speaks for the Tarnside campaign on its website?", "person", "spokesman", None),
 ])
 def test_question_heads_and_counted_nouns(question, kind, head, counted):
     from indexer.query.question import analyse

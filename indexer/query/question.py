@@ -142,6 +142,8 @@ _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
+# "Who speaks for the campaign?" asks for its spokesman ("X, a spokesman for the campaign").
+_SPEAKS_FOR = re.compile(r"^\s*who\s+(?:speaks|spoke|is\s+speaking)\s+for\b", _I)
 _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publishes|acquired|took over|"
                       r"broadcasts|organises|operates)\b", _I)
 _MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
@@ -189,6 +191,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     who = _WHO_HEAD.match(q)
     if who:
         return "person", who.group(1).lower()
+    if _SPEAKS_FOR.match(q):
+        return "person", "spokesman"
     head = _HEAD_WINDOW.match(q)
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None

@@ -67,7 +67,8 @@ _QUANTITY = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s?-?\s?|\s(?:active\s|new\s|ex
                        re.IGNORECASE)
 _DURATION = re.compile(
     rf"(?:\b(?:{_NUM}|a|an|several|few)(?:\s(?:and\s(?:a\s)?half)\s|[\s-])"
-    r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?)\b"
+    r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?|seasons?|"
+    r"series|terms)\b"
     r"(?:\s(?:and\s(?:a\s)?half))?)(?!-old\b)",
     re.IGNORECASE,
 )
@@ -110,7 +111,8 @@ _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
     ("percent", _PERCENT, re.compile(r"%|per\s?cent|percent", re.IGNORECASE)),
     ("quantity", _QUANTITY, re.compile(rf"(?:\d|\b|-){_UNITS}\b", re.IGNORECASE)),
-    ("duration", _DURATION, re.compile(r"\b(?:year|month|week|day|hour|minute|min|second|decade|centur|night)",
+    ("duration", _DURATION, re.compile(r"\b(?:year|month|week|day|hour|minute|min|second|decade|centur|night|"
+                                       r"season|series|term)",
                                        re.IGNORECASE)),
     ("age", _AGE, re.compile(r"aged|year-old|old\b|\bage\b|birthday|turned|\(\d|,\s\d", re.IGNORECASE)),
     ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
