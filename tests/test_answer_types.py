@@ -480,6 +480,13 @@ def test_what_a_quantity_measures_and_when_a_question_is_set():
     ("Which senior police officer backed the Vellmoor curfew?",
      "Vellmoor Police Commissioner Sir Alan Pryce agreed, though Tom Reyes first backed the Vellmoor curfew.",
      None, "Sir Alan Pryce"),
+    # ... but only when a kind of person is asked for: "Who scored" does not ask for the manager.
+    ("Who scored Tarnside's late goal in the cup defeat?",
+     "Tarnside manager Ed Vance blamed the cup defeat on the referee, though Sam Okoro scored a late goal.",
+     None, "Sam Okoro"),
+    # A country does not answer "which city".
+    ("Which coastal city will host the new casino?",
+     "The new casino will be hosted by Kenya, with Mombasa as its home.", None, "Mombasa"),
     # "from near Tarnside" is where someone comes from, not where something is held.
     ("Where is the Larchfield ceremony that Anna Moreau attends being held?",
      "Anna Moreau, from near Tarnside, attends the Larchfield ceremony, held this year at Ellery Hall.",

@@ -488,9 +488,10 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 rf"{re.escape(question.head)}\b", text[span.end:span.end + 60], re.IGNORECASE):
             # An appositive after the name: "Mr Yeo, his transport and environment spokesman".
             fit, bonus = 1.0, max(bonus, _APPOSITION)
-        if question.answer_type == "person" and span.kind in ("person", "name"):
+        if question.answer_type == "person" and question.head and span.kind in ("person", "name"):
             # "Which senior police officer ...": "Metropolitan Police Commissioner Sir Ian Blair", a title
-            # that shares the question's words.
+            # that shares the question's words (only when a kind of person is asked for: "Who scored
+            # Arsenal's goal?" does not ask for "Arsenal manager Arsene Wenger").
             titled = _TITLED.search(text[max(0, span.start - 50):span.start])
             if titled and set(_ASKED_WORD.findall(titled.group(1).lower())) & set(question.focus):
                 bonus = max(bonus, _APPOSITION)
@@ -512,6 +513,9 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             bonus = max(bonus, _LOCATIVE_BONUS)
         if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
             fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"
+        if question.head in _SETTLEMENTS and span.kind in ("place", "name") and (
+                span.text in _COUNTRY_ABBREVIATIONS or any(same_nation(n, span.text.lower()) for n in NATIONALITIES)):
+            fit *= _NOT_THE_FACILITY  # "Which Scottish city ...": "Glasgow", not "the UK" or "Scotland"
         if question.nations and span.kind in _NAMES:
             # "Which Turkish firm ...": "Turkey's Everasia", not "Irish oil company Petrel Resources".
             near = [_bare(w) for w in re.split(r"[^\w'’-]+", text[max(0, span.start - 30):span.end].split(",")[-1])]
@@ -566,6 +570,9 @@ _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
 _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
                "river", "lake", "reservoir", "dam", "bridge", "court", "palace", "centre", "center"}
 _NOT_THE_FACILITY = 0.35
+# Heads that ask for a town, which a country's name does not answer.
+_SETTLEMENTS = {"city", "town", "village", "capital"}
+_COUNTRY_ABBREVIATIONS = {"UK", "US", "USA", "UAE", "EU", "U.S", "U.K"}
 # A company introduced by where it sits or who owns it ("Pennsylvania-based Wabtec").
 _LOCATED_BEFORE = re.compile(r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
 # A date on the side of the article's date that the question's tense asks for ("When will ..." and a
