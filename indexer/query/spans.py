@@ -118,7 +118,7 @@ _PATTERNS = (
     ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
     ("day", _WEEKDAY, re.compile(_DAY)),
     ("ordinal", _ORDINAL, re.compile(r"\d(?:st|nd|rd|th)\b|(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)),
-    ("score", _SCORE, re.compile(r"\d\s?[-–]\s?\d|\sto\s", re.IGNORECASE)),
+    ("score", _SCORE, re.compile(r"\d\s?[-–]\s?\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\sto\s", re.IGNORECASE)),
     ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
                                          r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
