@@ -5,7 +5,7 @@ over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
   → money, "how old" → age, "which film" → work, "who" → person, "where did she
-  finish" → rank, "how often" → frequency, ...);
+  finish" → rank, "how often" → frequency, "why" → reason, ...);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named
@@ -29,10 +29,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from indexer.query.spans import DEMONYMS, TITLE_INSIDE, _names
+from indexer.query.spans import DEMONYMS, NATIONALITIES, TITLE_INSIDE, _names
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
-                "place", "work", "rank", "frequency", "other")
+                "place", "work", "rank", "frequency", "reason", "score", "other")
 
 # Span kinds that can answer each question type, with how well (1 = exactly the kind asked for).
 ACCEPTS: dict[str, dict[str, float]] = {
@@ -49,6 +49,8 @@ ACCEPTS: dict[str, dict[str, float]] = {
     "work": {"work": 1.0, "name": 0.6, "person": 0.2, "organisation": 0.2},
     "rank": {"ordinal": 1.0, "number": 0.3},
     "frequency": {"frequency": 1.0, "duration": 0.3},
+    "reason": {"reason": 1.0},
+    "score": {"score": 1.0, "number": 0.3},
     "other": {"frequency": 0.5, "event": 0.5, "name": 0.5, "person": 0.5, "organisation": 0.5, "work": 0.5, "place": 0.5, "number": 0.5,
               "quantity": 0.5, "money": 0.5, "percent": 0.5, "date": 0.5, "duration": 0.5},
 }
@@ -87,6 +89,10 @@ _PLACE_NAMED = {"club", "side", "team"}
 
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
+    ("score", re.compile(r"\bby\s+what\s+(?:margin|score)\b|\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
+                         r"\bwhat\s+(?:score|margin)\b", _I)),
+    ("reason", re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:caused|causes|is\s+behind|was\s+behind|led\s+to)\b",
+                          _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
@@ -136,6 +142,8 @@ _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
+# "Who speaks for the campaign?" asks for its spokesman ("X, a spokesman for the campaign").
+_SPEAKS_FOR = re.compile(r"^\s*who\s+(?:speaks|spoke|is\s+speaking)\s+for\b", _I)
 _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publishes|acquired|took over|"
                       r"broadcasts|organises|operates)\b", _I)
 _MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
@@ -161,6 +169,13 @@ class Question:
     entities: tuple[str, ...]
     head: str | None = None
     counted: str | None = None  # the noun after "how many" ("countries"), which the answer counts
+    # What a quantity asked for measures ("energy" for "How big was the electricity deficit?"), by
+    # `indexer.query.spans.UNIT_MEASURES` names; empty when the question does not say.
+    measures: tuple[str, ...] = ()
+    # "future" ("When will ...", "... next ...") or "past" ("When did ...") for a date question, else None.
+    tense: str | None = None
+    # The nationalities the question gives the thing asked for ("turkish" in "Which Turkish firm ...").
+    nations: tuple[str, ...] = ()
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -176,6 +191,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     who = _WHO_HEAD.match(q)
     if who:
         return "person", who.group(1).lower()
+    if _SPEAKS_FOR.match(q):
+        return "person", "spokesman"
     head = _HEAD_WINDOW.match(q)
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None
@@ -237,8 +254,36 @@ def analyse(question: str) -> Question:
         if _YEAR.fullmatch(name) or name.lower() in DEMONYMS:
             continue  # a nationality ("Turkish firm") is no constraint: the article may say "Turkey's"
         entities.append(name)
+    nations = tuple(dict.fromkeys(w.lower() for w in words if w[0].isupper() and w.lower() in NATIONALITIES))
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question), counted_noun(question))
+                    head_noun(question), counted_noun(question), measures(question), tense(question), nations)
+
+
+# Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.
+_MEASURE_WORDS = (
+    ("energy", re.compile(r"\b(?:electricity|electric|power|energy|generat\w*|output)\b", _I)),
+    ("volume", re.compile(r"\b(?:water|gas|oil|volume|fuel|petrol|beer|wine|milk)\b", _I)),
+    ("area", re.compile(r"\b(?:area|land|acreage|farmland|forest)\b", _I)),
+    ("length", re.compile(r"\bhow\s+(?:far|tall|high|deep|wide|long)\b|"
+                          r"\b(?:distance|length|height|depth|width|route|road|track|tunnel|pipeline|railway)\b", _I)),
+    ("mass", re.compile(r"\bhow\s+heavy\b|\b(?:weigh|weighs|weighed|weight|tonnage|cargo)\b", _I)),
+    ("speed", re.compile(r"\bhow\s+fast\b|\b(?:speed|speeds|broadband|download)\b", _I)),
+    ("data", re.compile(r"\b(?:storage|memory|disk|drive|data)\b", _I)),
+)
+_FUTURE = re.compile(r"\b(?:will|shall|next|upcoming|going\s+to|due\s+to|planned|scheduled)\b", _I)
+_PAST = re.compile(r"^\s*(?:when|(?:in\s+)?(?:what|which)\s+(?:year|month|day|date))\s+(?:did|was|were|had)\b", _I)
+
+
+def measures(question: str) -> tuple[str, ...]:
+    """What a quantity the question asks for measures (see `Question.measures`)."""
+    return tuple(measure for measure, words in _MEASURE_WORDS if words.search(question))
+
+
+def tense(question: str) -> str | None:
+    """"future" or "past" for a question about when something happens (see `Question.tense`)."""
+    if _PAST.search(question):
+        return "past"
+    return "future" if _FUTURE.search(question) else None
 
 
 def counted_noun(question: str) -> str | None:

@@ -12,6 +12,8 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
 - `number` (a count, with the counted noun when it follows: "60 countries", "five million"),
 - `ordinal` (a finishing position: "fifth", "21st", not "the second round"),
 - `frequency` ("once every two years", "twice a week", "annually"),
+- `score` (a result or a margin: "6-1", "eight to one"),
+- `reason` (a cause: "critically low water levels" after "due to", "because (of)", "amid", ...),
 - `name` (a run of capitalised words: "Taalaibek Ibraev", "Croke Park"), typed further
   by `name_kind` as `person`, `organisation`, `place` or `work` by its words and the
   words before it; a name that none of those rules settles stays `name` and counts
@@ -19,7 +21,8 @@ question of one of the types of `indexer.query.question.ANSWER_TYPES`:
   which answers none of them. A name run split by "and", "&", "in", "on" or "for" also
   gives each side as a span ("Oliver Letwin and Tim Yeo": "Tim Yeo"), and a name after a title inside the run as a person
   ("Planning Minister Julio De Vido": "Julio De Vido"). A name that ends in an event word ("World
-  Cup", "Champions League") is an `event`.
+  Cup", "Champions League") is an `event`, one that ends in an office ("Home Secretary") an `office`; neither
+  answers a name question.
 
 Offsets are character offsets into `text`. Spans may overlap (a `money` span and
 the `number` inside it); the scorer picks the one of the wanted type.
@@ -27,6 +30,7 @@ the `number` inside it); the scorer picks the one of the wanted type.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -63,18 +67,19 @@ _QUANTITY = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s?-?\s?|\s(?:active\s|new\s|ex
                        re.IGNORECASE)
 _DURATION = re.compile(
     rf"(?:\b(?:{_NUM}|a|an|several|few)(?:\s(?:and\s(?:a\s)?half)\s|[\s-])"
-    r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?)\b"
+    r"(?:years?|months?|weeks?|days?|hours?|minutes?|mins|seconds?|decades?|centuries|century|nights?|seasons?|"
+    r"series|terms)\b"
     r"(?:\s(?:and\s(?:a\s)?half))?)(?!-old\b)",
     re.IGNORECASE,
 )
 _AGE = re.compile(
-    r"(?:\baged\s\d{1,3}\b|\b\d{1,3}-year-old\b|\b\d{1,3}\s(?:years?\s)?old\b|(?<=,\s)\d{1,3}(?=,)|"
+    r"(?:\baged\s\d{1,3}\b|\b\d{1,3}-year-old\b|\b\d{1,3}\s(?:years?\s)?old\b|(?<=,\s)\d{1,3}(?=,(?!\d))|"
     r"(?<=\()\d{1,3}(?=\))|\bage\s(?:of\s)?\d{1,3}\b|\b\d{1,3}(?:st|nd|rd|th)\sbirthday\b|\bturned\s\d{1,3}\b)",
     re.IGNORECASE,
 )
 _DATE = re.compile(
     rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}\s?[-–]\s?)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
-    rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:19|20)\d{{2}})?\b"
+    rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:\s?[-–]\s?\d{{1,2}})?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
 )
@@ -94,21 +99,31 @@ _FREQUENCY = re.compile(
     r"|\b(?:annually|yearly|monthly|weekly|daily|fortnightly|quarterly|biennially|hourly)\b)",
     re.IGNORECASE,
 )
+# A cause: the words after "due to", "because of", ... up to the clause's end, at most twelve words ("blackouts
+# due to critically low water levels at the dam").
+_REASON_CUE = re.compile(r"\b(?:due|because|owing|result|thanks|caused|blamed|amid)\b", re.IGNORECASE)
+_REASON = re.compile(r"\b(?:due\s+to|because(?:\s+of)?|owing\s+to|as\s+a\s+result\s+of|thanks\s+to|caused\s+by|"
+                     r"blamed\s+on|amid)\s+((?:[^\s,.;:!?()“”\"]+\s+){0,11}[^\s,.;:!?()“”\"]+)", re.IGNORECASE)
+# A score or a margin: "6-1", "27-22", "eight to one".
+_SCORE = re.compile(rf"\b(?:\d{{1,3}}\s?[-–]\s?\d{{1,3}}|{_WORDNUM}\sto\s{_WORDNUM})\b(?![-–]\d)", re.IGNORECASE)
 _NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
     ("percent", _PERCENT, re.compile(r"%|per\s?cent|percent", re.IGNORECASE)),
     ("quantity", _QUANTITY, re.compile(rf"(?:\d|\b|-){_UNITS}\b", re.IGNORECASE)),
-    ("duration", _DURATION, re.compile(r"\b(?:year|month|week|day|hour|minute|min|second|decade|centur|night)",
+    ("duration", _DURATION, re.compile(r"\b(?:year|month|week|day|hour|minute|min|second|decade|centur|night|"
+                                       r"season|series|term)",
                                        re.IGNORECASE)),
     ("age", _AGE, re.compile(r"aged|year-old|old\b|\bage\b|birthday|turned|\(\d|,\s\d", re.IGNORECASE)),
     ("date", _DATE, re.compile(r"\d|" + "|".join(MONTHS))),
     ("day", _WEEKDAY, re.compile(_DAY)),
     ("ordinal", _ORDINAL, re.compile(r"\d(?:st|nd|rd|th)\b|(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)),
+    ("score", _SCORE, re.compile(r"\d\s?[-–]\s?\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\sto\s", re.IGNORECASE)),
     ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
                                          r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
-_NUMBER = re.compile(rf"(?:\b{_NUM}{_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
+# Not the digits of an ordinal ("the 8th Congress" counts nothing).
+_NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
@@ -120,6 +135,10 @@ _NAME = re.compile(
 # Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
 # St Etienne"): each side is also a span of its own.
 _JOINERS = re.compile(r"[^\S\n]+(?:and|&|in|on|for)[^\S\n]+|[’']s[^\S\n]+")
+# Only a possessive separates an organisation's owner from its name: its "and" is part of the name
+# ("Kazakhstan's Ministry of Water Resources and Irrigation").
+_POSSESSIVE = re.compile(r"[’']s[^\S\n]+")
+_LISTED = re.compile(r"[^\S\n]+(?:and|&)[^\S\n]+")
 # Nationality and regional adjectives: a name run does not start with one ("Argentine Juan Ignacio
 # Chela"), and alone one is not a name of a person, organisation, place or work.
 DEMONYMS = set("""afghan african albanian algerian american argentine argentinian armenian asian australian
@@ -133,6 +152,23 @@ slovak slovakian slovenian somali spanish sudanese swedish swiss syrian taiwanes
 turkish turkmen ugandan ukrainian uzbek venezuelan vietnamese welsh yemeni zimbabwean western eastern
 northern southern latin arab arabic catholic muslim christian jewish hindu sikh buddhist protestant
 anglican islamic scandinavian caribbean""".split())
+# The demonyms that name a country's people, not a region or a faith.
+NATIONALITIES = DEMONYMS - set("""western eastern northern southern latin arab arabic catholic muslim christian jewish
+hindu sikh buddhist protestant anglican islamic scandinavian caribbean european african asian""".split())
+# Countries whose demonym does not start like their name.
+_COUNTRY_OF = {"french": "france", "dutch": "netherlands", "welsh": "wales", "swiss": "switzerland",
+               "danish": "denmark", "irish": "ireland", "spanish": "spain", "greek": "greece", "swedish": "sweden",
+               "finnish": "finland", "polish": "poland", "norwegian": "norway", "british": "britain"}
+
+
+def same_nation(nationality: str, word: str) -> bool:
+    """Whether `word` (lower case: a demonym or a place) names the nation of `nationality` ("turkey" for
+    "turkish", "france" for "french")."""
+    if word == nationality or word == _COUNTRY_OF.get(nationality):
+        return True
+    return nationality not in _COUNTRY_OF and word in PLACES and len(os.path.commonprefix([nationality, word])) >= 4
+
+
 # A title inside a name run: the person's name follows it ("Planning Minister Julio De Vido").
 TITLE_INSIDE = re.compile(r"\b(?:Minister|Secretary|Chancellor|President|Chairman|Chairwoman|Chief|Executive|"
                            r"Director|Judge|Justice|Governor|Senator|Commissioner|Spokesman|Spokeswoman|Mayor|"
@@ -151,9 +187,12 @@ _HONORIFIC = re.compile(r"Sir|Dr|Dame|Lord|Lady")
 _ORG_CUE = re.compile(r"\b(?:firm|company|group|bank|carmaker|giant|club|side|movement|party|band|label|retailer|"
                       r"airline|carrier|broadcaster|network|newspaper|magazine|agency|charity|insurer|operator|"
                       r"maker|manufacturer|supplier|regulator|watchdog|conglomerate|consortium|publisher|"
-                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$")
+                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$|"
+                      r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
+# "Pennsylvania-based Wabtec", "Kremlin-owned Gazprom": where a company sits or who owns it is no part of its name.
+_LOCATED = re.compile(r"[\w.’']+-(?:based|listed|owned|headquartered|registered)")
 # All-capital abbreviations that name places, not organisations.
-_PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE"}
+_PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE", "U.S", "U.K", "U.S.A"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
 STARTERS = set("""a an the and but or if in on at of for to by with from as after before since while when where
 what which who whom whose why how this that these those it its he she they we i you his her their our my your
@@ -162,6 +201,8 @@ chancellor secretary chairman chief boss judge mp mps mr. mrs. dr. last next thi
 friday saturday sunday january february march april may june july august september october november december
 meanwhile but both all some many most one two three four five six seven eight nine ten according despite
 under over about speaking writing analysts experts officials critics during""".split())
+_WHEN_WORDS = {w.lower() for w in MONTHS} | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                                              "sunday"}
 _TITLE_PERSON = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Miss|Dr|Sir|Lord|Lady|Dame|Prof|Professor|President|Minister|Chancellor|Secretary|Judge|"
     r"Justice|Senator|Governor|King|Queen|Prince|Princess|Pope|Patriarch|Rev|Captain|Coach|manager|boss|"
@@ -173,7 +214,8 @@ _TITLE_PERSON = re.compile(
 _ORG_WORDS = set("""ltd limited inc plc corp corporation co group bank banks airways airlines airline motors holdings
 association council commission party union united city rovers athletic fc records studios network networks agency
 office department ministry organisation organization fund institute university college exchange authority board
-court society foundation trust club church churches federation league committee industries international systems technologies telecom communications media
+court society foundation trust club church churches federation league committee congress parliament assembly
+forum conference industries international systems technologies telecom communications media
 news times post guardian standard mail telegraph herald journal magazine review bbc itv fifa uefa nato
 un eu imf wto opec nhs fbi cia police service services partners capital securities insurance energy oil gas
 petroleum electric electronics pharmaceuticals entertainment pictures games software networks""".split())
@@ -181,7 +223,15 @@ petroleum electric electronics pharmaceuticals entertainment pictures games soft
 _PARTICLES = {"de", "del", "della", "di", "da", "du", "dos", "van", "von", "der", "le", "la", "al", "bin"}
 # Names of competitions, prizes and events: none of person, organisation, place or work.
 _EVENT_WORDS = set("""cup championship championships olympics olympic games league trophy prize award awards open
-tournament series festival final finals trial marathon grand slam prix""".split())
+tournament series festival final finals trial marathon grand slam prix premiership""".split())
+# Offices: a name run that ends in one ("Home Secretary", "Prime Minister") names a post, not who holds it.
+_OFFICES = set("""secretary minister chancellor president commissioner spokesman spokeswoman chairman chairwoman
+governor mayor ambassador executive premier""".split())
+# Words that start a place's name before a country or city ("South Korea", "Greater London"); another word
+# before one makes a name of unsure kind ("Power China", "Air China": companies).
+_PLACE_PREFIXES = set("""north south east west northern southern eastern western central greater new upper lower
+great inner outer mainland republic united sub north-east north-west south-east south-west old downtown
+metropolitan""".split())
 _PLACE_WORDS = set("""street road avenue park square stadium arena theatre theater centre center hall palace house
 river lake sea ocean mountains mountain island islands valley bay gulf county province state region city town
 village airport port reservoir dam canal bridge district""".split())
@@ -210,6 +260,26 @@ morocco moscow mumbai netherlands new york nigeria norway oxford pakistan palest
 portugal qatar romania rome russia rwanda scotland serbia shanghai singapore slovakia slovenia somalia spain
 sri lanka sudan sweden switzerland sydney syria taiwan tajikistan tokyo turkey turkmenistan uganda ukraine ulster
 uzbekistan venezuela vietnam wales washington westminster yemen zimbabwe chatham chevening""".split())
+
+
+# What a quantity's unit measures: a question about electricity asks for kWh, not cubic metres.
+UNIT_MEASURES = (
+    ("energy", re.compile(r"(?:\d|\b)(?:[kMGT]Wh?|(?:kilo|mega|giga|tera)?watts?(?:\s?hours?)?)$", re.IGNORECASE)),
+    ("volume", re.compile(r"\b(?:cubic\s+met(?:er|re)s|litres?|liters?|gallons?|barrels?)$", re.IGNORECASE)),
+    ("area", re.compile(r"\b(?:square\s+\w+|acres?|hectares?)$", re.IGNORECASE)),
+    ("length", re.compile(r"(?:\d|\b)(?:kilomet(?:er|re)s?|km|met(?:er|re)s?|centimet(?:er|re)s?|cm|"
+                          r"millimet(?:er|re)s?|mm|miles?|feet|foot|ft|inch(?:es)?|yards?)$", re.IGNORECASE)),
+    ("mass", re.compile(r"(?:\d|\b)(?:tonnes?|tons?|kg|kilos?|kilograms?|grams?|pounds\s+in\s+weight)$",
+                        re.IGNORECASE)),
+    ("speed", re.compile(r"(?:\d|\b)(?:mph|km/h|knots?|[MKG]bps)$", re.IGNORECASE)),
+    ("data", re.compile(r"(?:\d|\b)(?:[MGT]B|(?:mega|giga|tera)bytes?)$")),
+)
+
+
+def unit_measure(quantity: str) -> str | None:
+    """What the unit of a `quantity` span measures ("energy" for "2.4 billion kWh"), or None."""
+    core = re.sub(r"\s(?:less|more|fewer|lower|higher)$", "", quantity)
+    return next((measure for measure, unit in UNIT_MEASURES if unit.search(core)), None)
 
 
 @dataclass(frozen=True)
@@ -252,12 +322,15 @@ def typed_spans(text: str) -> list[TypedSpan]:
     specific = [(t.start, t.end) for t in found[:specific_end]]
     found = [t for t in found if t.kind != "number" or not any(s < t.end and t.start < e for s, e in specific
                                                                  if (s, e) != (t.start, t.end))]
+    for m in (_REASON.finditer(text) if _REASON_CUE.search(text) else ()):
+        add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
         add("work", m.start(1), m.end(1))
     for start, end in _names(text):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and _bare(first.group(0).strip()) in DEMONYMS and kind != "organisation":
+        if first and (_bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
+                      or _LOCATED.fullmatch(first.group(0).strip())):
             # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
             # whole is an organisation's name ("European Bank for Reconstruction and Development").
             start += first.end()
@@ -266,9 +339,15 @@ def typed_spans(text: str) -> list[TypedSpan]:
             kind = "nationality"
         add(kind, start, end)
         # An organisation's name keeps its inner words ("European Bank for Reconstruction and Development"),
-        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises").
-        for part_start, part_end in (_parts(text, start, end) if kind != "organisation"
-                                     or re.search("[’']s[^\\S\\n]", text[start:end]) else ()):
+        # not its possessor ("Robert Sillerman's Sports Entertainment Enterprises"); a list of
+        # organisations is split ("Corran Group and Tamu Group").
+        parts = _parts(text, start, end)
+        if kind == "organisation":
+            listed = _parts(text, start, end, _LISTED)
+            if not all(name_kind(text, s, e) == "organisation" for s, e in listed):
+                listed = []
+            parts = listed + [p for s, e in listed or [(start, end)] for p in _parts(text, s, e, _POSSESSIVE)]
+        for part_start, part_end in parts:
             add(name_kind(text, part_start, part_end), part_start, part_end)
         titles = list(TITLE_INSIDE.finditer(text, start, end))
         if titles and titles[-1].end() < end:
@@ -277,15 +356,16 @@ def typed_spans(text: str) -> list[TypedSpan]:
             last = titles[-1]
             at = last.start() if (_HONORIFIC.fullmatch(last.group(0).strip()) and len(titles) > 1
                                   and titles[-2].end() == last.start()) else last.end()
-            add("person", at, end)
+            if text[at].isupper():  # "Minister of Economy" names no one after its title
+                add("person", at, end)
     return found
 
 
-def _parts(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> list[tuple[int, int]]:
     """The names a joining word ("and", "in", ...) or a possessive ("Robert Sillerman's Sports
-    Entertainment") separates inside the name run `text[start:end]`."""
+    Entertainment") separates inside the name run `text[start:end]` (`joiners`: what separates)."""
     parts, at = [], start
-    for m in _JOINERS.finditer(text, start, end):
+    for m in joiners.finditer(text, start, end):
         parts.append((at, m.start()))
         at = m.end()
     if not parts:
@@ -302,6 +382,13 @@ def _names(text: str) -> list[tuple[int, int]]:
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
         while words and _bare(words[0].group(0)) in STARTERS:
             words.pop(0)
+        # A day, month or year after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
+        if len(words) >= 3 and words[-2].group(0) in ("on", "in") and (
+                _bare(words[-1].group(0)) in _WHEN_WORDS or re.fullmatch(r"(?:19|20)\d\d", words[-1].group(0))):
+            del words[-2:]
+        # Nor does a nationality after "and" ("Kenya's Tamu Group and Irish builder ...").
+        if len(words) >= 3 and words[-2].group(0) in ("and", "&") and _bare(words[-1].group(0)) in DEMONYMS:
+            del words[-1]
         # Trailing connectives are not part of the name.
         while words and words[-1].group(0).lower() in {"of", "and", "&", "the", "de", "on", "for", "in"}:
             words.pop()
@@ -333,6 +420,10 @@ def name_kind(text: str, start: int, end: int) -> str:
         return "place"
     if lower[-1] in _EVENT_WORDS:
         return "event"
+    if lower[-1] in _OFFICES and len(words) <= 3:
+        return "office"
+    if lower[-1] == "court" and len(words) >= 2:
+        return "place"  # "Earls Court", "Santa Clara Superior Court": where things happen
     if _ORG_CUE.search(before):
         return "organisation"
     if any(w in _ORG_WORDS for w in lower) or (len(words) == 1 and words[0].isupper() and len(words[0]) >= 2):
@@ -342,7 +433,8 @@ def name_kind(text: str, start: int, end: int) -> str:
     if lower[0] in _NAME_TITLES and len(words) >= 2:
         return "person"  # "Patriarch Kirill of Moscow", "Pope John Paul II": the place names the see
     if lower[-1] in PLACES:
-        return "place"
+        # "South Korea", "Sri Lanka" are places; "Power China", "Michael Jordan" may be anything.
+        return "place" if len(words) == 1 or lower[0] in PLACES or lower[0] in _PLACE_PREFIXES else "name"
     if _TITLE_PERSON.search(before):
         return "person"
     if _PLACE_CUE.search(before) and len(words) <= 2 and not (
