@@ -120,8 +120,11 @@ def test_qa_evaluation_on_the_shipped_corpus(searcher):
     report = evaluate_qa(searcher, QA_SET)
     metrics = report.metrics()
     assert metrics["top1_article_accuracy"] >= 0.85, report.failures()
-    assert metrics["answer_accuracy"] >= 0.75, report.failures()
+    # 31 of 32 sentences and 30 of 32 spans since the third answers pass (README): one more miss is a regression.
+    assert metrics["answer_accuracy"] >= 0.96, report.failures()
+    assert metrics["short_answer_accuracy"] >= 0.93, report.failures()
     assert metrics["abstention_accuracy"] >= 0.9, report.failures()
+    assert metrics["false_abstentions"] == 0.0, report.failures()
 
 
 def test_cli_eval_qa(news_index_dir, capsys):
