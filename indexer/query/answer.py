@@ -46,8 +46,8 @@ import numpy as np
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
 from indexer.query.question import Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
-from indexer.query.spans import (MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, _bare, same_nation, typed_spans,
-                                 unit_measure)
+from indexer.query.spans import (LOCATED_BEFORE, MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, bare, same_nation,
+                                 typed_spans, unit_measure)
 from indexer.query.weights import read_weights
 from indexer.sentences import split_sentences
 from indexer.store.bm25 import stem, tokenize
@@ -502,7 +502,7 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # by the title it starts with.
             bonus = _APPOSITION
         if question.answer_type == "organisation" and span.kind in _NAMES and \
-                _LOCATED_BEFORE.search(text[max(0, span.start - 40):span.start]):
+                LOCATED_BEFORE.search(text[max(0, span.start - 40):span.start]):
             # "Which US manufacturer ...": "Pennsylvania-based Wabtec", a company introduced by where it sits.
             bonus = max(bonus, _APPOSITION)
         if question.answer_type == "place" and span.kind in ("place", "name") and \
@@ -518,7 +518,7 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             fit *= _NOT_THE_FACILITY  # "Which Scottish city ...": "Glasgow", not "the UK" or "Scotland"
         if question.nations and span.kind in _NAMES:
             # "Which Turkish firm ...": "Turkey's Everasia", not "Irish oil company Petrel Resources".
-            near = [_bare(w) for w in re.split(r"[^\w'’-]+", text[max(0, span.start - 30):span.end].split(",")[-1])]
+            near = [bare(w) for w in re.split(r"[^\w'’-]+", text[max(0, span.start - 30):span.end].split(",")[-1])]
             if any(same_nation(n, w) for n in question.nations for w in near):
                 bonus = max(bonus, _LOCATIVE_BONUS)
             elif any(w in NATIONALITIES for w in near):
@@ -573,8 +573,6 @@ _NOT_THE_FACILITY = 0.35
 # Heads that ask for a town, which a country's name does not answer.
 _SETTLEMENTS = {"city", "town", "village", "capital"}
 _COUNTRY_ABBREVIATIONS = {"UK", "US", "USA", "UAE", "EU", "U.S", "U.K"}
-# A company introduced by where it sits or who owns it ("Pennsylvania-based Wabtec").
-_LOCATED_BEFORE = re.compile(r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
 # A date on the side of the article's date that the question's tense asks for ("When will ..." and a
 # later year) gets this bonus.
 _TENSE_BONUS = 0.25

@@ -182,15 +182,17 @@ _NAME_TITLES = {"pope", "patriarch", "king", "queen", "prince", "princess", "she
                 "archbishop", "bishop", "cardinal", "sultan", "tsar", "saint"}
 # Titles that belong to the name they precede ("Sir Ian Blair"), unlike offices ("Commissioner").
 _HONORIFIC = re.compile(r"Sir|Dr|Dame|Lord|Lady")
+# A company introduced by where it sits or who owns it ("Pennsylvania-based Wabtec"), right before its name.
+_LOCATED_WORD = r"-(?:based|listed|owned|headquartered|registered)"
+LOCATED_BEFORE = re.compile(r"\w" + _LOCATED_WORD + r"[^\S\n]+$")
 # A noun for a kind of organisation right before a name makes it one ("water firm Aguas Argentinas",
-# "US giant United Parcel Services", "the Catholic movement Opus Dei").
+# "US giant United Parcel Services", "the Catholic movement Opus Dei"), and so does `LOCATED_BEFORE`.
 _ORG_CUE = re.compile(r"\b(?:firm|company|group|bank|carmaker|giant|club|side|movement|party|band|label|retailer|"
                       r"airline|carrier|broadcaster|network|newspaper|magazine|agency|charity|insurer|operator|"
                       r"maker|manufacturer|supplier|regulator|watchdog|conglomerate|consortium|publisher|"
-                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$|"
-                      r"\w-(?:based|listed|owned|headquartered|registered)[^\S\n]+$")
+                      r"developer|studio|chain|supermarket|team|outfit)[^\S\n]+$|" + LOCATED_BEFORE.pattern)
 # "Pennsylvania-based Wabtec", "Kremlin-owned Gazprom": where a company sits or who owns it is no part of its name.
-_LOCATED = re.compile(r"[\w.’']+-(?:based|listed|owned|headquartered|registered)")
+_LOCATED = re.compile(r"[\w.’']+" + _LOCATED_WORD)
 # All-capital abbreviations that name places, not organisations.
 _PLACE_ABBREVIATIONS = {"US", "UK", "USA", "UAE", "U.S", "U.K", "U.S.A"}
 # Capitalised words that do not start a name when they start a run (sentence starts, titles kept apart).
@@ -329,7 +331,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for start, end in _names(text):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and (_bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
+        if first and (bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
                       or _LOCATED.fullmatch(first.group(0).strip())):
             # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
             # whole is an organisation's name ("European Bank for Reconstruction and Development").
@@ -380,14 +382,14 @@ def _names(text: str) -> list[tuple[int, int]]:
     for m in _NAME.finditer(text):
         words = list(re.finditer(r"\S+", m.group(0)))
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
-        while words and _bare(words[0].group(0)) in STARTERS:
+        while words and bare(words[0].group(0)) in STARTERS:
             words.pop(0)
         # A day, month or year after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
         if len(words) >= 3 and words[-2].group(0) in ("on", "in") and (
-                _bare(words[-1].group(0)) in _WHEN_WORDS or re.fullmatch(r"(?:19|20)\d\d", words[-1].group(0))):
+                bare(words[-1].group(0)) in _WHEN_WORDS or re.fullmatch(r"(?:19|20)\d\d", words[-1].group(0))):
             del words[-2:]
         # Nor does a nationality after "and" ("Kenya's Tamu Group and Irish builder ...").
-        if len(words) >= 3 and words[-2].group(0) in ("and", "&") and _bare(words[-1].group(0)) in DEMONYMS:
+        if len(words) >= 3 and words[-2].group(0) in ("and", "&") and bare(words[-1].group(0)) in DEMONYMS:
             del words[-1]
         # Trailing connectives are not part of the name.
         while words and words[-1].group(0).lower() in {"of", "and", "&", "the", "de", "on", "for", "in"}:
@@ -404,7 +406,8 @@ def _names(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _bare(word: str) -> str:
+def bare(word: str) -> str:
+    """`word` lower case, without a possessive or edge punctuation ("Turkey's" -> "turkey")."""
     return word.lower().replace("’", "'").removesuffix("'s").strip("'.,")
 
 
