@@ -660,11 +660,11 @@ def _is_new(span: TypedSpan, asked: str, asked_words: set[str]) -> bool:
 
 def _constraint_misses(question: Question, title: str, text: str) -> tuple[float, float]:
     """(1 if a year the question names is absent from the article, share of its names absent)."""
-    haystack = _undot(f"{title}\n{text}")
+    haystack = f"{title}\n{text}"
     year_miss = float(any(year not in haystack for year in question.years))
     if not question.entities:
         return year_miss, 0.0
-    lower = _norm(haystack)
+    lower = _norm(_undot(haystack))
     # Whole words: "US" is not found in "because".
     absent = sum(1 for e in question.entities
                  if not re.search(rf"(?<!\w){re.escape(_norm(_undot(e)).removesuffix(chr(39) + 's'))}(?!\w)", lower))
