@@ -19,6 +19,13 @@ server's and this load generator's per request at each level. Once the cores
 are saturated, throughput over model-alone approaches model CPU / (server +
 client CPU) per request (`cpu_bound_share`).
 
+A last level (`without_model`) runs the `--clients` clients again against a
+server whose query cache already holds every query's vector: the same searches
+with no model call. Its server + client CPU per request is everything the
+service does besides the model, so model CPU / (model CPU + that) is the most
+throughput over model-alone any service could reach that does this work on these
+cores (`ceiling_over_model_alone`).
+
 The index is copied to a temporary directory first (the swaps write new
 versions into the copy, never into `--index`). The server polls `CURRENT`
 every 0.5 s; every other swap is also requested with `POST /v1/admin/reload`.
@@ -193,6 +200,26 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
             "load_before": before, "load_after": load_average()}
 
 
+def without_model(index_dir: Path, log: Path, queries: list[str], clients: int, requests: int,
+                  extra: list[str]) -> dict:
+    """`clients` clients searching a server whose query cache holds every query's vector: the
+    service's CPU per request besides the model (HTTP, both legs, fusion, highlights, JSON)."""
+    server = Server(index_dir, log, extra=[*extra, "--query-cache", str(max(len(queries), 1))])
+    try:
+        server.wait_ready()
+        run_level(server.url, queries, 1, len(queries))  # every query embedded once, then cached
+        before = load_average()
+        server_cpu, client_cpu = server.cpu_seconds(), own_cpu_seconds()
+        level = run_level(server.url, queries, clients, requests)
+        answered = max(1, level["requests"])
+        level.update(load_before=before, load_after=load_average(),
+                     server_cpu_ms_per_request=round((server.cpu_seconds() - server_cpu) / answered * 1000, 2),
+                     client_cpu_ms_per_request=round((own_cpu_seconds() - client_cpu) / answered * 1000, 2))
+        return level
+    finally:
+        server.stop()
+
+
 def tail(args, queries: list[str]) -> int:
     """The `--tail` run: model alone, then 1 and `--clients` HTTP clients, each with the load average."""
     extra = ["--model-concurrency", str(args.model_concurrency)] if args.model_concurrency else []
@@ -221,19 +248,26 @@ def tail(args, queries: list[str]) -> int:
                       f"client {level['client_cpu_ms_per_request']} ms  [{before}]", file=sys.stderr)
         finally:
             server.stop()
+        without = without_model(index_dir, Path(tmp) / "cached.log", queries, args.clients, args.requests, extra)
+        print(f"{args.clients} client(s), query vectors cached (no model call): {without['throughput_rps']} req/s; "
+              f"CPU per request: server {without['server_cpu_ms_per_request']} ms, "
+              f"client {without['client_cpu_ms_per_request']} ms  [{without['load_before']}]", file=sys.stderr)
     many = levels[-1]
     ratio = round(many["p99_ms"] / many["p50_ms"], 2) if many.get("p50_ms") else None
     share = round(many["throughput_rps"] / alone["queries_per_s"], 2) if alone["queries_per_s"] else None
     per_request = many["server_cpu_ms_per_request"] + many["client_cpu_ms_per_request"]
     cpu_share = round(alone["cpu_ms_per_query"] / per_request, 2) if per_request else None
-    report = {"model_alone": alone, "levels": levels, "p99_over_p50": ratio, "throughput_over_model_alone": share,
-              "cpu_bound_share": cpu_share,
+    besides_model = without["server_cpu_ms_per_request"] + without["client_cpu_ms_per_request"]
+    ceiling = round(alone["cpu_ms_per_query"] / (alone["cpu_ms_per_query"] + besides_model), 2)
+    report = {"model_alone": alone, "levels": levels, "without_model": without, "p99_over_p50": ratio,
+              "throughput_over_model_alone": share, "cpu_bound_share": cpu_share,
+              "ceiling_over_model_alone": ceiling,
               "targets": {"p99_le_3x_p50": ratio is not None and ratio <= 3,
                           "throughput_ge_0.8x_model_alone": share is not None and share >= 0.8}}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 1 if any(level["errors"] for level in levels) else 0
+    return 1 if any(level["errors"] for level in [*levels, without]) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,3 +241,30 @@ def test_load_test_short_mode_has_no_failures(tmp_path, news_index_dir):
     report = json.loads(out.read_text())
     assert report["failures"] == 0 and report["requests"] > 0
     assert report["swaps"] and not any("error" in swap for swap in report["swaps"])
+
+
+@pytest.mark.slow
+def test_tail_bench_reports_the_ceiling_set_by_work_besides_the_model(tmp_path, news_index_dir):
+    """bench/load_test.py --tail, short: model alone, 1 and N clients, and the same searches with every
+    query vector cached, whose CPU per request bounds the throughput share any such service reaches."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    out = tmp_path / "tail.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "load_test.py"), "--tail", "--requests", "60",
+                           "--clients", "2", "--index", str(news_index_dir), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    alone, without = report["model_alone"], report["without_model"]
+    assert alone["queries_per_s"] > 0 and alone["cpu_ms_per_query"] > 0
+    assert [level["clients"] for level in report["levels"]] == [1, 2]
+    assert without["errors"] == 0 and without["requests"] >= 60 and without["server_cpu_ms_per_request"] > 0
+    # Without the model a request costs less server CPU than with it (the model is most of a search).
+    assert without["server_cpu_ms_per_request"] < report["levels"][-1]["server_cpu_ms_per_request"]
+    besides = without["server_cpu_ms_per_request"] + without["client_cpu_ms_per_request"]
+    assert report["ceiling_over_model_alone"] == round(alone["cpu_ms_per_query"]
+                                                       / (alone["cpu_ms_per_query"] + besides), 2)
