@@ -12,8 +12,10 @@ clients: p50, p99, p99/p50 and throughput against the model-alone figure.
 The HTTP clients are query_latency's lean raw-socket keep-alive connections
 (the same GET requests `http.client` sent, at half its client CPU): the load
 generator runs on the server's cores, so its CPU is taken from the server's.
-The load average (`uptime`) is printed beside every timing: a timing taken
-while other jobs run is not a measurement. CPU time is reported too, which
+The load average (`uptime`) is printed beside every timing, and so are the
+cores other processes used during it (the machine's CPU time from /proc/stat
+less this bench's and its server's): a timing taken while other jobs run is not
+a measurement, and the load average trails a job that starts mid-run. CPU time is reported too, which
 other jobs disturb far less than wall time: the model's per query, and the
 server's and this load generator's per request at each level. Once the cores
 are saturated, throughput over model-alone approaches model CPU / (server +
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -167,6 +170,35 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used so far (all cores; steal and idle left out)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class Quietness:
+    """The load average before a timed step, and the cores other processes used during it:
+    the CPU the whole machine used minus this bench's own (and its server's). A timing with other
+    processes busy beside it is not a measurement; the load average alone lags by a minute."""
+
+    def __init__(self, server: Server | None = None) -> None:
+        self.server = server
+        self.load_before = load_average()
+        self._ours = self._own()
+        self._busy = machine_busy_seconds()
+        self._began = time.perf_counter()
+
+    def _own(self) -> float:
+        return own_cpu_seconds() + (self.server.cpu_seconds() if self.server else 0.0)
+
+    def report(self) -> dict:
+        wall = max(time.perf_counter() - self._began, 1e-9)
+        others = (machine_busy_seconds() - self._busy) - (self._own() - self._ours)
+        return {"load_before": self.load_before, "load_after": load_average(),
+                "other_processes_cores": round(max(others, 0.0) / wall, 2)}
+
+
 def model_alone(queries: list[str], clients: int, requests: int, concurrency: int | None) -> dict:
     """Queries per second the embedding model sustains alone: `clients` threads embedding one query each call."""
     from indexer.embed import Embedder
@@ -176,7 +208,6 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
         embedder.encode([query])  # warm-up
     per_client = max(1, requests // clients)
     start = threading.Barrier(clients + 1)
-    cpu = own_cpu_seconds()
 
     def run(offset: int) -> None:
         start.wait()
@@ -186,7 +217,8 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
-    before = load_average()
+    quiet = Quietness()
+    cpu = own_cpu_seconds()
     start.wait()
     began = time.perf_counter()
     for thread in threads:
@@ -196,8 +228,23 @@ def model_alone(queries: list[str], clients: int, requests: int, concurrency: in
     return {"clients": clients, "queries": per_client * clients, "queries_per_s": round(per_client * clients / wall, 1),
             "cpu_ms_per_query": round(cpu / (per_client * clients) * 1000, 2),
             "backend": embedder.backend, "model_concurrency": embedder.concurrency, "intra_op_threads": embedder.threads,
-            "wide_threads": embedder.wide_threads,
-            "load_before": before, "load_after": load_average()}
+            "wide_threads": embedder.wide_threads, **quiet.report()}
+
+
+def measured_level(server: Server, queries: list[str], clients: int, requests: int) -> dict:
+    """`run_level` with the server's and this client's CPU per request and the machine's quietness."""
+    quiet = Quietness(server)
+    server_cpu, client_cpu = server.cpu_seconds(), own_cpu_seconds()
+    level = run_level(server.url, queries, clients, requests)
+    answered = max(1, level["requests"])
+    level.update(server_cpu_ms_per_request=round((server.cpu_seconds() - server_cpu) / answered * 1000, 2),
+                 client_cpu_ms_per_request=round((own_cpu_seconds() - client_cpu) / answered * 1000, 2),
+                 **quiet.report())
+    return level
+
+
+def quietness(step: dict) -> str:
+    return f"[{step['load_before']}; other processes used {step['other_processes_cores']} cores meanwhile]"
 
 
 def without_model(index_dir: Path, log: Path, queries: list[str], clients: int, requests: int,
@@ -208,50 +255,37 @@ def without_model(index_dir: Path, log: Path, queries: list[str], clients: int, 
     try:
         server.wait_ready()
         run_level(server.url, queries, 1, len(queries))  # every query embedded once, then cached
-        before = load_average()
-        server_cpu, client_cpu = server.cpu_seconds(), own_cpu_seconds()
-        level = run_level(server.url, queries, clients, requests)
-        answered = max(1, level["requests"])
-        level.update(load_before=before, load_after=load_average(),
-                     server_cpu_ms_per_request=round((server.cpu_seconds() - server_cpu) / answered * 1000, 2),
-                     client_cpu_ms_per_request=round((own_cpu_seconds() - client_cpu) / answered * 1000, 2))
-        return level
+        return measured_level(server, queries, clients, requests)
     finally:
         server.stop()
 
 
 def tail(args, queries: list[str]) -> int:
-    """The `--tail` run: model alone, then 1 and `--clients` HTTP clients, each with the load average."""
+    """The `--tail` run: model alone, then 1 and `--clients` HTTP clients, then `--clients` clients
+    without model calls, each with the load average and the other processes' CPU beside it."""
     extra = ["--model-concurrency", str(args.model_concurrency)] if args.model_concurrency else []
     with tempfile.TemporaryDirectory(prefix="newsqa-tail-") as tmp:
         index_dir = Path(args.index) if args.index else build_news_index(Path(tmp))
         alone = model_alone(queries, args.clients, args.requests, args.model_concurrency or None)
         print(f"model alone: {alone['queries_per_s']} queries/s ({alone['clients']} threads), "
-              f"{alone['cpu_ms_per_query']} ms CPU per query  "
-              f"[{alone['load_before']}]", file=sys.stderr)
+              f"{alone['cpu_ms_per_query']} ms CPU per query  {quietness(alone)}", file=sys.stderr)
         server = Server(index_dir, Path(tmp) / "server.log", extra=extra)
         levels = []
         try:
             server.wait_ready()
             run_level(server.url, queries, args.clients, min(args.requests, 50))  # warm-up
             for clients in (1, args.clients):
-                before = load_average()
-                server_cpu, client_cpu = server.cpu_seconds(), own_cpu_seconds()
-                level = run_level(server.url, queries, clients, args.requests)
-                answered = max(1, level["requests"])
-                level.update(load_before=before, load_after=load_average(),
-                             server_cpu_ms_per_request=round((server.cpu_seconds() - server_cpu) / answered * 1000, 2),
-                             client_cpu_ms_per_request=round((own_cpu_seconds() - client_cpu) / answered * 1000, 2))
+                level = measured_level(server, queries, clients, args.requests)
                 levels.append(level)
                 print(f"{clients} client(s): p50 {level.get('p50_ms')} ms, p99 {level.get('p99_ms')} ms, "
                       f"{level['throughput_rps']} req/s; CPU per request: server {level['server_cpu_ms_per_request']} ms, "
-                      f"client {level['client_cpu_ms_per_request']} ms  [{before}]", file=sys.stderr)
+                      f"client {level['client_cpu_ms_per_request']} ms  {quietness(level)}", file=sys.stderr)
         finally:
             server.stop()
         without = without_model(index_dir, Path(tmp) / "cached.log", queries, args.clients, args.requests, extra)
         print(f"{args.clients} client(s), query vectors cached (no model call): {without['throughput_rps']} req/s; "
               f"CPU per request: server {without['server_cpu_ms_per_request']} ms, "
-              f"client {without['client_cpu_ms_per_request']} ms  [{without['load_before']}]", file=sys.stderr)
+              f"client {without['client_cpu_ms_per_request']} ms  {quietness(without)}", file=sys.stderr)
     many = levels[-1]
     ratio = round(many["p99_ms"] / many["p50_ms"], 2) if many.get("p50_ms") else None
     share = round(many["throughput_rps"] / alone["queries_per_s"], 2) if alone["queries_per_s"] else None

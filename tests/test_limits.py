@@ -261,6 +261,8 @@ def test_tail_bench_reports_the_ceiling_set_by_work_besides_the_model(tmp_path, 
     report = json.loads(out.read_text())
     alone, without = report["model_alone"], report["without_model"]
     assert alone["queries_per_s"] > 0 and alone["cpu_ms_per_query"] > 0
+    # Every timed step says how busy the rest of the machine was while it ran.
+    assert all(step["other_processes_cores"] >= 0 for step in [alone, *report["levels"], without])
     assert [level["clients"] for level in report["levels"]] == [1, 2]
     assert without["errors"] == 0 and without["requests"] >= 60 and without["server_cpu_ms_per_request"] > 0
     # Without the model a request costs less server CPU than with it (the model is most of a search).
