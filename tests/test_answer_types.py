@@ -570,3 +570,49 @@ def test_an_office_of_a_ministry_names_no_person():
 
     spans = typed_spans("Vellmoor's Deputy Minister of Economy, Ana Sole, spoke.")
     assert not any(s.kind == "person" and s.text.startswith("of ") for s in spans), spans
+
+
+def test_unretrieved_stretches_may_skip_the_first_articles():
+    from dataclasses import dataclass
+
+    from indexer.query.answer import _unretrieved
+    from indexer.types import Citation, Hit
+
+    @dataclass
+    class Article:
+        text: str
+
+    cite = lambda aid: Citation(aid, "t", None, None, None, None, 0, 1, 0)  # noqa: E731
+    hits = [Hit(1, 1.0, "x", cite("a"), 7), Hit(2, 0.5, "y", cite("b"), 8), Hit(3, 0.4, "z", cite("c"), 9)]
+    articles = {"a": Article("x in a"), "b": Article("y in b"), "c": Article("z in c")}
+    found = _unretrieved(hits, articles, 3, skip=1)
+    assert [(p, h.citation.article_id, h.text) for p, h in found] == [(2, "b", "in b"), (3, "c", "in c")]
+
+
+VARGA_PROFILE = {
+    "id": "varga-profile", "title": "Tarnside ferry captain Odile Varga honoured", "source": "test",
+    "text": "Tarnside ferry captain Odile Varga has been honoured by the harbour board for her service on the "
+            "Tarnside crossing. Captain Odile Varga of the Tarnside ferry thanked her crew.",
+}
+VARGA_RETIREMENT = {
+    "id": "varga-retires", "title": "Harbour board thanks its ferry crews", "source": "test",
+    "text": "The harbour board thanked the ferry crews of Tarnside, among them captain Odile Varga, at a dinner.\n\n"
+            + " ".join(f"In the {season} season the ferry was painted, the engines were serviced and the logbook "
+                       f"was filled with notes on the weather, the tides and the passing ships."
+                       for season in ("wet", "dry", "cold", "warm", "windy", "calm", "foggy", "bright"))
+            + "\n\nThe board's chairman spoke last. Varga, 58, will retire in the spring.",
+}
+
+
+def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(tmp_path, embedder):
+    # The best article names the captain but gives no age; the second one gives it in a paragraph that no
+    # retrieved passage holds. Only the first article's text is read whole unless no candidate holds a span
+    # that fits the question well (`STRONG_FIT`): then the next articles' text is read too.
+    answerer, index = _answerer_over(tmp_path, [VARGA_PROFILE, VARGA_RETIREMENT, *ARTICLES], embedder)
+    try:
+        result = answerer.answer("How old is Tarnside ferry captain Odile Varga?", k=2)
+    finally:
+        index.close()
+    assert [p.citation.article_id for p in result.passages][:1] == ["varga-profile"]
+    assert result.answer is not None, result.reason
+    assert result.answer.span is not None and result.answer.span.text == "58", result.answer

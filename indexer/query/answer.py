@@ -6,7 +6,8 @@
    type, the focus words, and the years and names it asks about;
 2. takes as candidates the sentences, and adjacent sentence pairs, of the top
    passages of several articles (`ANSWER_PASSAGES`), and of the best article's text
-   that none of them holds (`WHOLE_ARTICLES`);
+   that none of them holds (`WHOLE_ARTICLES`; the next articles' too, `DEEPER_ARTICLES`,
+   when no candidate holds a span that fits the question well);
 3. scores each candidate with the fitted linear combination of `CANDIDATE_FEATURES`:
    coverage of the question's terms (in the sentence and in its
    passage), the best span of the expected type that the question does not already hold
@@ -70,6 +71,9 @@ CANDIDATE_FEATURES = ("cosine", "cover", "span_cover", "words", "head", "context
 # the BBC fitting half and news-qa scored as with the first two, and the answer's own work (after the
 # search) took 13 ms at the median instead of 19 (7 ms without any; load 2.5 on 2 cores).
 WHOLE_ARTICLES = 1
+# When no candidate holds a span that fits the question well (`STRONG_FIT`), the unretrieved text of this
+# many more articles also gives candidates.
+DEEPER_ARTICLES = 2
 # The type fit from which a span answers as a kind the question asks for (`eligible`): a name of unsure
 # kind (0.6) for a person, an amount with a unit (0.4) for a duration; not a count for an age or an
 # amount for a count (0.3). On the BBC fitting half, 0.6 lost three right candidates (a duration asked,
@@ -240,12 +244,27 @@ class Answerer:
         asked = _norm(query)
         focus = terms.weights
         asked_words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
-        candidates = []
+        candidates: list[Candidate] = []
         # The question's content wordpieces: a sentence that says "shortfall" for "deficit" or "gift" for
         # "present" matches them by the model's input embeddings, a table look-up (no model call).
         wanted = searcher.embedder.wordpiece_vectors(QUESTION_WORDS.sub(" ", query))[0]
         sources = [(position, hit, 0.0) for position, hit in enumerate(hits, start=1)]
         sources += [(position, hit, 1.0) for position, hit in _unretrieved(hits, articles, WHOLE_ARTICLES)]
+        self._add_candidates(candidates, sources, terms, question, asked, asked_words, focus, wanted, misses, top_score)
+        if max((c.features["type"] for c in candidates), default=0.0) < STRONG_FIT:
+            # No candidate holds a span of the kind asked for: the answer may sit in the unretrieved text of
+            # the next articles ("How old is X?" asked of an article that gives no age, when the second
+            # one says "X, 57, ...").
+            deeper = _unretrieved(hits, articles, WHOLE_ARTICLES + DEEPER_ARTICLES, skip=WHOLE_ARTICLES)
+            self._add_candidates(candidates, [(position, hit, 1.0) for position, hit in deeper], terms, question,
+                                 asked, asked_words, focus, wanted, misses, top_score)
+        return candidates
+
+    def _add_candidates(self, candidates: list[Candidate], sources: list[tuple[int, Hit, float]], terms: QueryTerms,
+                        question: Question, asked: str, asked_words: set[str], focus: dict[str, float],
+                        wanted: np.ndarray, misses: dict[str, tuple[float, float]], top_score: float) -> None:
+        """Append to `candidates` the sentences and adjacent pairs of each source: (position of its article's
+        best hit, the passage or unretrieved stretch, 1.0 if unretrieved)."""
         for position, hit, unretrieved in sources:
             base = hit.citation.start
             spans = [(base + s, base + e) for s, e in split_sentences(hit.text)]
@@ -284,7 +303,6 @@ class Answerer:
                             **common}
                 candidates.append(Candidate(hit, start, end, text, features, _fuller_name(span, found),
                                             sentences=tuple(texts[i:j + 1])))
-        return candidates
 
     def _wordpieces(self, hit: Hit, spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """The passage's content wordpiece vectors and the index in `spans` (its sentences, article
@@ -382,8 +400,8 @@ def eligible(candidates: list[Candidate]) -> list[Candidate]:
     return [c for c in typed if c.features["type"] >= floor]
 
 
-def _unretrieved(hits: list[Hit], articles: dict, count: int) -> list[tuple[int, Hit]]:
-    """For the first `count` articles of `hits`, each stretch of the article's text that none of `hits`
+def _unretrieved(hits: list[Hit], articles: dict, count: int, skip: int = 0) -> list[tuple[int, Hit]]:
+    """For the first `count` articles of `hits` (but the first `skip` of them), each stretch of the article's text that none of `hits`
     holds, as a pseudo-passage: (the position of the article's best hit, a `Hit` copy of that hit with the
     stretch's text and offsets)."""
     found = []
@@ -395,6 +413,8 @@ def _unretrieved(hits: list[Hit], articles: dict, count: int) -> list[tuple[int,
         seen.append(article_id)
         if len(seen) > count:
             break
+        if len(seen) <= skip:
+            continue
         text = articles[article_id].text
         held = sorted((h.citation.start, h.citation.end) for h in hits if h.citation.article_id == article_id)
         at = 0
