@@ -616,3 +616,19 @@ def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(t
     assert [p.citation.article_id for p in result.passages][:1] == ["varga-profile"]
     assert result.answer is not None, result.reason
     assert result.answer.span is not None and result.answer.span.text == "58", result.answer
+
+
+# --- the fourth pass: general typing and choice rules (issue 12) -----------------------------------
+
+@pytest.mark.parametrize("text,kind,phrase", [
+    # A region is part of a place's name, unlike a nationality before a person's.
+    ("The ferry sails to Northern Tarnside twice a day.", "place", "Northern Tarnside"),
+    ("The firm moved its mines to Western Vellmoor and South Tarnside.", "place", "Western Vellmoor"),
+    # A work's title may start with a nationality.
+    ("The band's new album, Irish Skies, sold well.", "work", "Irish Skies"),
+])
+def test_typed_spans_fourth_pass(text, kind, phrase):
+    from indexer.query.spans import typed_spans
+
+    spans = typed_spans(text)
+    assert any(s.kind == kind and s.text == phrase and text[s.start:s.end] == phrase for s in spans), spans

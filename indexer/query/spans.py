@@ -331,10 +331,12 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for start, end in _names(text):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and (bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
+        if first and (bare(first.group(0).strip()) in NATIONALITIES and kind not in ("organisation", "work")
                       or _LOCATED.fullmatch(first.group(0).strip())):
             # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
-            # whole is an organisation's name ("European Bank for Reconstruction and Development").
+            # whole is an organisation's name ("European Bank for Reconstruction and Development") or a
+            # work's title ("the album, Irish Skies"); a region or a faith is part of the name ("Northern
+            # Ireland", "Western Australia", "Christian Wilkins").
             start += first.end()
             kind = name_kind(text, start, end)
         if text[start:end].lower() in DEMONYMS:
