@@ -632,3 +632,18 @@ def test_typed_spans_fourth_pass(text, kind, phrase):
 
     spans = typed_spans(text)
     assert any(s.kind == kind and s.text == phrase and text[s.start:s.end] == phrase for s in spans), spans
+
+
+def test_a_common_word_that_opens_a_sentence_starts_no_name():
+    from indexer.query.answer import lower_words
+    from indexer.query.spans import typed_spans
+
+    common = lower_words("Oil prices rose again. Demand for oil and copper grew, and sales of the shares fell; "
+                         "the bill passed.")
+    assert {"oil", "sales", "shares", "bill"} <= common and "Oil" not in common
+    # "Oil" written in lower case elsewhere is no organisation (its name words would make it one).
+    assert not any(s.text.startswith("Oil") for s in typed_spans("Oil prices rose at Vellmoor Energy.", common))
+    assert [s.text for s in typed_spans("Shares in Tarnside Mining fell.", common)] == ["Tarnside Mining"]
+    # Before another capitalised word it may be a first name ("Bill Harland"); without `common`, as before.
+    assert any(s.kind == "person" and s.text == "Bill Harland" for s in typed_spans("Bill Harland spoke.", common))
+    assert any(s.text.startswith("Oil") for s in typed_spans("Oil prices rose at Vellmoor Energy."))

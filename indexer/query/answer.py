@@ -240,6 +240,7 @@ class Answerer:
         searcher = self.searcher
         articles = searcher.articles({h.citation.article_id for h in hits})
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
+        lowercase = {aid: lower_words(a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
         asked = _norm(query)
         focus = terms.weights
@@ -250,19 +251,21 @@ class Answerer:
         wanted = searcher.embedder.wordpiece_vectors(QUESTION_WORDS.sub(" ", query))[0]
         sources = [(position, hit, 0.0) for position, hit in enumerate(hits, start=1)]
         sources += [(position, hit, 1.0) for position, hit in _unretrieved(hits, articles, WHOLE_ARTICLES)]
-        self._add_candidates(candidates, sources, terms, question, asked, asked_words, focus, wanted, misses, top_score)
+        self._add_candidates(candidates, sources, terms, question, asked, asked_words, focus, wanted, misses, lowercase,
+                             top_score)
         if max((c.features["type"] for c in candidates), default=0.0) < STRONG_FIT:
             # No candidate holds a span of the kind asked for: the answer may sit in the unretrieved text of
             # the next articles ("How old is X?" asked of an article that gives no age, when the second
             # one says "X, 57, ...").
             deeper = _unretrieved(hits, articles, WHOLE_ARTICLES + DEEPER_ARTICLES, skip=WHOLE_ARTICLES)
             self._add_candidates(candidates, [(position, hit, 1.0) for position, hit in deeper], terms, question,
-                                 asked, asked_words, focus, wanted, misses, top_score)
+                                 asked, asked_words, focus, wanted, misses, lowercase, top_score)
         return candidates
 
     def _add_candidates(self, candidates: list[Candidate], sources: list[tuple[int, Hit, float]], terms: QueryTerms,
                         question: Question, asked: str, asked_words: set[str], focus: dict[str, float],
-                        wanted: np.ndarray, misses: dict[str, tuple[float, float]], top_score: float) -> None:
+                        wanted: np.ndarray, misses: dict[str, tuple[float, float]],
+                        lowercase: dict[str, frozenset[str]], top_score: float) -> None:
         """Append to `candidates` the sentences and adjacent pairs of each source: (position of its article's
         best hit, the passage or unretrieved stretch, 1.0 if unretrieved)."""
         for position, hit, unretrieved in sources:
@@ -272,7 +275,8 @@ class Answerer:
                 continue
             texts = [hit.text[s - base: e - base] for s, e in spans]
             tokens = tokenize(texts)
-            typed = [_typed(question, t, asked, asked_words, focus, hit.citation.date) for t in texts]
+            typed = [_typed(question, t, asked, asked_words, focus, hit.citation.date, lowercase[hit.citation.article_id])
+                     for t in texts]
             words = word_similarity(wanted, *self._wordpieces(hit, spans), len(spans))
             context = terms.overlap(tokenize([f"{hit.citation.title} {hit.text}"])[0])
             year_miss, entity_miss = misses[hit.citation.article_id]
@@ -460,13 +464,13 @@ class _Typed:
 
 
 def _typed(question: Question, text: str, asked: str, asked_words: set[str], focus: dict[str, float],
-           published: str | None = None) -> _Typed:
+           published: str | None = None, common: frozenset[str] = frozenset()) -> _Typed:
     """`focus`: the question's stemmed terms with their idf weights; `published`: the article's date
-    (YYYY-MM-DD), if known."""
+    (YYYY-MM-DD), if known; `common`: the words the article writes in lower case (`lower_words`)."""
     kept = []
     lower = text.lower()
     counted = stem(question.counted) if question.counted else None
-    spans = typed_spans(text)
+    spans = typed_spans(text, common)
     ends = {(t.kind, t.end) for t in spans}
     asks_source = bool(_ASKS_SOURCE.search(question.text))
     for span in spans:
@@ -692,6 +696,14 @@ def _constraint_misses(question: Question, title: str, text: str) -> tuple[float
 
 
 _DOTTED = re.compile(r"\b(?:[A-Z]\.){2,}")
+
+
+_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z][a-z'’-]+")
+
+
+def lower_words(text: str) -> frozenset[str]:
+    """The words `text` writes in lower case: one of them that opens a sentence capitalised is no name."""
+    return frozenset(_LOWER_WORD.findall(text))
 
 
 def _undot(text: str) -> str:

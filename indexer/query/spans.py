@@ -294,8 +294,10 @@ class TypedSpan:
     text: str
 
 
-def typed_spans(text: str) -> list[TypedSpan]:
-    """Every typed span of `text` (overlapping spans of different kinds are all kept)."""
+def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> list[TypedSpan]:
+    """Every typed span of `text` (overlapping spans of different kinds are all kept). `common`: words the
+    article writes in lower case; one of them that opens the sentence starts no name ("Sales rose",
+    "Oil prices fell")."""
     found: list[TypedSpan] = []
 
     def add(kind: str, start: int, end: int) -> None:
@@ -328,7 +330,7 @@ def typed_spans(text: str) -> list[TypedSpan]:
         add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
         add("work", m.start(1), m.end(1))
-    for start, end in _names(text):
+    for start, end in _names(text, common):
         kind = name_kind(text, start, end)
         first = re.match(r"\S+[^\S\n]+", text[start:end])
         if first and (bare(first.group(0).strip()) in NATIONALITIES and kind not in ("organisation", "work")
@@ -378,13 +380,19 @@ def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> l
     return [(s, e) for s, e in parts if e - s >= 2 and text[s].isupper()]
 
 
-def _names(text: str) -> list[tuple[int, int]]:
-    """Runs of capitalised words, minus sentence-starting function words and titles."""
+def _names(text: str, common: frozenset[str] | set[str] = frozenset()) -> list[tuple[int, int]]:
+    """Runs of capitalised words, minus sentence-starting function words and titles, and minus a first word
+    of the sentence that is in `common` (words written in lower case elsewhere: "Sales", "Inflation")."""
     spans = []
+    opening = len(text) - len(text.lstrip(" \t\n\"“‘'(")) if common else -1
     for m in _NAME.finditer(text):
         words = list(re.finditer(r"\S+", m.group(0)))
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
-        while words and bare(words[0].group(0)) in STARTERS:
+        while words and (bare(words[0].group(0)) in STARTERS or (
+                m.start() + words[0].start() == opening and words[0].group(0).lower() in common
+                and (len(words) == 1 or not words[1].group(0)[0].isupper()))):
+            # (A common word that opens the sentence before another capitalised one may be a first name:
+            # "Bill Gates", "Will Young".)
             words.pop(0)
         # A day, month or year after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
         if len(words) >= 3 and words[-2].group(0) in ("on", "in") and (
