@@ -647,3 +647,22 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     # Before another capitalised word it may be a first name ("Bill Harland"); without `common`, as before.
     assert any(s.kind == "person" and s.text == "Bill Harland" for s in typed_spans("Bill Harland spoke.", common))
     assert any(s.text.startswith("Oil") for s in typed_spans("Oil prices rose at Vellmoor Energy."))
+
+
+@pytest.mark.parametrize("question,kind", [
+    # After a do-auxiliary or a modal the noun is the subject, not what is asked for.
+    ("What did the Tarnside judge rule about the ferry contract?", "other"),
+    ("What will the new Vellmoor stadium hold?", "other"),
+    ("What is the capital of Vellmoor?", "place"),
+    # "The name of the X" asks for a person only when X is a kind of person.
+    ("What was the name of the Tarnside ferry?", "other"),
+    ("What is the name of the new Tarnside chief executive?", "person"),
+    # A rate is a share, but for an exchange rate.
+    ("What is the unemployment rate in Vellmoor?", "percent"),
+    ("At what rate did the Tarnside economy grow?", "percent"),
+    ("What was the tenge's exchange rate against the dollar?", "other"),
+])
+def test_question_types_fourth_pass(question, kind):
+    from indexer.query.question import analyse
+
+    assert analyse(question).answer_type == kind

@@ -87,6 +87,11 @@ _RANK = re.compile(r"^\s*where\s+(?:did|does|do|will|would|has|have|had)\b.*\b(?
 # Head nouns whose answers are often named after a place.
 _PLACE_NAMED = {"club", "side", "team"}
 
+# The words between "what"/"which" and the noun that names the kind asked for: not a do-auxiliary or a
+# modal, after which the noun is the subject, not what is asked ("What did the judge rule ...?" asks for
+# no judge, "What has the film cost?" for no film); a copula is ("What is the capital of ...?").
+_FILLER = r"(?:(?!(?:did|does|do|has|have|had|will|would|could|can|should|might|may|must)\b)\w+\s+)"
+
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
     ("score", re.compile(r"\bby\s+what\s+(?:margin|score)\b|\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
@@ -95,6 +100,10 @@ _RULES: list[tuple[str, re.Pattern]] = [
                           _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
+                           # A rate is a share ("the unemployment rate", "what rate of inflation"), but for an
+                           # exchange rate.
+                           r"\b(?:what|which)\s+(?:(?:is|was|were|are|will\s+be)\s+)?(?:the\s+)?(?:[\w'’-]+\s+){0,3}?"
+                           r"(?<!exchange\s)rate\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
     ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b", _I)),
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
@@ -121,14 +130,14 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"\bwhat\s+(?:\w+\s+)?(?:level|speed|time|distance|size|height|capacity|volume|weight|"
                             r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
     ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
-    ("work", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_WORK_NOUNS}\b|"
+    ("work", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{_WORK_NOUNS}\b|"
                         r"\bwhat\s+(?:is|was)\s+the\s+(?:name|title)\s+of\s+(?:the\s+)?(?:\w+\s+){0,4}" + _WORK_NOUNS +
                         r"|\bwhat\s+is\s+the\s+.*\b(?:documentary|film|album|book|show)\b.*\bcalled\b", _I)),
     ("place", re.compile(rf"^\s*where\b|\b(?:in|at|to|from)\s+(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|"
-                         rf"\b(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
-    ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_PERSON_NOUNS}\b|"
-                          r"\bwho\b|\bname\s+of\s+the\s+\w+\b", _I)),
-    ("organisation", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_ORG_NOUNS}\b", _I)),
+                         rf"\b(?:what|which)\s+{_FILLER}{{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
+    ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+{_FILLER}{{0,3}}{_PERSON_NOUNS}\b|"
+                          rf"\bwho\b|\bname\s+of\s+the\s+(?:\w+\s+){{0,2}}{_PERSON_NOUNS}\b", _I)),
+    ("organisation", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{_ORG_NOUNS}\b", _I)),
 ]
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
