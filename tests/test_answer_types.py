@@ -666,3 +666,15 @@ def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
 
     assert analyse(question).answer_type == kind
+
+
+@pytest.mark.parametrize("question,sentence,expected", [
+    # A place before the noun for an organisation says where it is; it is not the organisation's name.
+    ("Which club did Rhys Penna play for before joining Tarnside?",
+     "The scrum-half has impressed since joining the Vellmoor side from Harrowgate this summer.", "Harrowgate"),
+    ("Which company will build the Tarnside bridge?",
+     "A Vellmoor firm, Kestrel Works, will build the Tarnside bridge.", "Kestrel Works"),
+])
+def test_span_choice_fourth_pass(question, sentence, expected):
+    span = _chosen_span(question, sentence)
+    assert span is not None and span.text == expected, span

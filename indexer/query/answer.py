@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
-from indexer.query.question import Question, analyse
+from indexer.query.question import ORG_NOUNS, Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import (LOCATED_BEFORE, MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, bare, same_nation,
                                  typed_spans, unit_measure)
@@ -535,6 +535,11 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # "Where did they meet?": "met in the town of Cholpon-Ata"; "at London's Earls Court": the place
             # the possessive belongs to is no answer, what it owns is.
             bonus = max(bonus, _LOCATIVE_BONUS)
+        if question.answer_type == "organisation" and span.kind in ("place", "name") and \
+                _ATTRIBUTIVE.match(text, span.end):
+            # "the London side from Northampton", "a Tarnside firm": a place before the noun for an organisation
+            # says where that organisation is, it is not its name.
+            fit *= _NOT_THE_FACILITY
         if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
             fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"
         if question.head in _SETTLEMENTS and span.kind in ("place", "name") and (
@@ -594,6 +599,8 @@ _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
 _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
                "river", "lake", "reservoir", "dam", "bridge", "court", "palace", "centre", "center"}
 _NOT_THE_FACILITY = 0.35
+# A lower-case noun for an organisation right after a place's name ("the London side", "a Tarnside firm").
+_ATTRIBUTIVE = re.compile(rf"[^\S\n]+{ORG_NOUNS}\b")
 # Heads that ask for a town, which a country's name does not answer.
 _SETTLEMENTS = {"city", "town", "village", "capital"}
 _COUNTRY_ABBREVIATIONS = {"UK", "US", "USA", "UAE", "EU", "U.S", "U.K"}

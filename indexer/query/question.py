@@ -66,7 +66,7 @@ _PERSON_NOUNS = (r"(?:person|man|woman|player|minister|judge|actor|actress|singe
                  r"churchman|prop|painter|celebrity|forward|fly-half|scrum-half|wing|centre|bishop|archbishop|"
                  r"cardinal|pope|patriarch|king|queen|prince|princess|sheikh|emir|rabbi|imam|campaigner|chef|photographer|"
                  r"dancer|pianist|violinist|conductor|novelist|poet)")
-_ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
+ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
               r"studio|label|union|newspaper|paper|magazine|airline|carrier|retailer|chain|business|insurer|"
               r"operator|manufacturer|maker|supplier|body|charity|regulator|watchdog|government|court|channel|"
               r"website|site|brand|store|supermarket|conglomerate|giant|carmaker|developer|publisher|"
@@ -137,7 +137,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                          rf"\b(?:what|which)\s+{_FILLER}{{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
     ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+{_FILLER}{{0,3}}{_PERSON_NOUNS}\b|"
                           rf"\bwho\b|\bname\s+of\s+the\s+(?:\w+\s+){{0,2}}{_PERSON_NOUNS}\b", _I)),
-    ("organisation", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{_ORG_NOUNS}\b", _I)),
+    ("organisation", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{ORG_NOUNS}\b", _I)),
 ]
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
@@ -149,7 +149,7 @@ _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)
 _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|number|size|cost|value|share|"
                             r"capacity|height|length|record|total|figure|score|age|fee|budget|revenue|profit)\b", _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
-_HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
+_HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
 # "Who speaks for the campaign?" asks for its spokesman ("X, a spokesman for the campaign").
 _SPEAKS_FOR = re.compile(r"^\s*who\s+(?:speaks|spoke|is\s+speaking)\s+for\b", _I)
