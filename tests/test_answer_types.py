@@ -626,6 +626,9 @@ def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(t
     ("The firm moved its mines to Western Vellmoor and South Tarnside.", "place", "Western Vellmoor"),
     # A work's title may start with a nationality.
     ("The band's new album, Irish Skies, sold well.", "work", "Irish Skies"),
+    # A number that ends a name is part of it; a score's first digits are not.
+    ("The Vellmoor Phone 300 has been chosen.", "name", "Vellmoor Phone 300"),
+    ("Tarnside beat Vellmoor 2-0 on Sunday.", "name", "Vellmoor"),
 ])
 def test_typed_spans_fourth_pass(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -661,6 +664,9 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     ("What is the unemployment rate in Vellmoor?", "percent"),
     ("At what rate did the Tarnside economy grow?", "percent"),
     ("What was the tenge's exchange rate against the dollar?", "other"),
+    # Plural date nouns; a majority is a score.
+    ("On what dates will the Tarnside regatta be held?", "date"),
+    ("What was the council's majority in the Tarnside vote?", "score"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
@@ -674,7 +680,24 @@ def test_question_types_fourth_pass(question, kind):
      "The scrum-half has impressed since joining the Vellmoor side from Harrowgate this summer.", "Harrowgate"),
     ("Which company will build the Tarnside bridge?",
      "A Vellmoor firm, Kestrel Works, will build the Tarnside bridge.", "Kestrel Works"),
+    # Whatever is asked but a place ("US magazine Quill" sits next to the question's words).
+    ("What did the magazine Quill name as the gadget of the year?",
+     "The Vellmoor Phone 300 has been chosen as the gadget of the year by US magazine Quill.", "Vellmoor Phone 300"),
 ])
 def test_span_choice_fourth_pass(question, sentence, expected):
     span = _chosen_span(question, sentence)
     assert span is not None and span.text == expected, span
+
+
+def test_a_leading_clause_does_not_hide_the_head_noun():
+    from indexer.query.question import analyse
+
+    club = analyse("Before joining Tarnside, which club did Rhys Penna play for?")
+    assert (club.answer_type, club.head) == ("organisation", "club") and club.accepts("place") >= 0.8
+
+
+def test_what_a_number_is_not():
+    from indexer.query.spans import typed_spans
+
+    # "has" is no counted noun, and the number ending a name counts nothing.
+    assert not any(s.kind == "number" for s in typed_spans("The Vellmoor Phone 300 has been chosen."))

@@ -535,10 +535,9 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # "Where did they meet?": "met in the town of Cholpon-Ata"; "at London's Earls Court": the place
             # the possessive belongs to is no answer, what it owns is.
             bonus = max(bonus, _LOCATIVE_BONUS)
-        if question.answer_type == "organisation" and span.kind in ("place", "name") and \
-                _ATTRIBUTIVE.match(text, span.end):
-            # "the London side from Northampton", "a Tarnside firm": a place before the noun for an organisation
-            # says where that organisation is, it is not its name.
+        if question.answer_type != "place" and span.kind in ("place", "name") and _ATTRIBUTIVE.match(text, span.end):
+            # "the London side from Northampton", "US magazine Mobile PC": a place before the noun for an
+            # organisation says where that organisation is, it is not its name (nor anything but a place).
             fit *= _NOT_THE_FACILITY
         if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
             fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"

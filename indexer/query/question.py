@@ -94,7 +94,9 @@ _FILLER = r"(?:(?!(?:did|does|do|has|have|had|will|would|could|can|should|might|
 
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
-    ("score", re.compile(r"\bby\s+what\s+(?:margin|score)\b|\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
+    ("score", re.compile(r"\bby\s+what\s+(?:margin|score|majority)\b|"
+                         r"\bwhat\s+(?:was|is)\s+the\s+(?:[\w'’-]+\s+){0,3}majority\b|"
+                         r"\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
                          r"\bwhat\s+(?:score|margin)\b", _I)),
     ("reason", re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:caused|causes|is\s+behind|was\s+behind|led\s+to)\b",
                           _I)),
@@ -113,7 +115,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
-    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:year|date|day|month|decade|century)\b|"
+    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:years?|dates?|days?|months?|decades?|century|centuries)\b|"
                         r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
                         r"\bsince\s+what\b", _I)),
     ("money", re.compile(r"\bhow\s+much\b.*\b(?:cost|costs|worth|pay|paid|earn|earned|make|made|spend|spent|"
@@ -141,7 +143,9 @@ _RULES: list[tuple[str, re.Pattern]] = [
 ]
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
-_HEAD_WINDOW = re.compile(r"^\s*(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+# A leading clause may come first ("Before joining Tarnside, which club ...").
+_HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+"
+                          r"((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
 # "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
 _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
                        rf"(?:[\w'’-]+\s+){{0,3}}?(?:new\s+|former\s+|current\s+)?{_PERSON_NOUNS.replace('(?:', '(', 1)}\b", _I)

@@ -125,12 +125,16 @@ _PATTERNS = (
 # Not the digits of an ordinal ("the 8th Congress" counts nothing).
 _NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
+# Words ending in "s" after a number that are no counted noun ("Powerbook 100 has been chosen").
+_NOT_COUNTED = {"has", "was", "is", "does", "goes", "says", "its", "his", "this", "thus", "as", "us", "plus", "less",
+                "across", "perhaps", "whereas", "unless", "always", "sometimes", "was", "makes", "takes", "gives",
+                "comes", "becomes", "remains", "seems", "means", "needs", "wants", "gets"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
 # Words of a name are separated by spaces, never by a line break (a paragraph ends a name).
 _NAME = re.compile(
     r"(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?)(?:[^\S\n]+(?:(?:of|de|del|della|di|da|du|des|dos|van|von|der|le|la|al|bin|&|and|the|on|for|in)"
-    r"[^\S\n]+)?(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b))*"
+    r"[^\S\n]+)?(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b(?![-–]\d)))*"
 )
 # Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
 # St Etienne"): each side is also a span of its own.
@@ -317,7 +321,8 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     for m in (_NUMBER.finditer(text) if numeric else ()):
         noun = m.group("noun")
         end = m.end()
-        if noun and not (noun.endswith("s") or noun in _COUNTED_IRREGULAR) or (noun and noun.lower() in STARTERS):
+        if noun and not (noun.endswith("s") or noun in _COUNTED_IRREGULAR) or (noun and noun.lower() in STARTERS) or \
+                (noun and noun.lower() in _NOT_COUNTED):
             end = m.start("noun")
         if re.fullmatch(r"(?:19|20)\d{2}", m.group(0)[:4]) and (end - m.start() == 4):
             continue  # a bare year is a date, not a count
@@ -364,7 +369,10 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
                                   and titles[-2].end() == last.start()) else last.end()
             if text[at].isupper():  # "Minister of Economy" names no one after its title
                 add("person", at, end)
-    return found
+    # A number that ends a name is part of it, not a count ("Apple Powerbook 100", "Channel 4").
+    named = [(t.start, t.end) for t in found if t.kind in ("person", "organisation", "place", "work", "name", "event")
+             and " " in t.text]
+    return [t for t in found if t.kind != "number" or not any(s <= t.start and t.end == e for s, e in named)]
 
 
 def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> list[tuple[int, int]]:
