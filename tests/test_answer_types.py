@@ -629,6 +629,8 @@ def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(t
     # A number that ends a name is part of it; a score's first digits are not.
     ("The Vellmoor Phone 300 has been chosen.", "name", "Vellmoor Phone 300"),
     ("Tarnside beat Vellmoor 2-0 on Sunday.", "name", "Vellmoor"),
+    # A part of a run after "and" loses a company's seat as the whole run does.
+    ("A tie-up of Corran and Tarnside-based Kestrel Rail was mooted.", "organisation", "Kestrel Rail"),
 ])
 def test_typed_spans_fourth_pass(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -667,6 +669,10 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     # Plural date nouns; a majority is a score.
     ("On what dates will the Tarnside regatta be held?", "date"),
     ("What was the council's majority in the Tarnside vote?", "score"),
+    # "How much" anywhere with a word for money; "as its chief executive" asks for a person.
+    ("Vellmoor Mining reported a profit of how much?", "money"),
+    ("Who runs Vellmoor Mining as its chief executive?", "person"),
+    ("Who runs the Tarnside ferry service?", "organisation"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
@@ -683,6 +689,13 @@ def test_question_types_fourth_pass(question, kind):
     # Whatever is asked but a place ("US magazine Quill" sits next to the question's words).
     ("What did the magazine Quill name as the gadget of the year?",
      "The Vellmoor Phone 300 has been chosen as the gadget of the year by US magazine Quill.", "Vellmoor Phone 300"),
+    # A name before a person's title says whose title it is; the noun asked for after a name is in
+    # apposition only when a comma or a bracket sets it off ("Oliver Stone's film" is his film).
+    ("Which minister said the Tarnside ferry would close?",
+     "The Tarnside ferry will close, a Home Office minister has said. Mara Quill said the cost was too high.",
+     "Mara Quill"),
+    ("Which film starring Ana Sole topped the Tarnside box office?",
+     "Top of the box office was the thriller Salt Road, starring Ana Sole, as Ivo Brandt's film flopped.", "Salt Road"),
 ])
 def test_span_choice_fourth_pass(question, sentence, expected):
     span = _chosen_span(question, sentence)
@@ -694,6 +707,9 @@ def test_a_leading_clause_does_not_hide_the_head_noun():
 
     club = analyse("Before joining Tarnside, which club did Rhys Penna play for?")
     assert (club.answer_type, club.head) == ("organisation", "club") and club.accepts("place") >= 0.8
+    # "Name the X ..." asks as "Which X ..." does.
+    airline = analyse("Name the airline the Tarnside brewer set up.")
+    assert (airline.answer_type, airline.head) == ("organisation", "airline")
 
 
 def test_what_a_number_is_not():
@@ -701,3 +717,15 @@ def test_what_a_number_is_not():
 
     # "has" is no counted noun, and the number ending a name counts nothing.
     assert not any(s.kind == "number" for s in typed_spans("The Vellmoor Phone 300 has been chosen."))
+
+
+def test_the_owner_of_the_thing_asked_for_is_not_it():
+    from indexer.query.answer import STRONG_FIT, _ASKED_WORD, _norm, _typed
+    from indexer.query.question import analyse
+
+    question = "Which film starring Ana Sole topped the Tarnside box office?"
+    asked = _norm(question)
+    typed = _typed(analyse(question), "Last week Ivo Brandt's film flopped.", asked,
+                   {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}, {})
+    # "Ivo Brandt's film" is his film: he is no film, however near the noun "film" he sits.
+    assert [(span.text, fit < STRONG_FIT, bonus > 0) for span, fit, bonus in typed.spans] == [("Ivo Brandt", True, False)]

@@ -494,7 +494,8 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 bonus = _APPOSITION  # "How big was the electricity deficit?": "2.4 billion kWh"
             elif measure is not None:
                 fit *= _OTHER_MEASURE  # ... not "1.5 billion cubic metres" of water
-        if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20]:
+        if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20] \
+                and not _OWNER.match(text, span.end):  # "Ivo Brandt's film" is his film, he is no film
             fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
             # In apposition to the noun asked for ("Gartner analyst Carolina Milanesi", "Solidere, the
             # company"): the strongest sign that this name is the one asked for.
@@ -504,8 +505,10 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             before = text[max(0, span.start - 25):span.start]
             if re.search(rf"\b{re.escape(question.head)}s?\b", before) or \
                     re.search(rf"\b{re.escape(question.head)}[^\S\n]+$", before, re.IGNORECASE) or \
-                    re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
+                    re.match(rf"[^\S\n]*[,(–—-]\W{{0,2}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
                              text[span.end:span.end + 30]):
+                # (After the name, only set off by a comma or a bracket: "Oliver Stone's film" is his, not him,
+                # and "a Home Office minister" is no office.)
                 bonus = _APPOSITION
         if question.head and span.kind in _NAMES and re.match(
                 rf",[^\S\n]+(?:(?:the|a|an|his|her|its|their)[^\S\n]+)?(?:[\w'’-]+[^\S\n]+){{0,3}}"
@@ -535,9 +538,13 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # "Where did they meet?": "met in the town of Cholpon-Ata"; "at London's Earls Court": the place
             # the possessive belongs to is no answer, what it owns is.
             bonus = max(bonus, _LOCATIVE_BONUS)
-        if question.answer_type != "place" and span.kind in ("place", "name") and _ATTRIBUTIVE.match(text, span.end):
+        if question.answer_type != "place" and span.kind in ("place", "name") and _ATTRIBUTIVE.match(text, span.end) \
+                or question.answer_type not in ("place", "organisation") and span.kind in _NAMES \
+                and _TITLE_AFTER.match(text, span.end):
             # "the London side from Northampton", "US magazine Mobile PC": a place before the noun for an
-            # organisation says where that organisation is, it is not its name (nor anything but a place).
+            # organisation says where that organisation is, it is not its name (nor anything but a place);
+            # "Tory leader Michael Howard", "a Home Office minister": a name before a person's title says
+            # whose, it is no person (nor a work).
             fit *= _NOT_THE_FACILITY
         if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
             fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"
@@ -593,6 +600,7 @@ _TITLED = re.compile(r"((?:[\w'’-]+[^\S\n]+){1,3})" + TITLE_INSIDE.pattern + r
 # A possessor right before a span ("London's Earls Court"), and one right after it.
 _POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
 _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
+_OWNER = re.compile(r"['’]s?[^\S\n]")
 # Head nouns of places whose names carry them ("Prince Edward Theatre", "Ili River"): a name without the
 # noun keeps this share of its fit, below `STRONG_FIT`.
 _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
@@ -600,6 +608,11 @@ _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "p
 _NOT_THE_FACILITY = 0.35
 # A lower-case noun for an organisation right after a place's name ("the London side", "a Tarnside firm").
 _ATTRIBUTIVE = re.compile(rf"[^\S\n]+{ORG_NOUNS}\b")
+# A lower-case title right after a name ("Tory leader", "Barclays chief"): nouns that are seldom verbs.
+_TITLE_AFTER = re.compile(r"[^\S\n]+(?:leader|chief|boss|manager|minister|secretary|spokesman|spokeswoman|analyst|"
+                          r"economist|executive|chairman|chairwoman|president|director|striker|midfielder|defender|"
+                          r"goalkeeper|keeper|player|actor|actress|singer|rapper|presenter|editor|founder|owner|"
+                          r"official|chancellor|MP|MEP)s?\b")
 # Heads that ask for a town, which a country's name does not answer.
 _SETTLEMENTS = {"city", "town", "village", "capital"}
 _COUNTRY_ABBREVIATIONS = {"UK", "US", "USA", "UAE", "EU", "U.S", "U.K"}

@@ -144,7 +144,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
 # A leading clause may come first ("Before joining Tarnside, which club ...").
-_HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+"
+_HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which|name\s+the)\s+"
                           r"((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
 # "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
 _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
@@ -159,6 +159,8 @@ _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.c
 _SPEAKS_FOR = re.compile(r"^\s*who\s+(?:speaks|spoke|is\s+speaking)\s+for\b", _I)
 _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publishes|acquired|took over|"
                       r"broadcasts|organises|operates)\b", _I)
+# "Who runs Barclays as its chief executive?" asks for a person, whatever "runs" asks for alone.
+_AS_PERSON = re.compile(rf"\bas\s+(?:its|their|the|his|her|a|an)?\s*(?:[\w'’-]+\s+)?{_PERSON_NOUNS}\b", _I)
 _MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
                           r"revenue|turnover|dividend|fine|salary|debt|owe|compensation|spend|spent)\b", _I)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
@@ -232,15 +234,16 @@ def head_noun(question: str) -> str | None:
 def answer_type(question: str) -> str:
     """The expected answer type of `question` (one of `ANSWER_TYPES`)."""
     q = question.strip()
-    if _WHO_ORG.search(q):
+    if _WHO_ORG.search(q) and not _AS_PERSON.search(q):
         return "organisation"
     if _RANK.search(q):
         return "rank"
     typed = _typed_head(q)
     if typed:
         return typed[0]
-    if re.match(r"^\s*(?:what|how\s+much)\b", q, _I) and _MONEY_WORDS.search(q) and not _RULES[0][1].search(q):
-        return "money"
+    if (re.match(r"^\s*what\b", q, _I) or re.search(r"\bhow\s+much\b", q, _I)) and _MONEY_WORDS.search(q) \
+            and not _RULES[0][1].search(q):
+        return "money"  # "What did it earn?", "It reported a profit of how much?"
     for kind, pattern in _RULES:
         if pattern.search(q):
             return kind

@@ -336,16 +336,7 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     for m in _QUOTED.finditer(text):
         add("work", m.start(1), m.end(1))
     for start, end in _names(text, common):
-        kind = name_kind(text, start, end)
-        first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and (bare(first.group(0).strip()) in NATIONALITIES and kind not in ("organisation", "work")
-                      or _LOCATED.fullmatch(first.group(0).strip())):
-            # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
-            # whole is an organisation's name ("European Bank for Reconstruction and Development") or a
-            # work's title ("the album, Irish Skies"); a region or a faith is part of the name ("Northern
-            # Ireland", "Western Australia", "Christian Wilkins").
-            start += first.end()
-            kind = name_kind(text, start, end)
+        start, kind = _trimmed(text, start, end)
         if text[start:end].lower() in DEMONYMS:
             kind = "nationality"
         add(kind, start, end)
@@ -359,7 +350,9 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
                 listed = []
             parts = listed + [p for s, e in listed or [(start, end)] for p in _parts(text, s, e, _POSSESSIVE)]
         for part_start, part_end in parts:
-            add(name_kind(text, part_start, part_end), part_start, part_end)
+            # Each part as a run of its own: "Barclays and California-based Wells Fargo".
+            part_start, part_kind = _trimmed(text, part_start, part_end)
+            add(part_kind, part_start, part_end)
         titles = list(TITLE_INSIDE.finditer(text, start, end))
         if titles and titles[-1].end() < end:
             # The person follows the last title ("Metropolitan Police Commissioner Sir Ian Blair"); an
@@ -373,6 +366,22 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     named = [(t.start, t.end) for t in found if t.kind in ("person", "organisation", "place", "work", "name", "event")
              and " " in t.text]
     return [t for t in found if t.kind != "number" or not any(s <= t.start and t.end == e for s, e in named)]
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, str]:
+    """The start and the kind of the name run `text[start:end]` without a nationality or a company's seat in front."""
+    kind = name_kind(text, start, end)
+    first = re.match(r"\S+[^\S\n]+", text[start:end])
+    if first and (bare(first.group(0).strip()) in NATIONALITIES and kind not in ("organisation", "work")
+                  or _LOCATED.fullmatch(first.group(0).strip())):
+        # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
+        # whole is an organisation's name ("European Bank for Reconstruction and Development") or a
+        # work's title ("the album, Irish Skies"); a region or a faith is part of the name ("Northern
+        # Ireland", "Western Australia", "Christian Wilkins"). "Pennsylvania-based Wabtec": the seat is no
+        # part of the company's name.
+        start += first.end()
+        kind = name_kind(text, start, end)
+    return start, kind
 
 
 def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> list[tuple[int, int]]:
