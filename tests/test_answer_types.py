@@ -729,3 +729,13 @@ def test_the_owner_of_the_thing_asked_for_is_not_it():
                    {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}, {})
     # "Ivo Brandt's film" is his film: he is no film, however near the noun "film" he sits.
     assert [(span.text, fit < STRONG_FIT, bonus > 0) for span, fit, bonus in typed.spans] == [("Ivo Brandt", True, False)]
+
+
+def test_quoted_speech_is_no_title():
+    from indexer.query.spans import typed_spans
+
+    speech = typed_spans('But he adds: "It has got to change itself a bit and broaden its appeal."')
+    assert not any(s.kind == "work" for s in speech), speech
+    # A quoted title is a work, and its words name no person ("Mr Nasty", "Are The World").
+    title = typed_spans("His words come in a Tarnside TV documentary called 'No More Mr Nice'.")
+    assert [(s.kind, s.text) for s in title if "Nice" in s.text] == [("work", "No More Mr Nice")]

@@ -334,8 +334,12 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     for m in (_REASON.finditer(text) if _REASON_CUE.search(text) else ()):
         add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
-        add("work", m.start(1), m.end(1))
+        if _title_like(m.group(1)):
+            add("work", m.start(1), m.end(1))
+    quoted = [(t.start, t.end) for t in found if t.kind == "work"]
     for start, end in _names(text, common):
+        if any(s <= start and end <= e for s, e in quoted):
+            continue  # the words of a quoted title are that title ("We Are The World" names no person)
         start, kind = _trimmed(text, start, end)
         if text[start:end].lower() in DEMONYMS:
             kind = "nationality"
@@ -366,6 +370,16 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     named = [(t.start, t.end) for t in found if t.kind in ("person", "organisation", "place", "work", "name", "event")
              and " " in t.text]
     return [t for t in found if t.kind != "number" or not any(s <= t.start and t.end == e for s, e in named)]
+
+
+_TITLE_SMALL = {"a", "an", "the", "of", "and", "in", "on", "at", "to", "for", "with", "from", "by", "or", "is", "de"}
+
+
+def _title_like(quote: str) -> bool:
+    """Whether a quoted phrase reads as a title ("No More Mr Nasty", "Salt and Silence"): most of its words
+    capitalised. Quoted speech ("It has got to change itself a bit") is no work's name."""
+    words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", quote) if w.lower() not in _TITLE_SMALL]
+    return not words or sum(w[0].isupper() for w in words) * 2 >= len(words)
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, str]:
