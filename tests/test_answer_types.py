@@ -673,6 +673,9 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     ("Vellmoor Mining reported a profit of how much?", "money"),
     ("Who runs Vellmoor Mining as its chief executive?", "person"),
     ("Who runs the Tarnside ferry service?", "organisation"),
+    # "X's age"; a weekend is a date.
+    ("What is the Tarnside mayor's age?", "age"),
+    ("On which weekend will the Tarnside regatta be held?", "date"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
@@ -687,6 +690,10 @@ def test_question_types_fourth_pass(question, kind):
     ("Which company will build the Tarnside bridge?",
      "A Vellmoor firm, Kestrel Works, will build the Tarnside bridge.", "Kestrel Works"),
     # Whatever is asked but a place ("US magazine Quill" sits next to the question's words).
+    # The part of a date asked for: a month for "what month", not the year beside it.
+    ("In what month will the Tarnside regatta be held?", "The 2005 Tarnside regatta will be held in June.", "June"),
+    ("In what year was the Tarnside regatta first held?", "The Tarnside regatta was first held in June 1987.",
+     "June 1987"),
     ("What did the magazine Quill name as the gadget of the year?",
      "The Vellmoor Phone 300 has been chosen as the gadget of the year by US magazine Quill.", "Vellmoor Phone 300"),
     # A name before a person's title says whose title it is; the noun asked for after a name is in
@@ -707,6 +714,9 @@ def test_a_leading_clause_does_not_hide_the_head_noun():
 
     club = analyse("Before joining Tarnside, which club did Rhys Penna play for?")
     assert (club.answer_type, club.head) == ("organisation", "club") and club.accepts("place") >= 0.8
+    # A question may ask in place, not first.
+    theatre = analyse("The Tarnside musical is showing at which theatre?")
+    assert (theatre.answer_type, theatre.head) == ("place", "theatre")
     # "Name the X ..." asks as "Which X ..." does.
     airline = analyse("Name the airline the Tarnside brewer set up.")
     assert (airline.answer_type, airline.head) == ("organisation", "airline")

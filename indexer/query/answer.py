@@ -480,6 +480,8 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
         if question.head in _COMPANY_HEADS and span.kind in _NAMES and _PUBLIC_BODY.search(span.text):
             continue  # "Which company signed ...": a ministry or a department is no company
         bonus = 0.0
+        if span.kind == "date" and question.date_unit and not _HAS_UNIT[question.date_unit].search(span.text):
+            fit *= _NOT_THE_FACILITY  # "In what month ...": "2005" names none; "In what year ...": "February" none
         if span.kind == "date" and question.tense and published:
             # "When will the next congress be held?": a date before the article's is over, one after it is
             # what is planned ("agreed to hold the next in 2028"); the reverse for "When did ...".
@@ -628,6 +630,12 @@ _COMPANY_HEADS = {"company", "firm", "business", "manufacturer", "maker", "carma
 _PUBLIC_BODY = re.compile(r"\b(?:Ministry|Department|Government|Council|Commission|Parliament|Congress|Police|"
                           r"Court)\b")
 _MONTH_NUMBER = {m.lower()[:3]: f"{i:02d}" for i, m in enumerate(MONTHS, start=1)}
+# What a date span must hold to answer a question about its year, month or day.
+_HAS_UNIT = {"year": re.compile(r"\b(?:1[5-9]|20)\d{2}s?\b"),
+             "month": re.compile(r"\b(?:" + "|".join(m[:3] for m in MONTHS) + r")"),
+             "day": re.compile(r"\b\d{1,2}(?:st|nd|rd|th)?\b(?!\d)(?:(?!\b(?:1[5-9]|20)\d{2}\b).)*\b(?:"
+                               + "|".join(m[:3] for m in MONTHS) + r")|\b(?:" + "|".join(m[:3] for m in MONTHS)
+                               + r")[a-z]*\.?\s\d{1,2}\b")}
 # Character distance at which a focus word counts half as near as one next to the span.
 _NEAR_CHARS = 30.0
 

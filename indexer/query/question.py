@@ -107,7 +107,8 @@ _RULES: list[tuple[str, re.Pattern]] = [
                            r"\b(?:what|which)\s+(?:(?:is|was|were|are|will\s+be)\s+)?(?:the\s+)?(?:[\w'’-]+\s+){0,3}?"
                            r"(?<!exchange\s)rate\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
-    ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b", _I)),
+    ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b|"
+                       r"^\s*what\s+(?:is|was)\s+.*(?:['’]s?|\bhis|\bher)\s+age\b", _I)),
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
@@ -115,7 +116,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
-    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:years?|dates?|days?|months?|decades?|century|centuries)\b|"
+    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:years?|dates?|days?|months?|weeks?|weekends?|decades?|century|centuries)\b|"
                         r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
                         r"\bsince\s+what\b", _I)),
     ("money", re.compile(r"\bhow\s+much\b.*\b(?:cost|costs|worth|pay|paid|earn|earned|make|made|spend|spent|"
@@ -146,6 +147,9 @@ _RULES: list[tuple[str, re.Pattern]] = [
 # A leading clause may come first ("Before joining Tarnside, which club ...").
 _HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which|name\s+the)\s+"
                           r"((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+# A question that does not start with its question word may ask in place ("... is showing at which theatre?").
+_WH_FIRST = re.compile(r"^\s*(?:who|whom|whose|what|which|where|when|why|how)\b", _I)
+_IN_SITU = re.compile(r"\b(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
 # "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
 _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
                        rf"(?:[\w'’-]+\s+){{0,3}}?(?:new\s+|former\s+|current\s+)?{_PERSON_NOUNS.replace('(?:', '(', 1)}\b", _I)
@@ -191,6 +195,8 @@ class Question:
     tense: str | None = None
     # The nationalities the question gives the thing asked for ("turkish" in "Which Turkish firm ...").
     nations: tuple[str, ...] = ()
+    # The part of a date asked for: "year" ("In what year ..."), "month" or "day" ("On what date ..."), else None.
+    date_unit: str | None = None
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -209,6 +215,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     if _SPEAKS_FOR.match(q):
         return "person", "spokesman"
     head = _HEAD_WINDOW.match(q)
+    if not head and not _WH_FIRST.match(q):
+        head = _IN_SITU.search(q)  # "Mary Poppins is showing at which theatre?"
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None
     window = _HEAD_STOP.split(head.group(1))[0]
@@ -272,7 +280,18 @@ def analyse(question: str) -> Question:
         entities.append(name)
     nations = tuple(dict.fromkeys(w.lower() for w in words if w[0].isupper() and w.lower() in NATIONALITIES))
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question), counted_noun(question), measures(question), tense(question), nations)
+                    head_noun(question), counted_noun(question), measures(question), tense(question), nations,
+                    date_unit(question))
+
+
+_DATE_UNITS = (("year", re.compile(r"\b(?:what|which)\s+years?\b", _I)),
+               ("month", re.compile(r"\b(?:what|which)\s+months?\b", _I)),
+               ("day", re.compile(r"\b(?:what|which)\s+(?:dates?|days?)\b", _I)))
+
+
+def date_unit(question: str) -> str | None:
+    """The part of a date the question asks for (see `Question.date_unit`)."""
+    return next((unit for unit, words in _DATE_UNITS if words.search(question)), None)
 
 
 # Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.
