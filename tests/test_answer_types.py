@@ -676,6 +676,10 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     # "X's age"; a weekend is a date.
     ("What is the Tarnside mayor's age?", "age"),
     ("On which weekend will the Tarnside regatta be held?", "date"),
+    ("What is the age of Tarnside's striker Rhys Penna?", "age"),
+    ("What was the release date of the Vellmoor Phone?", "date"),
+    # The noun that owns the measure asked for is no head: a rate is asked for, not a bank.
+    ("What was the Bank of Tarnside's base rate in March?", "percent"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
@@ -717,6 +721,12 @@ def test_a_leading_clause_does_not_hide_the_head_noun():
     # A question may ask in place, not first.
     theatre = analyse("The Tarnside musical is showing at which theatre?")
     assert (theatre.answer_type, theatre.head) == ("place", "theatre")
+    # The noun after a copula and "the name of" is the head.
+    for question, kind, noun in (("What is the venue of the Tarnside talks?", "place", "venue"),
+                                 ("What is the name of the Vellmoor minister who resigned?", "person", "minister"),
+                                 ("What was the name of the company that bought Corvale?", "organisation", "company")):
+        analysed = analyse(question)
+        assert (analysed.answer_type, analysed.head) == (kind, noun), question
     # "Name the X ..." asks as "Which X ..." does.
     airline = analyse("Name the airline the Tarnside brewer set up.")
     assert (airline.answer_type, airline.head) == ("organisation", "airline")

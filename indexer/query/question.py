@@ -104,11 +104,11 @@ _RULES: list[tuple[str, re.Pattern]] = [
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
                            # A rate is a share ("the unemployment rate", "what rate of inflation"), but for an
                            # exchange rate.
-                           r"\b(?:what|which)\s+(?:(?:is|was|were|are|will\s+be)\s+)?(?:the\s+)?(?:[\w'’-]+\s+){0,3}?"
+                           r"\b(?:what|which)\s+(?:(?:is|was|were|are|will\s+be)\s+)?(?:the\s+)?(?:[\w'’-]+\s+){0,5}?"
                            r"(?<!exchange\s)rate\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
     ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b|"
-                       r"^\s*what\s+(?:is|was)\s+.*(?:['’]s?|\bhis|\bher)\s+age\b", _I)),
+                       r"^\s*what\s+(?:is|was)\s+.*(?:['’]s?|\bhis|\bher)\s+age\b|^\s*what\s+(?:is|was)\s+the\s+age\s+of\b", _I)),
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
@@ -118,6 +118,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
     ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:years?|dates?|days?|months?|weeks?|weekends?|decades?|century|centuries)\b|"
                         r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
+                        r"^\s*what\s+(?:is|was|are|were)\s+the\s+(?:[\w'’-]+\s+){0,2}(?:dates?|year|day|month)\s+(?:of|for)\b|"
                         r"\bsince\s+what\b", _I)),
     ("money", re.compile(r"\bhow\s+much\b.*\b(?:cost|costs|worth|pay|paid|earn|earned|make|made|spend|spent|"
                          r"raise|raised|profit|profits|loss|losses|revenue|sales|fine|fined|owe|owes|debt|"
@@ -147,6 +148,8 @@ _RULES: list[tuple[str, re.Pattern]] = [
 # A leading clause may come first ("Before joining Tarnside, which club ...").
 _HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which|name\s+the)\s+"
                           r"((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+_COPULA_NAME = re.compile(r"^(?:(?:is|was|are|were)\s+(?:the\s+|a\s+|an\s+)?)?(?:(?:name|title)\s+of\s+(?:the\s+|a\s+|an\s+)?)?",
+                          _I)
 # A question that does not start with its question word may ask in place ("... is showing at which theatre?").
 _WH_FIRST = re.compile(r"^\s*(?:who|whom|whose|what|which|where|when|why|how)\b", _I)
 _IN_SITU = re.compile(r"\b(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
@@ -156,6 +159,8 @@ _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)
 # A measure after the listed noun makes the noun a modifier: "what reservoir level", "which club record".
 _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|number|size|cost|value|share|"
                             r"capacity|height|length|record|total|figure|score|age|fee|budget|revenue|profit)\b", _I)
+# The noun owns the measure asked for ("What was the Bank of England's base rate ...").
+_OWNED_MEASURE = re.compile(r"(?:\s+of\s+[\w'’-]+)?['’]s?\s+(?:[\w-]+\s+)?" + _MEASURE_AFTER.pattern.removeprefix(r"\s+"), _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
@@ -219,7 +224,13 @@ def _typed_head(question: str) -> tuple[str, str] | None:
         head = _IN_SITU.search(q)  # "Mary Poppins is showing at which theatre?"
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None
-    window = _HEAD_STOP.split(head.group(1))[0]
+    # "What is the venue of ...", "What is the name of the theatre ...": the noun after the copula and "name of".
+    rest = _COPULA_NAME.sub("", q[head.start(1):])
+    if _MEASURE_AFTER.match(" " + rest) or re.match(r"(?:[\w'’-]+\s+)?(?:date|year|day|month)s?\s+of\b", rest, _I):
+        # "What is the age of Everton's striker ...", "What was the release date of the phone?": an age, a
+        # date is asked for, not a striker or a phone.
+        return None
+    window = _HEAD_STOP.split(" ".join(rest.split()[:6]).rstrip("?.!"))[0]
     found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
     if not found:
         return None
@@ -228,8 +239,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     for later in found[1:]:
         if later[0] <= noun[1] + 1:
             noun = later
-    if _MEASURE_AFTER.match(window, noun[1]):
-        return None  # "At what reservoir level ...": a level is asked for, not a reservoir
+    if _MEASURE_AFTER.match(window, noun[1]) or _OWNED_MEASURE.match(window, noun[1]):
+        return None  # "At what reservoir level ...", "the Bank of England's base rate": a level, a rate is asked for
     return noun[2], window[noun[0]:noun[1]].lower()
 
 
