@@ -759,3 +759,29 @@ def test_quoted_speech_is_no_title():
     # A quoted title is a work, and its words name no person ("Mr Nasty", "Are The World").
     title = typed_spans("His words come in a Tarnside TV documentary called 'No More Mr Nice'.")
     assert [(s.kind, s.text) for s in title if "Nice" in s.text] == [("work", "No More Mr Nice")]
+
+
+def test_what_is_not_news_to_the_question():
+    from indexer.query.answer import _ASKED_WORD, _is_new, _norm
+    from indexer.query.spans import TypedSpan
+
+    asked = _norm("Which official offered help to the water firm controlled by Corvale, in Tarnside?")
+    words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
+    span = lambda text: TypedSpan("name", 0, len(text), text)  # noqa: E731
+    # A possessive run says what its last part says; a word that only adds an ending to an asked one is asked.
+    assert not _is_new(span("France's Corvale"), asked, words)
+    assert not _is_new(span("Tarnsiders"), asked, words)
+    assert _is_new(span("Julio Vance"), asked, words)
+
+
+def test_a_person_is_not_named_after_the_kind_of_person_asked_for():
+    span = _chosen_span("Which celebrity was voted out of the Tarnside jungle show?",
+                        "On Sunday Ana Sole was voted out of I'm A Celebrity in the Tarnside jungle.")
+    assert span is not None and span.text == "Ana Sole", span
+
+
+def test_each_name_of_a_list_is_a_constraint():
+    from indexer.query.question import analyse
+
+    assert analyse("Where are Tarnside, Vellmoor and Corvale holding talks?").entities == (
+        "Tarnside", "Vellmoor", "Corvale")

@@ -497,7 +497,9 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             elif measure is not None:
                 fit *= _OTHER_MEASURE  # ... not "1.5 billion cubic metres" of water
         if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20] \
-                and not _OWNER.match(text, span.end):  # "Ivo Brandt's film" is his film, he is no film
+                and not _OWNER.match(text, span.end) \
+                and not (question.answer_type == "person" and question.head in span.text.lower()):
+            # ("Ivo Brandt's film" is his film, he is no film; "I'm A Celebrity" is no celebrity.)
             fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
             # In apposition to the noun asked for ("Gartner analyst Carolina Milanesi", "Solidere, the
             # company"): the strongest sign that this name is the one asked for.
@@ -526,9 +528,11 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 bonus = max(bonus, _APPOSITION)
         if question.head and span.kind in _NAMES and " " in span.text and (
                 re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE)
+                and question.answer_type != "person"
                 or re.match(rf"{re.escape(question.head)}\b", span.text, re.IGNORECASE)):
             # "Which river ...": "the Ili River" is a river by its own name; "Which pope ...": "Pope Francis"
-            # by the title it starts with.
+            # by the title it starts with. A person is not named after the kind of person asked for: "I'm A
+            # Celebrity" is a show.
             bonus = _APPOSITION
         if question.answer_type == "organisation" and span.kind in _NAMES and \
                 LOCATED_BEFORE.search(text[max(0, span.start - 40):span.start]):
@@ -702,10 +706,14 @@ def _is_new(span: TypedSpan, asked: str, asked_words: set[str]) -> bool:
     if phrase in asked:
         return False
     if span.kind in _NAMES:
+        # A possessive run says what its last part says: "France's Suez" is news only if "Suez" is.
+        phrase = re.split(r"'s\s+", phrase)[-1]
         words = [w.removesuffix("'s") for w in _ASKED_WORD.findall(phrase) if len(w) > 2]
         # New when most of its words are new: "Kazakhstan's Ministry of Water" is not news to a
-        # question about Kazakhstan's water, "Taalaibek Ibraev" is.
-        return not words or sum(w not in asked_words for w in words) * 2 >= len(words)
+        # question about Kazakhstan's water, "Taalaibek Ibraev" is; nor is a word that only adds an ending to
+        # an asked one ("Gibraltarians" to a question about Gibraltar).
+        old = [w in asked_words or any(len(a) >= 5 and w.startswith(a) for a in asked_words) for w in words]
+        return not words or sum(not o for o in old) * 2 >= len(words)
     return True
 
 

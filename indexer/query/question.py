@@ -276,7 +276,10 @@ def analyse(question: str) -> Question:
                                 if w.lower() not in STOPWORDS and len(w) > 1))
     years = tuple(dict.fromkeys(_YEAR.findall(question)))
     entities = []
-    for start, end in _names(question):
+    # "Britain, Spain and Gibraltar": each name of a list is a constraint of its own (an article that names
+    # both need not write "Spain and Gibraltar").
+    runs = [(s, e) for start, end in _names(question) for s, e in _listed(question, start, end)]
+    for start, end in runs:
         name = question[start:end].strip()
         if start == 0 or question[start - 1] in "\"“(":
             # The question's first word is capitalised anyway; keep it only if it is part of a longer name.
@@ -303,6 +306,19 @@ _DATE_UNITS = (("year", re.compile(r"\b(?:what|which)\s+years?\b", _I)),
 def date_unit(question: str) -> str | None:
     """The part of a date the question asks for (see `Question.date_unit`)."""
     return next((unit for unit, words in _DATE_UNITS if words.search(question)), None)
+
+
+_AND = re.compile(r"[^\S\n]+(?:and|&)[^\S\n]+")
+
+
+def _listed(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The names that "and" joins in the name run `text[start:end]`, or the run itself."""
+    parts, at = [], start
+    for m in _AND.finditer(text, start, end):
+        parts.append((at, m.start()))
+        at = m.end()
+    parts.append((at, end))
+    return parts
 
 
 # Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.
