@@ -680,6 +680,7 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     ("What was the release date of the Vellmoor Phone?", "date"),
     # The noun that owns the measure asked for is no head: a rate is asked for, not a bank.
     ("What was the Bank of Tarnside's base rate in March?", "percent"),
+    ("How early did Tarnside score in the cup final?", "duration"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse
@@ -772,6 +773,9 @@ def test_what_is_not_news_to_the_question():
     assert not _is_new(span("France's Corvale"), asked, words)
     assert not _is_new(span("Tarnsiders"), asked, words)
     assert _is_new(span("Julio Vance"), asked, words)
+    # The parts of a hyphenated question word are asked too.
+    owned = _norm("Who offered the Corvale-owned firm help?")
+    assert not _is_new(span("France's Corvale"), owned, {w.removesuffix("'s") for w in _ASKED_WORD.findall(owned)})
 
 
 def test_a_person_is_not_named_after_the_kind_of_person_asked_for():

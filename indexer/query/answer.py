@@ -712,7 +712,9 @@ def _is_new(span: TypedSpan, asked: str, asked_words: set[str]) -> bool:
         # New when most of its words are new: "Kazakhstan's Ministry of Water" is not news to a
         # question about Kazakhstan's water, "Taalaibek Ibraev" is; nor is a word that only adds an ending to
         # an asked one ("Gibraltarians" to a question about Gibraltar).
-        old = [w in asked_words or any(len(a) >= 5 and w.startswith(a) for a in asked_words) for w in words]
+        # The parts of a hyphenated question word are asked too ("Suez-owned").
+        asked_parts = asked_words | {p for a in asked_words if "-" in a for p in a.split("-")}
+        old = [w in asked_parts or any(len(a) >= 5 and w.startswith(a) for a in asked_parts) for w in words]
         return not words or sum(not o for o in old) * 2 >= len(words)
     return True
 

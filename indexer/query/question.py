@@ -112,7 +112,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
-                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon)\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
+                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon|early)\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
