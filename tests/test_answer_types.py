@@ -789,3 +789,22 @@ def test_each_name_of_a_list_is_a_constraint():
 
     assert analyse("Where are Tarnside, Vellmoor and Corvale holding talks?").entities == (
         "Tarnside", "Vellmoor", "Corvale")
+
+
+def test_a_surname_alone_gives_way_to_the_full_name_in_the_same_article():
+    from indexer.query.answer import Candidate, _in_full
+    from indexer.query.spans import TypedSpan
+    from indexer.types import Citation, Hit
+
+    def candidate(article, text, name, score):
+        hit = Hit(1, 1.0, text, Citation(article, "t", None, None, None, None, 0, len(text), 0), 0)
+        at = text.index(name)
+        return Candidate(hit, 0, len(text), text, {}, TypedSpan("person", at, at + len(name), name), score=score)
+
+    order = lambda c: c.score  # noqa: E731
+    surname = candidate("a", "Speaking on radio, Mrs Marsh declined to comment.", "Marsh", 9.0)
+    full = candidate("a", "Vellmoor chief Helena Marsh said profits rose.", "Helena Marsh", 8.0)
+    other = candidate("b", "Rival boss Ivo Marsh said nothing.", "Ivo Marsh", 8.5)
+    assert _in_full(surname, [surname, full, other], order) is full
+    assert _in_full(full, [surname, full, other], order) is full
+    assert _in_full(surname, [surname, other], order) is surname  # another article's Marsh may be someone else

@@ -336,7 +336,8 @@ class Answerer:
     def rank(self, considered: Considered) -> Candidate | None:
         """The best candidate (None if there is none) of `eligible(candidates)`: the prefilter's
         `weights.embedded` best are embedded and scored with the full weights; the rest keep their
-        prefilter score."""
+        prefilter score. A best candidate whose short answer is a surname alone gives way to the best of its
+        article that names the person in full (`_in_full`)."""
         if not considered.candidates:
             return None
         order = lambda c: (c.score, -c.hit.rank, -c.start)  # noqa: E731
@@ -346,7 +347,7 @@ class Answerer:
         pool = eligible(considered.candidates)
         if self.weights.embedded <= 0:
             considered.shortlist = considered.candidates
-            return max(pool, key=order)
+            return _in_full(max(pool, key=order), pool, order)
         shortlist = sorted(pool, key=order, reverse=True)[:self.weights.embedded]
         self._embed(considered, shortlist)
         considered.shortlist = shortlist
@@ -389,6 +390,17 @@ class Answerer:
             span = ShortAnswer(article.text[start:start + len(best.span.text)], start,
                                start + len(best.span.text), best.span.kind)
         return Answer(text=article.text[best.start:best.end], citation=citation, span=span)
+
+
+def _in_full(best: Candidate, pool: list[Candidate], order) -> Candidate:
+    """`best`, or when its short answer is a surname alone ("Mr Varley declined ..."), the best candidate of the
+    same article whose short answer is the full name ("Barclays' chief John Varley said ...")."""
+    span = best.span
+    if span is None or span.kind not in ("person", "name") or " " in span.text:
+        return best
+    fuller = [c for c in pool if c.span is not None and c.span.kind == "person"
+              and c.span.text.endswith(" " + span.text) and c.hit.citation.article_id == best.hit.citation.article_id]
+    return max(fuller, key=order) if fuller else best
 
 
 def eligible(candidates: list[Candidate]) -> list[Candidate]:
