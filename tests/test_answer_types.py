@@ -808,3 +808,17 @@ def test_a_surname_alone_gives_way_to_the_full_name_in_the_same_article():
     assert _in_full(surname, [surname, full, other], order) is full
     assert _in_full(full, [surname, full, other], order) is full
     assert _in_full(surname, [surname, other], order) is surname  # another article's Marsh may be someone else
+
+
+def test_the_owner_of_what_the_question_asks_about_is_in_apposition():
+    from indexer.query.answer import _ASKED_WORD, _norm, _typed
+    from indexer.query.question import analyse
+    from indexer.store.bm25 import stem
+
+    question = "Who scored Tarnside's late goal against Vellmoor?"
+    asked = _norm(question)
+    typed = _typed(analyse(question), "Rhys Penna's late goal was no comfort, said manager Ivo Brandt.", asked,
+                   {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)},
+                   {stem(w): 1.0 for w in analyse(question).focus})
+    # "Rhys Penna's late goal": whose the goal asked about is, as strong a sign as an apposition.
+    assert {span.text: bonus > 0 for span, _, bonus in typed.spans} == {"Rhys Penna": True, "Ivo Brandt": False}

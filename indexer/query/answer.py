@@ -546,6 +546,11 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # by the title it starts with. A person is not named after the kind of person asked for: "I'm A
             # Celebrity" is a show.
             bonus = _APPOSITION
+        if question.answer_type == "person" and span.kind in ("person", "name"):
+            owned = _OWNS.match(text, span.end)
+            if owned and any(stem(w.lower()) in focus for w in owned.group(1).split()):
+                # "Who scored Arsenal's late goal?": "Kolo Toure's late goal" - whose the thing asked about is.
+                bonus = max(bonus, _LOCATIVE_BONUS)
         if question.answer_type == "organisation" and span.kind in _NAMES and \
                 LOCATED_BEFORE.search(text[max(0, span.start - 40):span.start]):
             # "Which US manufacturer ...": "Pennsylvania-based Wabtec", a company introduced by where it sits.
@@ -619,6 +624,8 @@ _TITLED = re.compile(r"((?:[\w'’-]+[^\S\n]+){1,3})" + TITLE_INSIDE.pattern + r
 _POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
 _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
 _OWNER = re.compile(r"['’]s?[^\S\n]")
+# What a possessive right after a name owns: its next three words ("Kolo Toure's late goal").
+_OWNS = re.compile(r"['’]s[^\S\n]+((?:[\w-]+[^\S\n]+){0,2}[\w-]+)")
 # Head nouns of places whose names carry them ("Prince Edward Theatre", "Ili River"): a name without the
 # noun keeps this share of its fit, below `STRONG_FIT`.
 _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
