@@ -629,6 +629,8 @@ def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(t
     # A number that ends a name is part of it; a score's first digits are not.
     ("The Vellmoor Phone 300 has been chosen.", "name", "Vellmoor Phone 300"),
     ("Tarnside beat Vellmoor 2-0 on Sunday.", "name", "Vellmoor"),
+    # A day range written with "to" or "and" is one date.
+    ("The Tarnside regatta runs from 14 to 29 May.", "date", "14 to 29 May"),
     # A part of a run after "and" loses a company's seat as the whole run does.
     ("A tie-up of Corran and Tarnside-based Kestrel Rail was mooted.", "organisation", "Kestrel Rail"),
 ])
@@ -736,6 +738,8 @@ def test_a_leading_clause_does_not_hide_the_head_noun():
 def test_what_a_number_is_not():
     from indexer.query.spans import typed_spans
 
+    # "More", "Nearly", ... opening a sentence start no name.
+    assert not any(s.text == "More" for s in typed_spans("More than half of Tarnside's ferries are old."))
     # "has" is no counted noun, and the number ending a name counts nothing.
     assert not any(s.kind == "number" for s in typed_spans("The Vellmoor Phone 300 has been chosen."))
 

@@ -78,7 +78,7 @@ _AGE = re.compile(
     re.IGNORECASE,
 )
 _DATE = re.compile(
-    rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}\s?[-–]\s?)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
+    rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}(?:\s?[-–]\s?|\s(?:to|and)\s))?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:\s?[-–]\s?\d{{1,2}})?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
@@ -206,7 +206,8 @@ there here then so yet also however although though mr mrs ms miss dr prof presi
 chancellor secretary chairman chief boss judge mp mps mr. mrs. dr. last next this monday tuesday wednesday thursday
 friday saturday sunday january february march april may june july august september october november december
 meanwhile but both all some many most one two three four five six seven eight nine ten according despite
-under over about speaking writing analysts experts officials critics during""".split())
+under over about speaking writing analysts experts officials critics during more less fewer only even just
+around nearly almost""".split())
 _WHEN_WORDS = {w.lower() for w in MONTHS} | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
                                               "sunday"}
 _TITLE_PERSON = re.compile(
