@@ -683,6 +683,12 @@ def test_a_common_word_that_opens_a_sentence_starts_no_name():
     # The noun that owns the measure asked for is no head: a rate is asked for, not a bank.
     ("What was the Bank of Tarnside's base rate in March?", "percent"),
     ("How early did Tarnside score in the cup final?", "duration"),
+    ("How much longer will the Tarnside ban last?", "duration"),
+    # A loss is money, however big it is asked to be; a population or a crowd is a count.
+    ("How big was Vellmoor Mining's loss?", "money"),
+    ("What is the population of Tarnside?", "number"),
+    # A noun that owns another is no head: the chief executive is asked for, not the firm.
+    ("What is the Tarnside firm's new chief executive called?", "person"),
 ])
 def test_question_types_fourth_pass(question, kind):
     from indexer.query.question import analyse

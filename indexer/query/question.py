@@ -112,7 +112,7 @@ _RULES: list[tuple[str, re.Pattern]] = [
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
-                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon|early)\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
+                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon|early)\b|\bhow\s+much\s+longer\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
@@ -133,7 +133,9 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"wicket|line|file|cubic|square|gigawatt|megawatt)|"
                             r"\bwhat\s+(?:\w+\s+)?(?:level|speed|time|distance|size|height|capacity|volume|weight|"
                             r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
-    ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
+    ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b|"
+                          r"\bwhat\s+(?:is|was|were)\s+the\s+(?:[\w'’-]+\s+)?(?:population|attendance|crowd|turnout|"
+                          r"death\s+toll|toll)\b", _I)),
     ("work", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{_WORK_NOUNS}\b|"
                         r"\bwhat\s+(?:is|was)\s+the\s+(?:name|title)\s+of\s+(?:the\s+)?(?:\w+\s+){0,4}" + _WORK_NOUNS +
                         r"|\bwhat\s+is\s+the\s+.*\b(?:documentary|film|album|book|show)\b.*\bcalled\b", _I)),
@@ -170,7 +172,7 @@ _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publi
                       r"broadcasts|organises|operates)\b", _I)
 # "Who runs Barclays as its chief executive?" asks for a person, whatever "runs" asks for alone.
 _AS_PERSON = re.compile(rf"\bas\s+(?:its|their|the|his|her|a|an)?\s*(?:[\w'’-]+\s+)?{_PERSON_NOUNS}\b", _I)
-_MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
+_MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|loss|losses|price|pay|paid|earn|earned|"
                           r"revenue|turnover|dividend|fine|salary|debt|owe|compensation|spend|spent)\b", _I)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _COUNTED = re.compile(r"\bhow\s+many\s+([a-z][\w-]+)(?:\s+([a-z][\w-]+))?", _I)
@@ -225,13 +227,19 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
         return None
     # "What is the venue of ...", "What is the name of the theatre ...": the noun after the copula and "name of".
-    rest = _COPULA_NAME.sub("", q[head.start(1):])
+    lead = q[head.start(1):]
+    rest = _COPULA_NAME.sub("", lead)
+    definite = bool(re.search(r"\bthe\b", lead[:len(lead) - len(rest)], _I))
     if _MEASURE_AFTER.match(" " + rest) or re.match(r"(?:[\w'’-]+\s+)?(?:date|year|day|month)s?\s+of\b", rest, _I):
         # "What is the age of Everton's striker ...", "What was the release date of the phone?": an age, a
         # date is asked for, not a striker or a phone.
         return None
     window = _HEAD_STOP.split(" ".join(rest.split()[:6]).rstrip("?.!"))[0]
-    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
+    # A noun that owns another after "the" is no head ("What is the firm's new chief executive called?"), but
+    # "Which party's candidate ...?" asks for the party.
+    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window)
+                   if not (re.match(r"['’]s?\b", window[m.end():m.end() + 2])
+                           and (definite or re.search(r"\bthe\b", window[:m.start()], _I))))
     if not found:
         return None
     # The first listed noun, or the next one when it follows directly ("Rugby Union chairman").
@@ -260,7 +268,7 @@ def answer_type(question: str) -> str:
     typed = _typed_head(q)
     if typed:
         return typed[0]
-    if (re.match(r"^\s*what\b", q, _I) or re.search(r"\bhow\s+much\b", q, _I)) and _MONEY_WORDS.search(q) \
+    if (re.match(r"^\s*what\b", q, _I) or re.search(r"\bhow\s+(?:much|big|large)\b", q, _I)) and _MONEY_WORDS.search(q) \
             and not _RULES[0][1].search(q):
         return "money"  # "What did it earn?", "It reported a profit of how much?"
     for kind, pattern in _RULES:
