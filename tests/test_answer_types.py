@@ -832,3 +832,23 @@ def test_the_owner_of_what_the_question_asks_about_is_in_apposition():
                    {stem(w): 1.0 for w in analyse(question).focus})
     # "Rhys Penna's late goal": whose the goal asked about is, as strong a sign as an apposition.
     assert {span.text: bonus > 0 for span, _, bonus in typed.spans} == {"Rhys Penna": True, "Ivo Brandt": False}
+
+
+@pytest.mark.parametrize("question,kind,head", [
+    # A query with no question word names the kind asked for by a word for it, or by its last noun.
+    ("Tarnside mayor age?", "age", None),
+    ("Vellmoor Phone release date?", "date", None),
+    ("Tarnside council meets again when?", "date", None),
+    ("Vellmoor Mining profit figure?", "money", None),
+    ("Number of ferries sold by the Tarnside council?", "number", None),
+    ("Tarnside Ferries chairman?", "person", "chairman"),
+    ("Name of the Tarnside documentary about Ana Sole?", "work", "documentary"),
+    # A word for money after the head noun does not hide it; a long break is a duration.
+    ("Which Tarnside analyst commented on handset sales?", "person", "analyst"),
+    ("How long is the planned Tarnside ferry strike?", "duration", None),
+])
+def test_queries_without_a_question_word(question, kind, head):
+    from indexer.query.question import analyse
+
+    analysed = analyse(question)
+    assert (analysed.answer_type, analysed.head) == (kind, head)

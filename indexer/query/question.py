@@ -114,9 +114,12 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
                             r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon|early)\b|\bhow\s+much\s+longer\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
+                            r"\bhow\s+long\s+(?:is|was|will\s+be)\s+(?:the|a|an|its|his|her|their)\s+(?:[\w'’-]+\s+){0,4}?"
+                            r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay|suspension|absence|strike|"
+                            r"lay-off|holiday|tour|spell)\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
-    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:years?|dates?|days?|months?|weeks?|weekends?|decades?|century|centuries)\b|"
+    ("date", re.compile(r"^\s*when\b|\bwhen\s*\?\s*$|\b(?:what|which)\s+(?:years?|dates?|days?|months?|weeks?|weekends?|decades?|century|centuries)\b|"
                         r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
                         r"^\s*what\s+(?:is|was|are|were)\s+the\s+(?:[\w'’-]+\s+){0,2}(?:dates?|year|day|month)\s+(?:of|for)\b|"
                         r"\bsince\s+what\b", _I)),
@@ -212,6 +215,23 @@ class Question:
         return ACCEPTS[self.answer_type].get(kind, 0.0)
 
 
+# A query with no question word ("Kanye West age?", "Ofcom chairman?", "Firefox 1.0 release date?"): the kind
+# asked for is named by a word for it, or by the last noun for a kind of thing.
+_ANY_WH = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", _I)
+_TELEGRAPHIC = (("age", re.compile(r"\bage\b", _I)),
+                ("date", re.compile(r"\b(?:dates?|year|day|month)\b", _I)),
+                ("number", re.compile(r"\b(?:number|total|count)\s+of\b", _I)),
+                ("percent", re.compile(r"\b(?:percentage|per\s?cent|proportion)\b", _I)),
+                ("money", _MONEY_WORDS))
+
+
+def _telegraphic(question: str) -> str | None:
+    """The kind a query without a question word names by a word for it ("... age?"), else None."""
+    if _ANY_WH.search(question):
+        return None
+    return next((kind for kind, cue in _TELEGRAPHIC if cue.search(question)), None)
+
+
 def _typed_head(question: str) -> tuple[str, str] | None:
     """(answer type, noun) when a listed noun after "which"/"what" names the kind of thing asked for
     ("river" in "Which river supplies ..."), else None."""
@@ -221,10 +241,16 @@ def _typed_head(question: str) -> tuple[str, str] | None:
         return "person", who.group(1).lower()
     if _SPEAKS_FOR.match(q):
         return "person", "spokesman"
+    if not _ANY_WH.search(q):
+        if _telegraphic(q):
+            return None
+        # "Ofcom chairman?", "Barclays chief executive name?": the last noun for a kind of thing.
+        nouns = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(q))
+        return (nouns[-1][2], q[nouns[-1][0]:nouns[-1][1]].lower()) if nouns else None
     head = _HEAD_WINDOW.match(q)
     if not head and not _WH_FIRST.match(q):
         head = _IN_SITU.search(q)  # "Mary Poppins is showing at which theatre?"
-    if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
+    if not head or re.search(r"\b(?:how|when)\b", q, _I):
         return None
     # "What is the venue of ...", "What is the name of the theatre ...": the noun after the copula and "name of".
     lead = q[head.start(1):]
@@ -247,6 +273,8 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     for later in found[1:]:
         if later[0] <= noun[1] + 1:
             noun = later
+    if _MONEY_WORDS.search(window[:noun[0]]):
+        return None  # "What price did the firm pay ...": money is asked for, whatever noun follows
     if _MEASURE_AFTER.match(window, noun[1]) or _OWNED_MEASURE.match(window, noun[1]):
         return None  # "At what reservoir level ...", "the Bank of England's base rate": a level, a rate is asked for
     return noun[2], window[noun[0]:noun[1]].lower()
@@ -261,6 +289,9 @@ def head_noun(question: str) -> str | None:
 def answer_type(question: str) -> str:
     """The expected answer type of `question` (one of `ANSWER_TYPES`)."""
     q = question.strip()
+    telegraphic = _telegraphic(q)
+    if telegraphic:
+        return telegraphic
     if _WHO_ORG.search(q) and not _AS_PERSON.search(q):
         return "organisation"
     if _RANK.search(q):
