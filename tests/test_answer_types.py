@@ -852,3 +852,20 @@ def test_queries_without_a_question_word(question, kind, head):
 
     analysed = analyse(question)
     assert (analysed.answer_type, analysed.head) == (kind, head)
+
+
+def test_the_name_right_after_the_questions_verb_is_its_object():
+    # "Sole will meet Dora Vance": the name after a word of the question that is no name (the relation asked
+    # about) is its object; the loser of the semi-final sits nearer the question's names.
+    span = _chosen_span("Who will Ana Sole meet in the Tarnside final?",
+                        "Ana Sole reached the Tarnside final with a win over Mara Quill. Sole will meet Dora Vance on Sunday.")
+    assert span is not None and span.text == "Dora Vance", span
+
+
+def test_only_a_question_about_its_verbs_object_takes_the_name_after_the_verb():
+    from indexer.query.answer import _WH_OBJECT
+
+    assert _WH_OBJECT.match("Who will Ana Sole meet in the Tarnside final?")
+    assert _WH_OBJECT.match("Which company did Tarnside Mining buy?")
+    assert not _WH_OBJECT.match("Which celebrity was voted out of the Tarnside jungle show?")
+    assert not _WH_OBJECT.match("Who will face Ana Sole in the final?")

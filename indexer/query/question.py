@@ -167,6 +167,8 @@ _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|
 # The noun owns the measure asked for ("What was the Bank of England's base rate ...").
 _OWNED_MEASURE = re.compile(r"(?:\s+of\s+[\w'’-]+)?['’]s?\s+(?:[\w-]+\s+)?" + _MEASURE_AFTER.pattern.removeprefix(r"\s+"), _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
+# Any noun for a kind of thing asked for (a person's, an organisation's, a place's, a work's).
+KIND_NOUN = re.compile(rf"{_WORK_NOUNS}|{ORG_NOUNS}|{_PLACE_NOUNS}|{_PERSON_NOUNS}", _I)
 _HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
 # "Who speaks for the campaign?" asks for its spokesman ("X, a spokesman for the campaign").
