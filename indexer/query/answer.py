@@ -417,9 +417,9 @@ def eligible(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def _unretrieved(hits: list[Hit], articles: dict, count: int, skip: int = 0) -> list[tuple[int, Hit]]:
-    """For the first `count` articles of `hits` (but the first `skip` of them), each stretch of the article's text that none of `hits`
-    holds, as a pseudo-passage: (the position of the article's best hit, a `Hit` copy of that hit with the
-    stretch's text and offsets)."""
+    """For the first `count` articles of `hits` but the first `skip`, each stretch of the article's text that
+    none of `hits` holds, as a pseudo-passage: (the position of the article's best hit, a `Hit` copy of that
+    hit with the stretch's text and offsets)."""
     found = []
     seen: list[str] = []
     for position, hit in enumerate(hits, start=1):

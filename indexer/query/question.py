@@ -5,7 +5,9 @@ over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
   → money, "how old" → age, "which film" → work, "who" → person, "where did she
-  finish" → rank, "how often" → frequency, "why" → reason, ...);
+  finish" → rank, "how often" → frequency, "why" → reason, ...), or for a query
+  with no question word from a word for a kind it names ("Kanye West age?" → age,
+  "Ofcom chairman?" → person);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named
