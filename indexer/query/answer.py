@@ -6,7 +6,8 @@
    type, the focus words, and the years and names it asks about;
 2. takes as candidates the sentences, and adjacent sentence pairs, of the top
    passages of several articles (`ANSWER_PASSAGES`), and of the best article's text
-   that none of them holds (`WHOLE_ARTICLES`);
+   that none of them holds (`WHOLE_ARTICLES`; the next articles' too, `DEEPER_ARTICLES`,
+   when no candidate holds a span that fits the question well);
 3. scores each candidate with the fitted linear combination of `CANDIDATE_FEATURES`:
    coverage of the question's terms (in the sentence and in its
    passage), the best span of the expected type that the question does not already hold
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
-from indexer.query.question import Question, analyse
+from indexer.query.question import KIND_NOUN, ORG_NOUNS, STOPWORDS, Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import (LOCATED_BEFORE, MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, bare, same_nation,
                                  typed_spans, unit_measure)
@@ -70,6 +71,9 @@ CANDIDATE_FEATURES = ("cosine", "cover", "span_cover", "words", "head", "context
 # the BBC fitting half and news-qa scored as with the first two, and the answer's own work (after the
 # search) took 13 ms at the median instead of 19 (7 ms without any; load 2.5 on 2 cores).
 WHOLE_ARTICLES = 1
+# When no candidate holds a span that fits the question well (`STRONG_FIT`), the unretrieved text of this
+# many more articles also gives candidates.
+DEEPER_ARTICLES = 2
 # The type fit from which a span answers as a kind the question asks for (`eligible`): a name of unsure
 # kind (0.6) for a person, an amount with a unit (0.4) for a duration; not a count for an age or an
 # amount for a count (0.3). On the BBC fitting half, 0.6 lost three right candidates (a duration asked,
@@ -236,16 +240,34 @@ class Answerer:
         searcher = self.searcher
         articles = searcher.articles({h.citation.article_id for h in hits})
         misses = {aid: _constraint_misses(question, a.title, a.text) for aid, a in articles.items()}
+        lowercase = {aid: lower_words(a.text) for aid, a in articles.items()}
         top_score = max(h.score for h in hits) or 1.0
         asked = _norm(query)
         focus = terms.weights
         asked_words = {w.removesuffix("'s") for w in _ASKED_WORD.findall(asked)}
-        candidates = []
+        candidates: list[Candidate] = []
         # The question's content wordpieces: a sentence that says "shortfall" for "deficit" or "gift" for
         # "present" matches them by the model's input embeddings, a table look-up (no model call).
         wanted = searcher.embedder.wordpiece_vectors(QUESTION_WORDS.sub(" ", query))[0]
         sources = [(position, hit, 0.0) for position, hit in enumerate(hits, start=1)]
         sources += [(position, hit, 1.0) for position, hit in _unretrieved(hits, articles, WHOLE_ARTICLES)]
+        self._add_candidates(candidates, sources, terms, question, asked, asked_words, focus, wanted, misses, lowercase,
+                             top_score)
+        if max((c.features["type"] for c in candidates), default=0.0) < STRONG_FIT:
+            # No candidate holds a span of the kind asked for: the answer may sit in the unretrieved text of
+            # the next articles ("How old is X?" asked of an article that gives no age, when the second
+            # one says "X, 57, ...").
+            deeper = _unretrieved(hits, articles, WHOLE_ARTICLES + DEEPER_ARTICLES, skip=WHOLE_ARTICLES)
+            self._add_candidates(candidates, [(position, hit, 1.0) for position, hit in deeper], terms, question,
+                                 asked, asked_words, focus, wanted, misses, lowercase, top_score)
+        return candidates
+
+    def _add_candidates(self, candidates: list[Candidate], sources: list[tuple[int, Hit, float]], terms: QueryTerms,
+                        question: Question, asked: str, asked_words: set[str], focus: dict[str, float],
+                        wanted: np.ndarray, misses: dict[str, tuple[float, float]],
+                        lowercase: dict[str, frozenset[str]], top_score: float) -> None:
+        """Append to `candidates` the sentences and adjacent pairs of each source: (position of its article's
+        best hit, the passage or unretrieved stretch, 1.0 if unretrieved)."""
         for position, hit, unretrieved in sources:
             base = hit.citation.start
             spans = [(base + s, base + e) for s, e in split_sentences(hit.text)]
@@ -253,7 +275,8 @@ class Answerer:
                 continue
             texts = [hit.text[s - base: e - base] for s, e in spans]
             tokens = tokenize(texts)
-            typed = [_typed(question, t, asked, asked_words, focus, hit.citation.date) for t in texts]
+            typed = [_typed(question, t, asked, asked_words, focus, hit.citation.date, lowercase[hit.citation.article_id])
+                     for t in texts]
             words = word_similarity(wanted, *self._wordpieces(hit, spans), len(spans))
             context = terms.overlap(tokenize([f"{hit.citation.title} {hit.text}"])[0])
             year_miss, entity_miss = misses[hit.citation.article_id]
@@ -284,7 +307,6 @@ class Answerer:
                             **common}
                 candidates.append(Candidate(hit, start, end, text, features, _fuller_name(span, found),
                                             sentences=tuple(texts[i:j + 1])))
-        return candidates
 
     def _wordpieces(self, hit: Hit, spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """The passage's content wordpiece vectors and the index in `spans` (its sentences, article
@@ -314,7 +336,8 @@ class Answerer:
     def rank(self, considered: Considered) -> Candidate | None:
         """The best candidate (None if there is none) of `eligible(candidates)`: the prefilter's
         `weights.embedded` best are embedded and scored with the full weights; the rest keep their
-        prefilter score."""
+        prefilter score. A best candidate whose short answer is a surname alone gives way to the best of its
+        article that names the person in full (`_in_full`)."""
         if not considered.candidates:
             return None
         order = lambda c: (c.score, -c.hit.rank, -c.start)  # noqa: E731
@@ -324,7 +347,7 @@ class Answerer:
         pool = eligible(considered.candidates)
         if self.weights.embedded <= 0:
             considered.shortlist = considered.candidates
-            return max(pool, key=order)
+            return _in_full(max(pool, key=order), pool, order)
         shortlist = sorted(pool, key=order, reverse=True)[:self.weights.embedded]
         self._embed(considered, shortlist)
         considered.shortlist = shortlist
@@ -369,6 +392,17 @@ class Answerer:
         return Answer(text=article.text[best.start:best.end], citation=citation, span=span)
 
 
+def _in_full(best: Candidate, pool: list[Candidate], order) -> Candidate:
+    """`best`, or when its short answer is a surname alone ("Mr Varley declined ..."), the best candidate of the
+    same article whose short answer is the full name ("Barclays' chief John Varley said ...")."""
+    span = best.span
+    if span is None or span.kind not in ("person", "name") or " " in span.text:
+        return best
+    fuller = [c for c in pool if c.span is not None and c.span.kind == "person"
+              and c.span.text.endswith(" " + span.text) and c.hit.citation.article_id == best.hit.citation.article_id]
+    return max(fuller, key=order) if fuller else best
+
+
 def eligible(candidates: list[Candidate]) -> list[Candidate]:
     """The candidates the answer is chosen from: those holding a span of a kind the question accepts,
     if any does, else all; and when some hold one of a kind that fits well (`STRONG_FIT`: the kind
@@ -382,10 +416,10 @@ def eligible(candidates: list[Candidate]) -> list[Candidate]:
     return [c for c in typed if c.features["type"] >= floor]
 
 
-def _unretrieved(hits: list[Hit], articles: dict, count: int) -> list[tuple[int, Hit]]:
-    """For the first `count` articles of `hits`, each stretch of the article's text that none of `hits`
-    holds, as a pseudo-passage: (the position of the article's best hit, a `Hit` copy of that hit with the
-    stretch's text and offsets)."""
+def _unretrieved(hits: list[Hit], articles: dict, count: int, skip: int = 0) -> list[tuple[int, Hit]]:
+    """For the first `count` articles of `hits` but the first `skip`, each stretch of the article's text that
+    none of `hits` holds, as a pseudo-passage: (the position of the article's best hit, a `Hit` copy of that
+    hit with the stretch's text and offsets)."""
     found = []
     seen: list[str] = []
     for position, hit in enumerate(hits, start=1):
@@ -395,6 +429,8 @@ def _unretrieved(hits: list[Hit], articles: dict, count: int) -> list[tuple[int,
         seen.append(article_id)
         if len(seen) > count:
             break
+        if len(seen) <= skip:
+            continue
         text = articles[article_id].text
         held = sorted((h.citation.start, h.citation.end) for h in hits if h.citation.article_id == article_id)
         at = 0
@@ -440,15 +476,21 @@ class _Typed:
 
 
 def _typed(question: Question, text: str, asked: str, asked_words: set[str], focus: dict[str, float],
-           published: str | None = None) -> _Typed:
+           published: str | None = None, common: frozenset[str] = frozenset()) -> _Typed:
     """`focus`: the question's stemmed terms with their idf weights; `published`: the article's date
-    (YYYY-MM-DD), if known."""
+    (YYYY-MM-DD), if known; `common`: the words the article writes in lower case (`lower_words`)."""
     kept = []
     lower = text.lower()
     counted = stem(question.counted) if question.counted else None
-    spans = typed_spans(text)
+    spans = typed_spans(text, common)
     ends = {(t.kind, t.end) for t in spans}
     asks_source = bool(_ASKS_SOURCE.search(question.text))
+    # The question's lower-case content words (its verb and nouns, not its names or the kind asked for).
+    # (Only when the question asks for the object of its verb: "Who will Taylor Dent meet?", not "Which
+    # celebrity was voted out?", whose answer is the verb's subject.)
+    relation = {stem(w) for w in re.findall(r"(?<![\w'’-])[a-z][a-z'’-]+", question.text)
+                if w not in STOPWORDS and len(w) > 2 and not KIND_NOUN.fullmatch(w.removesuffix("s"))} \
+        if _WH_OBJECT.match(question.text) else set()
     for span in spans:
         fit = question.accepts(span.kind)
         if fit <= 0 or not _is_new(span, asked, asked_words):
@@ -456,6 +498,8 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
         if question.head in _COMPANY_HEADS and span.kind in _NAMES and _PUBLIC_BODY.search(span.text):
             continue  # "Which company signed ...": a ministry or a department is no company
         bonus = 0.0
+        if span.kind == "date" and question.date_unit and not _HAS_UNIT[question.date_unit].search(span.text):
+            fit *= _NOT_THE_FACILITY  # "In what month ...": "2005" names none; "In what year ...": "February" none
         if span.kind == "date" and question.tense and published:
             # "When will the next congress be held?": a date before the article's is over, one after it is
             # what is planned ("agreed to hold the next in 2028"); the reverse for "When did ...".
@@ -470,7 +514,10 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 bonus = _APPOSITION  # "How big was the electricity deficit?": "2.4 billion kWh"
             elif measure is not None:
                 fit *= _OTHER_MEASURE  # ... not "1.5 billion cubic metres" of water
-        if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20]:
+        if question.head and span.kind in _NAMES and question.head in lower[max(0, span.start - 20):span.end + 20] \
+                and not _OWNER.match(text, span.end) \
+                and not (question.answer_type == "person" and question.head in span.text.lower()):
+            # ("Ivo Brandt's film" is his film, he is no film; "I'm A Celebrity" is no celebrity.)
             fit = 1.0  # "Which river ..." and "the Ili River": the name of the kind asked for
             # In apposition to the noun asked for ("Gartner analyst Carolina Milanesi", "Solidere, the
             # company"): the strongest sign that this name is the one asked for.
@@ -480,8 +527,10 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             before = text[max(0, span.start - 25):span.start]
             if re.search(rf"\b{re.escape(question.head)}s?\b", before) or \
                     re.search(rf"\b{re.escape(question.head)}[^\S\n]+$", before, re.IGNORECASE) or \
-                    re.match(rf"\W{{0,3}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
+                    re.match(rf"[^\S\n]*[,(–—-]\W{{0,2}}(?:the\s+|a\s+|an\s+)?(?:\w+\s+)?{re.escape(question.head)}\b",
                              text[span.end:span.end + 30]):
+                # (After the name, only set off by a comma or a bracket: "Oliver Stone's film" is his, not him,
+                # and "a Home Office minister" is no office.)
                 bonus = _APPOSITION
         if question.head and span.kind in _NAMES and re.match(
                 rf",[^\S\n]+(?:(?:the|a|an|his|her|its|their)[^\S\n]+)?(?:[\w'’-]+[^\S\n]+){{0,3}}"
@@ -497,10 +546,22 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
                 bonus = max(bonus, _APPOSITION)
         if question.head and span.kind in _NAMES and " " in span.text and (
                 re.search(rf"\b{re.escape(question.head)}s?$", span.text, re.IGNORECASE)
+                and question.answer_type != "person"
                 or re.match(rf"{re.escape(question.head)}\b", span.text, re.IGNORECASE)):
             # "Which river ...": "the Ili River" is a river by its own name; "Which pope ...": "Pope Francis"
-            # by the title it starts with.
+            # by the title it starts with. A person is not named after the kind of person asked for: "I'm A
+            # Celebrity" is a show.
             bonus = _APPOSITION
+        if relation and question.answer_type in ("person", "organisation", "work") and span.kind in _NAMES and any(
+                stem(w.lower()) in relation for w in _ASKED_WORD.findall(text[max(0, span.start - 25):span.start])[-3:]):
+            # "Who will Taylor Dent meet?": "Dent will meet Swede Joachim Johansson" - the name right after a
+            # word of the question that is no name (the relation asked about) is its object.
+            bonus = max(bonus, _LOCATIVE_BONUS)
+        if question.answer_type == "person" and span.kind in ("person", "name"):
+            owned = _OWNS.match(text, span.end)
+            if owned and any(stem(w.lower()) in focus for w in owned.group(1).split()):
+                # "Who scored Arsenal's late goal?": "Kolo Toure's late goal" - whose the thing asked about is.
+                bonus = max(bonus, _LOCATIVE_BONUS)
         if question.answer_type == "organisation" and span.kind in _NAMES and \
                 LOCATED_BEFORE.search(text[max(0, span.start - 40):span.start]):
             # "Which US manufacturer ...": "Pennsylvania-based Wabtec", a company introduced by where it sits.
@@ -511,6 +572,14 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # "Where did they meet?": "met in the town of Cholpon-Ata"; "at London's Earls Court": the place
             # the possessive belongs to is no answer, what it owns is.
             bonus = max(bonus, _LOCATIVE_BONUS)
+        if question.answer_type != "place" and span.kind in ("place", "name") and _ATTRIBUTIVE.match(text, span.end) \
+                or question.answer_type not in ("place", "organisation") and span.kind in _NAMES \
+                and _TITLE_AFTER.match(text, span.end):
+            # "the London side from Northampton", "US magazine Mobile PC": a place before the noun for an
+            # organisation says where that organisation is, it is not its name (nor anything but a place);
+            # "Tory leader Michael Howard", "a Home Office minister": a name before a person's title says
+            # whose, it is no person (nor a work).
+            fit *= _NOT_THE_FACILITY
         if question.head in _FACILITIES and span.kind in _NAMES and question.head not in span.text.lower():
             fit *= _NOT_THE_FACILITY  # "Which theatre ...": "Prince Edward Theatre", not "London"
         if question.head in _SETTLEMENTS and span.kind in ("place", "name") and (
@@ -565,11 +634,25 @@ _TITLED = re.compile(r"((?:[\w'’-]+[^\S\n]+){1,3})" + TITLE_INSIDE.pattern + r
 # A possessor right before a span ("London's Earls Court"), and one right after it.
 _POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
 _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
+_OWNER = re.compile(r"['’]s?[^\S\n]")
+# A question that asks for the object of its verb: the question word, an auxiliary, then the verb's subject.
+_WH_OBJECT = re.compile(r"^\s*(?i:who|whom|which\s+[\w-]+(?:\s+[\w-]+)?|what\s+[\w-]+(?:\s+[\w-]+)?)\s+"
+                        r"(?i:did|does|do|will|would|can|could|should|has|have|had|might|must)\s+"
+                        r"(?:(?i:the|a|an|his|her|their|its|he|she|they|it)\b|[A-Z])")
+# What a possessive right after a name owns: its next three words ("Kolo Toure's late goal").
+_OWNS = re.compile(r"['’]s[^\S\n]+((?:[\w-]+[^\S\n]+){0,2}[\w-]+)")
 # Head nouns of places whose names carry them ("Prince Edward Theatre", "Ili River"): a name without the
 # noun keeps this share of its fit, below `STRONG_FIT`.
 _FACILITIES = {"theatre", "theater", "stadium", "arena", "hotel", "hospital", "prison", "airport", "hall", "street",
                "river", "lake", "reservoir", "dam", "bridge", "court", "palace", "centre", "center"}
 _NOT_THE_FACILITY = 0.35
+# A lower-case noun for an organisation right after a place's name ("the London side", "a Tarnside firm").
+_ATTRIBUTIVE = re.compile(rf"[^\S\n]+{ORG_NOUNS}\b")
+# A lower-case title right after a name ("Tory leader", "Barclays chief"): nouns that are seldom verbs.
+_TITLE_AFTER = re.compile(r"[^\S\n]+(?:leader|chief|boss|manager|minister|secretary|spokesman|spokeswoman|analyst|"
+                          r"economist|executive|chairman|chairwoman|president|director|striker|midfielder|defender|"
+                          r"goalkeeper|keeper|player|actor|actress|singer|rapper|presenter|editor|founder|owner|"
+                          r"official|chancellor|MP|MEP)s?\b")
 # Heads that ask for a town, which a country's name does not answer.
 _SETTLEMENTS = {"city", "town", "village", "capital"}
 _COUNTRY_ABBREVIATIONS = {"UK", "US", "USA", "UAE", "EU", "U.S", "U.K"}
@@ -585,6 +668,12 @@ _COMPANY_HEADS = {"company", "firm", "business", "manufacturer", "maker", "carma
 _PUBLIC_BODY = re.compile(r"\b(?:Ministry|Department|Government|Council|Commission|Parliament|Congress|Police|"
                           r"Court)\b")
 _MONTH_NUMBER = {m.lower()[:3]: f"{i:02d}" for i, m in enumerate(MONTHS, start=1)}
+# What a date span must hold to answer a question about its year, month or day.
+_HAS_UNIT = {"year": re.compile(r"\b(?:1[5-9]|20)\d{2}s?\b"),
+             "month": re.compile(r"\b(?:" + "|".join(m[:3] for m in MONTHS) + r")"),
+             "day": re.compile(r"\b\d{1,2}(?:st|nd|rd|th)?\b(?!\d)(?:(?!\b(?:1[5-9]|20)\d{2}\b).)*\b(?:"
+                               + "|".join(m[:3] for m in MONTHS) + r")|\b(?:" + "|".join(m[:3] for m in MONTHS)
+                               + r")[a-z]*\.?\s\d{1,2}\b")}
 # Character distance at which a focus word counts half as near as one next to the span.
 _NEAR_CHARS = 30.0
 
@@ -651,10 +740,16 @@ def _is_new(span: TypedSpan, asked: str, asked_words: set[str]) -> bool:
     if phrase in asked:
         return False
     if span.kind in _NAMES:
+        # A possessive run says what its last part says: "France's Suez" is news only if "Suez" is.
+        phrase = re.split(r"'s\s+", phrase)[-1]
         words = [w.removesuffix("'s") for w in _ASKED_WORD.findall(phrase) if len(w) > 2]
         # New when most of its words are new: "Kazakhstan's Ministry of Water" is not news to a
-        # question about Kazakhstan's water, "Taalaibek Ibraev" is.
-        return not words or sum(w not in asked_words for w in words) * 2 >= len(words)
+        # question about Kazakhstan's water, "Taalaibek Ibraev" is; nor is a word that only adds an ending to
+        # an asked one ("Gibraltarians" to a question about Gibraltar).
+        # The parts of a hyphenated question word are asked too ("Suez-owned").
+        asked_parts = asked_words | {p for a in asked_words if "-" in a for p in a.split("-")}
+        old = [w in asked_parts or any(len(a) >= 5 and w.startswith(a) for a in asked_parts) for w in words]
+        return not words or sum(not o for o in old) * 2 >= len(words)
     return True
 
 
@@ -672,6 +767,14 @@ def _constraint_misses(question: Question, title: str, text: str) -> tuple[float
 
 
 _DOTTED = re.compile(r"\b(?:[A-Z]\.){2,}")
+
+
+_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z][a-z'’-]+")
+
+
+def lower_words(text: str) -> frozenset[str]:
+    """The words `text` writes in lower case: one of them that opens a sentence capitalised is no name."""
+    return frozenset(_LOWER_WORD.findall(text))
 
 
 def _undot(text: str) -> str:

@@ -5,7 +5,9 @@ over the question words, and capitalisation for names):
 
 - `answer_type`: one of `ANSWER_TYPES`, from the wh-phrase ("how much … worth"
   → money, "how old" → age, "which film" → work, "who" → person, "where did she
-  finish" → rank, "how often" → frequency, "why" → reason, ...);
+  finish" → rank, "how often" → frequency, "why" → reason, ...), or for a query
+  with no question word from a word for a kind it names ("Kanye West age?" → age,
+  "Ofcom chairman?" → person);
 - `focus`: the question's content words (lower case), which the answer
   sentence should mention and near which the answer should sit;
 - `years` and `entities`: explicit constraints. A year ("2024") or a named
@@ -66,7 +68,7 @@ _PERSON_NOUNS = (r"(?:person|man|woman|player|minister|judge|actor|actress|singe
                  r"churchman|prop|painter|celebrity|forward|fly-half|scrum-half|wing|centre|bishop|archbishop|"
                  r"cardinal|pope|patriarch|king|queen|prince|princess|sheikh|emir|rabbi|imam|campaigner|chef|photographer|"
                  r"dancer|pianist|violinist|conductor|novelist|poet)")
-_ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
+ORG_NOUNS = (r"(?:company|firm|bank|group|organi[sz]ation|club|team|side|party|band|agency|network|broadcaster|"
               r"studio|label|union|newspaper|paper|magazine|airline|carrier|retailer|chain|business|insurer|"
               r"operator|manufacturer|maker|supplier|body|charity|regulator|watchdog|government|court|channel|"
               r"website|site|brand|store|supermarket|conglomerate|giant|carmaker|developer|publisher|"
@@ -87,25 +89,41 @@ _RANK = re.compile(r"^\s*where\s+(?:did|does|do|will|would|has|have|had)\b.*\b(?
 # Head nouns whose answers are often named after a place.
 _PLACE_NAMED = {"club", "side", "team"}
 
+# The words between "what"/"which" and the noun that names the kind asked for: not a do-auxiliary or a
+# modal, after which the noun is the subject, not what is asked ("What did the judge rule ...?" asks for
+# no judge, "What has the film cost?" for no film); a copula is ("What is the capital of ...?").
+_FILLER = r"(?:(?!(?:did|does|do|has|have|had|will|would|could|can|should|might|may|must)\b)\w+\s+)"
+
 _RULES: list[tuple[str, re.Pattern]] = [
     ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b|\bhow\s+many\s+times\s+(?:a|an|per|each|every)\b", _I)),
-    ("score", re.compile(r"\bby\s+what\s+(?:margin|score)\b|\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
+    ("score", re.compile(r"\bby\s+what\s+(?:margin|score|majority)\b|"
+                         r"\bwhat\s+(?:was|is)\s+the\s+(?:[\w'’-]+\s+){0,3}majority\b|"
+                         r"\bwhat\s+(?:was|is)\s+the\s+(?:final\s+)?(?:score|margin)\b|"
                          r"\bwhat\s+(?:score|margin)\b", _I)),
     ("reason", re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:caused|causes|is\s+behind|was\s+behind|led\s+to)\b",
                           _I)),
     ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion|fraction)\b|"
                            r"\bby\s+what\s+(?:percentage|percent)\b|\bhow\s+much\s+of\b|\bper\s?cent\b|"
+                           # A rate is a share ("the unemployment rate", "what rate of inflation"), but for an
+                           # exchange rate.
+                           r"\b(?:what|which)\s+(?:(?:is|was|were|are|will\s+be)\s+)?(?:the\s+)?(?:[\w'’-]+\s+){0,5}?"
+                           r"(?<!exchange\s)rate\b|"
                            r"\bhow\s+(?:fast|quickly)\b.*\b(?:grow|growing|rise|rising|expand|fall|shrink)", _I)),
-    ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b", _I)),
+    ("age", re.compile(r"\bhow\s+old\b|\bwhat\s+age\b|\bat\s+what\s+age\b|\bage\s+(?:was|is|did)\b|"
+                       r"^\s*what\s+(?:is|was)\s+.*(?:['’]s?|\bhis|\bher)\s+age\b|^\s*what\s+(?:is|was)\s+the\s+age\s+of\b", _I)),
     ("duration", re.compile(r"\bhow\s+long\s+(?:did|does|do|has|have|had|will|would|is\s+\w+'?s?\s+(?:new\s+)?"
                             r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay)|was\s+the\s+(?:\w+\s+)?"
                             r"(?:ban|sentence|break|ovation|delay|wait|term|stay|contract|standing))|"
-                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon)\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
+                            r"\bfor\s+how\s+long\b|\bhow\s+(?:quickly|soon|early)\b|\bhow\s+much\s+longer\b|\bhow\s+many\s+(?:years|months|weeks|days|hours|minutes|"
                             r"decades)\b|\bwhat\s+(?:period|length\s+of\s+time)\b|\bhow\s+long\s+a\b|"
+                            r"\bhow\s+long\s+(?:is|was|will\s+be)\s+(?:the|a|an|its|his|her|their)\s+(?:[\w'’-]+\s+){0,4}?"
+                            r"(?:contract|deal|ban|sentence|break|term|stay|wait|delay|suspension|absence|strike|"
+                            r"lay-off|holiday|tour|spell)\b|"
                             r"\b(?:waiting\s+time|how\s+much\s+time)\b|\bhow\s+long\b.*\b(?:last|lasts|lasted|run|ran|take|took|"
                             r"serve|served|stay|stayed|wait|spend|spent|remain|continue)\b", _I)),
-    ("date", re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:year|date|day|month|decade|century)\b|"
+    ("date", re.compile(r"^\s*when\b|\bwhen\s*\?\s*$|\b(?:what|which)\s+(?:years?|dates?|days?|months?|weeks?|weekends?|decades?|century|centuries)\b|"
                         r"\bin\s+what\s+year\b|\bsince\s+when\b|\bup\s+to\s+when\b|\buntil\s+when\b|"
+                        r"^\s*what\s+(?:is|was|are|were)\s+the\s+(?:[\w'’-]+\s+){0,2}(?:dates?|year|day|month)\s+(?:of|for)\b|"
                         r"\bsince\s+what\b", _I)),
     ("money", re.compile(r"\bhow\s+much\b.*\b(?:cost|costs|worth|pay|paid|earn|earned|make|made|spend|spent|"
                          r"raise|raised|profit|profits|loss|losses|revenue|sales|fine|fined|owe|owes|debt|"
@@ -120,33 +138,48 @@ _RULES: list[tuple[str, re.Pattern]] = [
                             r"wicket|line|file|cubic|square|gigawatt|megawatt)|"
                             r"\bwhat\s+(?:\w+\s+)?(?:level|speed|time|distance|size|height|capacity|volume|weight|"
                             r"download\s+speed)\b|\bat\s+what\s+level\b|\bby\s+how\s+much\b", _I)),
-    ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b", _I)),
-    ("work", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_WORK_NOUNS}\b|"
+    ("number", re.compile(r"\bhow\s+many\b|\bwhat\s+(?:number|level)\b|\bwhat\s+(?:position|place|rank)\b|"
+                          r"\bwhat\s+(?:is|was|were)\s+the\s+(?:[\w'’-]+\s+)?(?:population|attendance|crowd|turnout|"
+                          r"death\s+toll|toll)\b", _I)),
+    ("work", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{_WORK_NOUNS}\b|"
                         r"\bwhat\s+(?:is|was)\s+the\s+(?:name|title)\s+of\s+(?:the\s+)?(?:\w+\s+){0,4}" + _WORK_NOUNS +
                         r"|\bwhat\s+is\s+the\s+.*\b(?:documentary|film|album|book|show)\b.*\bcalled\b", _I)),
     ("place", re.compile(rf"^\s*where\b|\b(?:in|at|to|from)\s+(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|"
-                         rf"\b(?:what|which)\s+(?:\w+\s+){{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
-    ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_PERSON_NOUNS}\b|"
-                          r"\bwho\b|\bname\s+of\s+the\s+\w+\b", _I)),
-    ("organisation", re.compile(rf"\b(?:what|which)\s+(?:\w+\s+){{0,3}}{_ORG_NOUNS}\b", _I)),
+                         rf"\b(?:what|which)\s+{_FILLER}{{0,2}}{_PLACE_NOUNS}\b|\bwhere\b", _I)),
+    ("person", re.compile(rf"^\s*(?:who|whom|whose)\b|\b(?:what|which)\s+{_FILLER}{{0,3}}{_PERSON_NOUNS}\b|"
+                          rf"\bwho\b|\bname\s+of\s+the\s+(?:\w+\s+){{0,2}}{_PERSON_NOUNS}\b", _I)),
+    ("organisation", re.compile(rf"\b(?:what|which)\s+{_FILLER}{{0,3}}{ORG_NOUNS}\b", _I)),
 ]
 # "Which company..." must win over "which ... chief" (org nouns before person nouns when the noun is the head).
 # The head noun after "which"/"what": the last listed noun among the next few words, before the verb.
-_HEAD_WINDOW = re.compile(r"^\s*(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+# A leading clause may come first ("Before joining Tarnside, which club ...").
+_HEAD_WINDOW = re.compile(r"^\s*(?:[^,?]{1,60},\s*)?(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which|name\s+the)\s+"
+                          r"((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
+_COPULA_NAME = re.compile(r"^(?:(?:is|was|are|were)\s+(?:the\s+|a\s+|an\s+)?)?(?:(?:name|title)\s+of\s+(?:the\s+|a\s+|an\s+)?)?",
+                          _I)
+# A question that does not start with its question word may ask in place ("... is showing at which theatre?").
+_WH_FIRST = re.compile(r"^\s*(?:who|whom|whose|what|which|where|when|why|how)\b", _I)
+_IN_SITU = re.compile(r"\b(?:(?:in|at|to|from|for|with|by|on)\s+)?(?:what|which)\s+((?:[\w'’&-]+\s+){0,5}[\w'’&-]+)", _I)
 # "Who is Kyrgyzstan's energy minister?", "Who is the chief executive of Barclays?": the person noun asked for.
 _WHO_HEAD = re.compile(rf"^\s*who\s+(?:is|was|are|were|will\s+be|became|becomes)\s+(?:the\s+)?"
                        rf"(?:[\w'’-]+\s+){{0,3}}?(?:new\s+|former\s+|current\s+)?{_PERSON_NOUNS.replace('(?:', '(', 1)}\b", _I)
 # A measure after the listed noun makes the noun a modifier: "what reservoir level", "which club record".
 _MEASURE_AFTER = re.compile(r"\s+(?:level|levels|price|prices|rate|rates|amount|number|size|cost|value|share|"
                             r"capacity|height|length|record|total|figure|score|age|fee|budget|revenue|profit)\b", _I)
+# The noun owns the measure asked for ("What was the Bank of England's base rate ...").
+_OWNED_MEASURE = re.compile(r"(?:\s+of\s+[\w'’-]+)?['’]s?\s+(?:[\w-]+\s+)?" + _MEASURE_AFTER.pattern.removeprefix(r"\s+"), _I)
 _HEAD_STOP = re.compile(r"\b(?:is|was|were|are|did|does|do|has|have|had|will|would|could|can|should|might)\b", _I)
-_HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{_ORG_NOUNS}\b", _I)),
+# Any noun for a kind of thing asked for (a person's, an organisation's, a place's, a work's).
+KIND_NOUN = re.compile(rf"{_WORK_NOUNS}|{ORG_NOUNS}|{_PLACE_NOUNS}|{_PERSON_NOUNS}", _I)
+_HEADS = [("work", re.compile(rf"\b{_WORK_NOUNS}\b", _I)), ("organisation", re.compile(rf"\b{ORG_NOUNS}\b", _I)),
           ("place", re.compile(rf"\b{_PLACE_NOUNS}\b", _I)), ("person", re.compile(rf"\b{_PERSON_NOUNS}\b", _I))]
 # "Who speaks for the campaign?" asks for its spokesman ("X, a spokesman for the campaign").
 _SPEAKS_FOR = re.compile(r"^\s*who\s+(?:speaks|spoke|is\s+speaking)\s+for\b", _I)
 _WHO_ORG = re.compile(rf"^\s*who\s+(?:bought|owns|runs|makes|made|sponsors|publishes|acquired|took over|"
                       r"broadcasts|organises|operates)\b", _I)
-_MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|price|pay|paid|earn|earned|"
+# "Who runs Barclays as its chief executive?" asks for a person, whatever "runs" asks for alone.
+_AS_PERSON = re.compile(rf"\bas\s+(?:its|their|the|his|her|a|an)?\s*(?:[\w'’-]+\s+)?{_PERSON_NOUNS}\b", _I)
+_MONEY_WORDS = re.compile(r"\b(?:cost|costs|worth|sales|budget|charge|profits?|loss|losses|price|pay|paid|earn|earned|"
                           r"revenue|turnover|dividend|fine|salary|debt|owe|compensation|spend|spent)\b", _I)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _COUNTED = re.compile(r"\bhow\s+many\s+([a-z][\w-]+)(?:\s+([a-z][\w-]+))?", _I)
@@ -176,12 +209,31 @@ class Question:
     tense: str | None = None
     # The nationalities the question gives the thing asked for ("turkish" in "Which Turkish firm ...").
     nations: tuple[str, ...] = ()
+    # The part of a date asked for: "year" ("In what year ..."), "month" or "day" ("On what date ..."), else None.
+    date_unit: str | None = None
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
         if self.head in _PLACE_NAMED and kind in ("place", "name"):
             return 0.8  # "Which club ...": clubs and teams are named after their towns ("from Northampton")
         return ACCEPTS[self.answer_type].get(kind, 0.0)
+
+
+# A query with no question word ("Kanye West age?", "Ofcom chairman?", "Firefox 1.0 release date?"): the kind
+# asked for is named by a word for it, or by the last noun for a kind of thing.
+_ANY_WH = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", _I)
+_TELEGRAPHIC = (("age", re.compile(r"\bage\b", _I)),
+                ("date", re.compile(r"\b(?:dates?|year|day|month)\b", _I)),
+                ("number", re.compile(r"\b(?:number|total|count)\s+of\b", _I)),
+                ("percent", re.compile(r"\b(?:percentage|per\s?cent|proportion)\b", _I)),
+                ("money", _MONEY_WORDS))
+
+
+def _telegraphic(question: str) -> str | None:
+    """The kind a query without a question word names by a word for it ("... age?"), else None."""
+    if _ANY_WH.search(question):
+        return None
+    return next((kind for kind, cue in _TELEGRAPHIC if cue.search(question)), None)
 
 
 def _typed_head(question: str) -> tuple[str, str] | None:
@@ -193,11 +245,31 @@ def _typed_head(question: str) -> tuple[str, str] | None:
         return "person", who.group(1).lower()
     if _SPEAKS_FOR.match(q):
         return "person", "spokesman"
+    if not _ANY_WH.search(q):
+        if _telegraphic(q):
+            return None
+        # "Ofcom chairman?", "Barclays chief executive name?": the last noun for a kind of thing.
+        nouns = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(q))
+        return (nouns[-1][2], q[nouns[-1][0]:nouns[-1][1]].lower()) if nouns else None
     head = _HEAD_WINDOW.match(q)
-    if not head or re.search(r"\b(?:how|when)\b", q, _I) or _MONEY_WORDS.search(head.group(1)):
+    if not head and not _WH_FIRST.match(q):
+        head = _IN_SITU.search(q)  # "Mary Poppins is showing at which theatre?"
+    if not head or re.search(r"\b(?:how|when)\b", q, _I):
         return None
-    window = _HEAD_STOP.split(head.group(1))[0]
-    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window))
+    # "What is the venue of ...", "What is the name of the theatre ...": the noun after the copula and "name of".
+    lead = q[head.start(1):]
+    rest = _COPULA_NAME.sub("", lead)
+    definite = bool(re.search(r"\bthe\b", lead[:len(lead) - len(rest)], _I))
+    if _MEASURE_AFTER.match(" " + rest) or re.match(r"(?:[\w'’-]+\s+)?(?:date|year|day|month)s?\s+of\b", rest, _I):
+        # "What is the age of Everton's striker ...", "What was the release date of the phone?": an age, a
+        # date is asked for, not a striker or a phone.
+        return None
+    window = _HEAD_STOP.split(" ".join(rest.split()[:6]).rstrip("?.!"))[0]
+    # A noun that owns another after "the" is no head ("What is the firm's new chief executive called?"), but
+    # "Which party's candidate ...?" asks for the party.
+    found = sorted((m.start(), m.end(), kind) for kind, pattern in _HEADS for m in pattern.finditer(window)
+                   if not (re.match(r"['’]s?\b", window[m.end():m.end() + 2])
+                           and (definite or re.search(r"\bthe\b", window[:m.start()], _I))))
     if not found:
         return None
     # The first listed noun, or the next one when it follows directly ("Rugby Union chairman").
@@ -205,8 +277,10 @@ def _typed_head(question: str) -> tuple[str, str] | None:
     for later in found[1:]:
         if later[0] <= noun[1] + 1:
             noun = later
-    if _MEASURE_AFTER.match(window, noun[1]):
-        return None  # "At what reservoir level ...": a level is asked for, not a reservoir
+    if _MONEY_WORDS.search(window[:noun[0]]):
+        return None  # "What price did the firm pay ...": money is asked for, whatever noun follows
+    if _MEASURE_AFTER.match(window, noun[1]) or _OWNED_MEASURE.match(window, noun[1]):
+        return None  # "At what reservoir level ...", "the Bank of England's base rate": a level, a rate is asked for
     return noun[2], window[noun[0]:noun[1]].lower()
 
 
@@ -219,15 +293,19 @@ def head_noun(question: str) -> str | None:
 def answer_type(question: str) -> str:
     """The expected answer type of `question` (one of `ANSWER_TYPES`)."""
     q = question.strip()
-    if _WHO_ORG.search(q):
+    telegraphic = _telegraphic(q)
+    if telegraphic:
+        return telegraphic
+    if _WHO_ORG.search(q) and not _AS_PERSON.search(q):
         return "organisation"
     if _RANK.search(q):
         return "rank"
     typed = _typed_head(q)
     if typed:
         return typed[0]
-    if re.match(r"^\s*(?:what|how\s+much)\b", q, _I) and _MONEY_WORDS.search(q) and not _RULES[0][1].search(q):
-        return "money"
+    if (re.match(r"^\s*what\b", q, _I) or re.search(r"\bhow\s+(?:much|big|large)\b", q, _I)) and _MONEY_WORDS.search(q) \
+            and not _RULES[0][1].search(q):
+        return "money"  # "What did it earn?", "It reported a profit of how much?"
     for kind, pattern in _RULES:
         if pattern.search(q):
             return kind
@@ -241,7 +319,10 @@ def analyse(question: str) -> Question:
                                 if w.lower() not in STOPWORDS and len(w) > 1))
     years = tuple(dict.fromkeys(_YEAR.findall(question)))
     entities = []
-    for start, end in _names(question):
+    # "Britain, Spain and Gibraltar": each name of a list is a constraint of its own (an article that names
+    # both need not write "Spain and Gibraltar").
+    runs = [(s, e) for start, end in _names(question) for s, e in _listed(question, start, end)]
+    for start, end in runs:
         name = question[start:end].strip()
         if start == 0 or question[start - 1] in "\"“(":
             # The question's first word is capitalised anyway; keep it only if it is part of a longer name.
@@ -256,7 +337,31 @@ def analyse(question: str) -> Question:
         entities.append(name)
     nations = tuple(dict.fromkeys(w.lower() for w in words if w[0].isupper() and w.lower() in NATIONALITIES))
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
-                    head_noun(question), counted_noun(question), measures(question), tense(question), nations)
+                    head_noun(question), counted_noun(question), measures(question), tense(question), nations,
+                    date_unit(question))
+
+
+_DATE_UNITS = (("year", re.compile(r"\b(?:what|which)\s+years?\b", _I)),
+               ("month", re.compile(r"\b(?:what|which)\s+months?\b", _I)),
+               ("day", re.compile(r"\b(?:what|which)\s+(?:dates?|days?)\b", _I)))
+
+
+def date_unit(question: str) -> str | None:
+    """The part of a date the question asks for (see `Question.date_unit`)."""
+    return next((unit for unit, words in _DATE_UNITS if words.search(question)), None)
+
+
+_AND = re.compile(r"[^\S\n]+(?:and|&)[^\S\n]+")
+
+
+def _listed(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The names that "and" joins in the name run `text[start:end]`, or the run itself."""
+    parts, at = [], start
+    for m in _AND.finditer(text, start, end):
+        parts.append((at, m.start()))
+        at = m.end()
+    parts.append((at, end))
+    return parts
 
 
 # Words that say what a quantity measures, by `indexer.query.spans.UNIT_MEASURES` name.

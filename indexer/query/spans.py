@@ -78,7 +78,7 @@ _AGE = re.compile(
     re.IGNORECASE,
 )
 _DATE = re.compile(
-    rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}\s?[-–]\s?)?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
+    rf"(?:\b(?:{_DAY},?\s)?(?:\d{{1,2}}(?:\s?[-–]\s?|\s(?:to|and)\s))?\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH}(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?(?:\s?[-–]\s?\d{{1,2}})?(?:,?\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:{'|'.join(MONTHS)})(?:\s(?:19|20)\d{{2}})?\b"
     rf"|\b(?:1[5-9]|20)\d{{2}}s?\b)",
@@ -125,12 +125,16 @@ _PATTERNS = (
 # Not the digits of an ordinal ("the 8th Congress" counts nothing).
 _NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
+# Words ending in "s" after a number that are no counted noun ("Powerbook 100 has been chosen").
+_NOT_COUNTED = {"has", "was", "is", "does", "goes", "says", "its", "his", "this", "thus", "as", "us", "plus", "less",
+                "across", "perhaps", "whereas", "unless", "always", "sometimes", "was", "makes", "takes", "gives",
+                "comes", "becomes", "remains", "seems", "means", "needs", "wants", "gets"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
 # Words of a name are separated by spaces, never by a line break (a paragraph ends a name).
 _NAME = re.compile(
     r"(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?)(?:[^\S\n]+(?:(?:of|de|del|della|di|da|du|des|dos|van|von|der|le|la|al|bin|&|and|the|on|for|in)"
-    r"[^\S\n]+)?(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b))*"
+    r"[^\S\n]+)?(?:[A-Z][\w’'.-]*[\w]|[A-Z]\.?|\d+\b(?![-–]\d)))*"
 )
 # Inner words that join two names rather than make one ("Oliver Letwin and Tim Yeo", "Championships in
 # St Etienne"): each side is also a span of its own.
@@ -202,7 +206,8 @@ there here then so yet also however although though mr mrs ms miss dr prof presi
 chancellor secretary chairman chief boss judge mp mps mr. mrs. dr. last next this monday tuesday wednesday thursday
 friday saturday sunday january february march april may june july august september october november december
 meanwhile but both all some many most one two three four five six seven eight nine ten according despite
-under over about speaking writing analysts experts officials critics during""".split())
+under over about speaking writing analysts experts officials critics during more less fewer only even just
+around nearly almost""".split())
 _WHEN_WORDS = {w.lower() for w in MONTHS} | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
                                               "sunday"}
 _TITLE_PERSON = re.compile(
@@ -294,8 +299,10 @@ class TypedSpan:
     text: str
 
 
-def typed_spans(text: str) -> list[TypedSpan]:
-    """Every typed span of `text` (overlapping spans of different kinds are all kept)."""
+def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> list[TypedSpan]:
+    """Every typed span of `text` (overlapping spans of different kinds are all kept). `common`: words the
+    article writes in lower case; one of them that opens the sentence starts no name ("Sales rose",
+    "Oil prices fell")."""
     found: list[TypedSpan] = []
 
     def add(kind: str, start: int, end: int) -> None:
@@ -315,7 +322,8 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for m in (_NUMBER.finditer(text) if numeric else ()):
         noun = m.group("noun")
         end = m.end()
-        if noun and not (noun.endswith("s") or noun in _COUNTED_IRREGULAR) or (noun and noun.lower() in STARTERS):
+        if noun and not (noun.endswith("s") or noun in _COUNTED_IRREGULAR) or (noun and noun.lower() in STARTERS) or \
+                (noun and noun.lower() in _NOT_COUNTED):
             end = m.start("noun")
         if re.fullmatch(r"(?:19|20)\d{2}", m.group(0)[:4]) and (end - m.start() == 4):
             continue  # a bare year is a date, not a count
@@ -327,16 +335,13 @@ def typed_spans(text: str) -> list[TypedSpan]:
     for m in (_REASON.finditer(text) if _REASON_CUE.search(text) else ()):
         add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
-        add("work", m.start(1), m.end(1))
-    for start, end in _names(text):
-        kind = name_kind(text, start, end)
-        first = re.match(r"\S+[^\S\n]+", text[start:end])
-        if first and (bare(first.group(0).strip()) in DEMONYMS and kind != "organisation"
-                      or _LOCATED.fullmatch(first.group(0).strip())):
-            # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
-            # whole is an organisation's name ("European Bank for Reconstruction and Development").
-            start += first.end()
-            kind = name_kind(text, start, end)
+        if _title_like(m.group(1)):
+            add("work", m.start(1), m.end(1))
+    quoted = [(t.start, t.end) for t in found if t.kind == "work"]
+    for start, end in _names(text, common):
+        if any(s <= start and end <= e for s, e in quoted):
+            continue  # the words of a quoted title are that title ("We Are The World" names no person)
+        start, kind = _trimmed(text, start, end)
         if text[start:end].lower() in DEMONYMS:
             kind = "nationality"
         add(kind, start, end)
@@ -350,7 +355,9 @@ def typed_spans(text: str) -> list[TypedSpan]:
                 listed = []
             parts = listed + [p for s, e in listed or [(start, end)] for p in _parts(text, s, e, _POSSESSIVE)]
         for part_start, part_end in parts:
-            add(name_kind(text, part_start, part_end), part_start, part_end)
+            # Each part as a run of its own: "Barclays and California-based Wells Fargo".
+            part_start, part_kind = _trimmed(text, part_start, part_end)
+            add(part_kind, part_start, part_end)
         titles = list(TITLE_INSIDE.finditer(text, start, end))
         if titles and titles[-1].end() < end:
             # The person follows the last title ("Metropolitan Police Commissioner Sir Ian Blair"); an
@@ -360,7 +367,36 @@ def typed_spans(text: str) -> list[TypedSpan]:
                                   and titles[-2].end() == last.start()) else last.end()
             if text[at].isupper():  # "Minister of Economy" names no one after its title
                 add("person", at, end)
-    return found
+    # A number that ends a name is part of it, not a count ("Apple Powerbook 100", "Channel 4").
+    named = [(t.start, t.end) for t in found if t.kind in ("person", "organisation", "place", "work", "name", "event")
+             and " " in t.text]
+    return [t for t in found if t.kind != "number" or not any(s <= t.start and t.end == e for s, e in named)]
+
+
+_TITLE_SMALL = {"a", "an", "the", "of", "and", "in", "on", "at", "to", "for", "with", "from", "by", "or", "is", "de"}
+
+
+def _title_like(quote: str) -> bool:
+    """Whether a quoted phrase reads as a title ("No More Mr Nasty", "Salt and Silence"): most of its words
+    capitalised. Quoted speech ("It has got to change itself a bit") is no work's name."""
+    words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", quote) if w.lower() not in _TITLE_SMALL]
+    return not words or sum(w[0].isupper() for w in words) * 2 >= len(words)
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, str]:
+    """The start and the kind of the name run `text[start:end]` without a nationality or a company's seat in front."""
+    kind = name_kind(text, start, end)
+    first = re.match(r"\S+[^\S\n]+", text[start:end])
+    if first and (bare(first.group(0).strip()) in NATIONALITIES and kind not in ("organisation", "work")
+                  or _LOCATED.fullmatch(first.group(0).strip())):
+        # A nationality before a name is not part of it ("Argentine Juan Ignacio Chela"), unless the
+        # whole is an organisation's name ("European Bank for Reconstruction and Development") or a
+        # work's title ("the album, Irish Skies"); a region or a faith is part of the name ("Northern
+        # Ireland", "Western Australia", "Christian Wilkins"). "Pennsylvania-based Wabtec": the seat is no
+        # part of the company's name.
+        start += first.end()
+        kind = name_kind(text, start, end)
+    return start, kind
 
 
 def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> list[tuple[int, int]]:
@@ -376,13 +412,19 @@ def _parts(text: str, start: int, end: int, joiners: re.Pattern = _JOINERS) -> l
     return [(s, e) for s, e in parts if e - s >= 2 and text[s].isupper()]
 
 
-def _names(text: str) -> list[tuple[int, int]]:
-    """Runs of capitalised words, minus sentence-starting function words and titles."""
+def _names(text: str, common: frozenset[str] | set[str] = frozenset()) -> list[tuple[int, int]]:
+    """Runs of capitalised words, minus sentence-starting function words and titles, and minus a first word
+    of the sentence that is in `common` (words written in lower case elsewhere: "Sales", "Inflation")."""
     spans = []
+    opening = len(text) - len(text.lstrip(" \t\n\"“‘'(")) if common else -1
     for m in _NAME.finditer(text):
         words = list(re.finditer(r"\S+", m.group(0)))
         # Drop leading words that only start a sentence or are titles ("The", "Mr", "President").
-        while words and bare(words[0].group(0)) in STARTERS:
+        while words and (bare(words[0].group(0)) in STARTERS or (
+                m.start() + words[0].start() == opening and words[0].group(0).lower() in common
+                and (len(words) == 1 or not words[1].group(0)[0].isupper()))):
+            # (A common word that opens the sentence before another capitalised one may be a first name:
+            # "Bill Gates", "Will Young".)
             words.pop(0)
         # A day, month or year after "on" or "in" ends the name: "a deal with Granite Kenya on Monday".
         if len(words) >= 3 and words[-2].group(0) in ("on", "in") and (
