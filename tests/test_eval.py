@@ -127,12 +127,35 @@ def test_qa_evaluation_on_the_shipped_corpus(searcher):
     assert metrics["false_abstentions"] == 0.0, report.failures()
 
 
+def test_qa_report_counts_the_answers_article_apart_from_the_searchs_top_article():
+    """The answer can come from the right article when search ranks another first (and the reverse); an
+    abstention comes from no article."""
+    from indexer.evaluate.harness import QAItem, QAOutcome, QAReport
+
+    item = QAItem("Who runs the Fictional Rail Company?", None, "Ada Quill", True, article_ids=("rail-2",))
+    outcomes = [
+        QAOutcome(item, "Rail fares rise", "Ada Quill runs it.", 0.9, {}, None, top_article_id="rail-1",
+                  answer_article_id="rail-2", span="Ada Quill"),
+        QAOutcome(item, "Rail boss named", "Ada Quill runs it.", 0.9, {}, None, top_article_id="rail-2",
+                  answer_article_id="rail-3", span="Ada Quill"),
+        QAOutcome(item, "Rail boss named", None, 0.1, {}, "low confidence", top_article_id="rail-2"),
+        QAOutcome(QAItem("Who won in 2031?", None, None, False), "Rail fares rise", None, 0.1, {}, "low"),
+    ]
+    report = QAReport("made-up.jsonl", "hybrid", outcomes, 0.5)
+    metrics = report.metrics()
+    assert metrics["top1_article_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["answer_article_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["sentence_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["short_answer_accuracy"] == pytest.approx(1 / 3)
+    assert "| answer from the right article | 0.333 |" in report.table()
+
+
 def test_cli_eval_qa(news_index_dir, capsys):
     from service.cli import main
 
     assert main(["eval", "--qa", str(QA_SET), "--index", str(news_index_dir), "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_accuracy", "sentence_accuracy",
+    assert set(body["metrics"]) == {"top1_article_accuracy", "answer_article_accuracy", "answer_accuracy", "sentence_accuracy",
                                     "short_answer_accuracy", "abstention_accuracy", "false_abstentions"}
     assert len(body["outcomes"]) == len((QA_SET).read_text().strip().splitlines())
 

@@ -398,6 +398,9 @@ class QAOutcome:
 
     @property
     def from_right_article(self) -> bool:
+        """The answer (not an abstention) comes from the article that answers (by id, else by title)."""
+        if not self.item.answerable or self.answer is None:
+            return False
         if self.item.article_ids:
             return self.answer_article_id in self.item.article_ids
         return self.answer_title == self.item.title
@@ -487,6 +490,9 @@ class QAReport:
         sentence = share(sum(o.answer_ok for o in ans), len(ans))
         return {
             "top1_article_accuracy": share(sum(o.article_ok for o in ans), len(ans)),
+            # The answer's own article (the answerer chooses among several articles' candidates, so this is
+            # not bounded by the search's top-1 above, and it bounds short-answer accuracy).
+            "answer_article_accuracy": share(sum(o.from_right_article for o in ans), len(ans)),
             "answer_accuracy": sentence,
             "sentence_accuracy": sentence,
             "short_answer_accuracy": share(sum(o.span_ok for o in ans), len(ans)),
@@ -500,6 +506,7 @@ class QAReport:
         rows = [
             "| metric | value | over |", "|---|---:|---|",
             f"| right article at rank 1 | {m['top1_article_accuracy']:.3f} | {ans} answerable questions |",
+            f"| answer from the right article | {m['answer_article_accuracy']:.3f} | {ans} answerable questions |",
             f"| sentence accuracy | {m['sentence_accuracy']:.3f} | {ans} answerable questions |",
             f"| short-answer accuracy | {m['short_answer_accuracy']:.3f} | {ans} answerable questions |",
             f"| abstention accuracy | {m['abstention_accuracy']:.3f} | {una} unanswerable questions |",
