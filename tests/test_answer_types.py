@@ -863,7 +863,7 @@ def test_the_name_right_after_the_questions_verb_is_its_object():
 
 
 def test_only_a_question_about_its_verbs_object_takes_the_name_after_the_verb():
-    from indexer.query.answer import _WH_OBJECT
+    from indexer.query.question import _WH_OBJECT
 
     assert _WH_OBJECT.match("Who will Ana Sole meet in the Tarnside final?")
     assert _WH_OBJECT.match("Which company did Tarnside Mining buy?")

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.query.highlight import QUESTION_WORDS, QueryTerms, word_similarity
-from indexer.query.question import KIND_NOUN, ORG_NOUNS, STOPWORDS, Question, analyse
+from indexer.query.question import LOWER_WORD, ORG_NOUNS, Question, analyse
 from indexer.query.search import DEFAULT_MODE, Searcher, span_citation, validate_k
 from indexer.query.spans import (LOCATED_BEFORE, MONTHS, NATIONALITIES, TITLE_INSIDE, TypedSpan, bare, same_nation,
                                  typed_spans, unit_measure)
@@ -485,12 +485,6 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
     spans = typed_spans(text, common)
     ends = {(t.kind, t.end) for t in spans}
     asks_source = bool(_ASKS_SOURCE.search(question.text))
-    # The question's lower-case content words (its verb and nouns, not its names or the kind asked for).
-    # (Only when the question asks for the object of its verb: "Who will Taylor Dent meet?", not "Which
-    # celebrity was voted out?", whose answer is the verb's subject.)
-    relation = {stem(w) for w in re.findall(r"(?<![\w'’-])[a-z][a-z'’-]+", question.text)
-                if w not in STOPWORDS and len(w) > 2 and not KIND_NOUN.fullmatch(w.removesuffix("s"))} \
-        if _WH_OBJECT.match(question.text) else set()
     for span in spans:
         fit = question.accepts(span.kind)
         if fit <= 0 or not _is_new(span, asked, asked_words):
@@ -552,8 +546,9 @@ def _typed(question: Question, text: str, asked: str, asked_words: set[str], foc
             # by the title it starts with. A person is not named after the kind of person asked for: "I'm A
             # Celebrity" is a show.
             bonus = _APPOSITION
-        if relation and question.answer_type in ("person", "organisation", "work") and span.kind in _NAMES and any(
-                stem(w.lower()) in relation for w in _ASKED_WORD.findall(text[max(0, span.start - 25):span.start])[-3:]):
+        if question.relation and question.answer_type in ("person", "organisation", "work") and span.kind in _NAMES \
+                and any(stem(w.lower()) in question.relation
+                        for w in _ASKED_WORD.findall(text[max(0, span.start - 25):span.start])[-3:]):
             # "Who will Taylor Dent meet?": "Dent will meet Swede Joachim Johansson" - the name right after a
             # word of the question that is no name (the relation asked about) is its object.
             bonus = max(bonus, _LOCATIVE_BONUS)
@@ -635,10 +630,6 @@ _TITLED = re.compile(r"((?:[\w'’-]+[^\S\n]+){1,3})" + TITLE_INSIDE.pattern + r
 _POSSESSOR = re.compile(r"[A-Z][\w-]*(?:[^\S\n]+[A-Z][\w-]*)*['’]s[^\S\n]+$")
 _POSSESSED = re.compile(r"['’]s[^\S\n]+[A-Z]")
 _OWNER = re.compile(r"['’]s?[^\S\n]")
-# A question that asks for the object of its verb: the question word, an auxiliary, then the verb's subject.
-_WH_OBJECT = re.compile(r"^\s*(?i:who|whom|which\s+[\w-]+(?:\s+[\w-]+)?|what\s+[\w-]+(?:\s+[\w-]+)?)\s+"
-                        r"(?i:did|does|do|will|would|can|could|should|has|have|had|might|must)\s+"
-                        r"(?:(?i:the|a|an|his|her|their|its|he|she|they|it)\b|[A-Z])")
 # What a possessive right after a name owns: its next three words ("Kolo Toure's late goal").
 _OWNS = re.compile(r"['’]s[^\S\n]+((?:[\w-]+[^\S\n]+){0,2}[\w-]+)")
 # Head nouns of places whose names carry them ("Prince Edward Theatre", "Ili River"): a name without the
@@ -769,12 +760,9 @@ def _constraint_misses(question: Question, title: str, text: str) -> tuple[float
 _DOTTED = re.compile(r"\b(?:[A-Z]\.){2,}")
 
 
-_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z][a-z'’-]+")
-
-
 def lower_words(text: str) -> frozenset[str]:
     """The words `text` writes in lower case: one of them that opens a sentence capitalised is no name."""
-    return frozenset(_LOWER_WORD.findall(text))
+    return frozenset(LOWER_WORD.findall(text))
 
 
 def _undot(text: str) -> str:

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 
 from indexer.query.spans import DEMONYMS, NATIONALITIES, TITLE_INSIDE, _names
+from indexer.store.bm25 import stem
 
 ANSWER_TYPES = ("number", "money", "percent", "quantity", "date", "duration", "age", "person", "organisation",
                 "place", "work", "rank", "frequency", "reason", "score", "other")
@@ -211,6 +212,9 @@ class Question:
     nations: tuple[str, ...] = ()
     # The part of a date asked for: "year" ("In what year ..."), "month" or "day" ("On what date ..."), else None.
     date_unit: str | None = None
+    # The stemmed lower-case content words (its verb and nouns, not its names or the kind asked for) of a
+    # question that asks for the object of its verb ("Who will Taylor Dent meet?"), else empty (`relation`).
+    relation: frozenset[str] = frozenset()
 
     def accepts(self, kind: str) -> float:
         """How well a span of `kind` answers this question (0 = not at all)."""
@@ -338,7 +342,24 @@ def analyse(question: str) -> Question:
     nations = tuple(dict.fromkeys(w.lower() for w in words if w[0].isupper() and w.lower() in NATIONALITIES))
     return Question(question, answer_type(question), focus, years, tuple(dict.fromkeys(entities)),
                     head_noun(question), counted_noun(question), measures(question), tense(question), nations,
-                    date_unit(question))
+                    date_unit(question), relation(question))
+
+
+# A lower-case word (apostrophes and hyphens inside it), not the tail of a longer one.
+LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z][a-z'’-]+")
+# A question that asks for the object of its verb: the question word, an auxiliary, then the verb's subject.
+_WH_OBJECT = re.compile(r"^\s*(?i:who|whom|which\s+[\w-]+(?:\s+[\w-]+)?|what\s+[\w-]+(?:\s+[\w-]+)?)\s+"
+                        r"(?i:did|does|do|will|would|can|could|should|has|have|had|might|must)\s+"
+                        r"(?:(?i:the|a|an|his|her|their|its|he|she|they|it)\b|[A-Z])")
+
+
+def relation(question: str) -> frozenset[str]:
+    """See `Question.relation`: only when the question asks for the object of its verb ("Who will Taylor
+    Dent meet?"), not its subject ("Which celebrity was voted out?")."""
+    if not _WH_OBJECT.match(question):
+        return frozenset()
+    return frozenset(stem(w) for w in LOWER_WORD.findall(question)
+                     if w not in STOPWORDS and len(w) > 2 and not KIND_NOUN.fullmatch(w.removesuffix("s")))
 
 
 _DATE_UNITS = (("year", re.compile(r"\b(?:what|which)\s+years?\b", _I)),

@@ -127,7 +127,7 @@ _NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<nou
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
 # Words ending in "s" after a number that are no counted noun ("Powerbook 100 has been chosen").
 _NOT_COUNTED = {"has", "was", "is", "does", "goes", "says", "its", "his", "this", "thus", "as", "us", "plus", "less",
-                "across", "perhaps", "whereas", "unless", "always", "sometimes", "was", "makes", "takes", "gives",
+                "across", "perhaps", "whereas", "unless", "always", "sometimes", "makes", "takes", "gives",
                 "comes", "becomes", "remains", "seems", "means", "needs", "wants", "gets"}
 
 # Capitalised words in a row, allowing inner "of", "de", "and", "&", "the" and initials ("George W Bush").
