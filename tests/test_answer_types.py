@@ -182,6 +182,19 @@ def test_a_question_about_a_year_the_archive_does_not_cover_abstains(made_up):
     ("The sitcom ran for three series on Channel 5.", "duration", "three series"),
     # A list of organisations' names is split; a nationality after "and" is no part of the name before it.
     ("Bids came from Corran Group and Kenya's Tamu Group and Irish rivals.", "organisation", "Corran Group"),
+    # The fourth pass (general typing rules).
+    # A region is part of a place's name, unlike a nationality before a person's.
+    ("The ferry sails to Northern Tarnside twice a day.", "place", "Northern Tarnside"),
+    ("The firm moved its mines to Western Vellmoor and South Tarnside.", "place", "Western Vellmoor"),
+    # A work's title may start with a nationality.
+    ("The band's new album, Irish Skies, sold well.", "work", "Irish Skies"),
+    # A number that ends a name is part of it; a score's first digits are not.
+    ("The Vellmoor Phone 300 has been chosen.", "name", "Vellmoor Phone 300"),
+    ("Tarnside beat Vellmoor 2-0 on Sunday.", "name", "Vellmoor"),
+    # A day range written with "to" or "and" is one date.
+    ("The Tarnside regatta runs from 14 to 29 May.", "date", "14 to 29 May"),
+    # A part of a run after "and" loses a company's seat as the whole run does.
+    ("A tie-up of Corran and Tarnside-based Kestrel Rail was mooted.", "organisation", "Kestrel Rail"),
 ])
 def test_typed_spans_from_the_error_analysis(text, kind, phrase):
     from indexer.query.spans import typed_spans
@@ -619,27 +632,6 @@ def test_without_a_span_of_the_kind_asked_for_the_next_articles_are_read_whole(t
 
 
 # --- the fourth pass: general typing and choice rules (issue 12) -----------------------------------
-
-@pytest.mark.parametrize("text,kind,phrase", [
-    # A region is part of a place's name, unlike a nationality before a person's.
-    ("The ferry sails to Northern Tarnside twice a day.", "place", "Northern Tarnside"),
-    ("The firm moved its mines to Western Vellmoor and South Tarnside.", "place", "Western Vellmoor"),
-    # A work's title may start with a nationality.
-    ("The band's new album, Irish Skies, sold well.", "work", "Irish Skies"),
-    # A number that ends a name is part of it; a score's first digits are not.
-    ("The Vellmoor Phone 300 has been chosen.", "name", "Vellmoor Phone 300"),
-    ("Tarnside beat Vellmoor 2-0 on Sunday.", "name", "Vellmoor"),
-    # A day range written with "to" or "and" is one date.
-    ("The Tarnside regatta runs from 14 to 29 May.", "date", "14 to 29 May"),
-    # A part of a run after "and" loses a company's seat as the whole run does.
-    ("A tie-up of Corran and Tarnside-based Kestrel Rail was mooted.", "organisation", "Kestrel Rail"),
-])
-def test_typed_spans_fourth_pass(text, kind, phrase):
-    from indexer.query.spans import typed_spans
-
-    spans = typed_spans(text)
-    assert any(s.kind == kind and s.text == phrase and text[s.start:s.end] == phrase for s in spans), spans
-
 
 def test_a_common_word_that_opens_a_sentence_starts_no_name():
     from indexer.query.answer import lower_words
