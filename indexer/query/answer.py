@@ -21,7 +21,8 @@
    question (the packaged model is trained on question-answer pairs) is added for the
    `AnswerWeights.embedded` best candidates, embedded in one batch: it costs about 12 ms a
    sentence on 2 cores and moved the BBC held-out accuracy by one question in 92, so the
-   shipped weights embed none (see `EMBEDDED_CANDIDATES`);
+   shipped weights embed none (see `EMBEDDED_CANDIDATES`). Stored at indexing time it would cost
+   nothing per query, but on every candidate it answered fewer questions, not more (README);
 4. picks the short answer (`Answer.span`): the best typed span in the chosen sentence;
 5. computes the confidence: a logistic model of the search's signals, the best
    candidate's score, its type match and the constraint misses (a question's year that

@@ -20,10 +20,13 @@ spans are numbers, amounts and capitalised names, which regular expressions
 find in a fraction of a millisecond per sentence (an answer's ~25 sentences cost a few
 milliseconds; the whole answer measured 19.5 ms against 27.6 ms for the search on the BBC
 index at load 3), whereas a transformer NER model costs about as much per sentence as
-embedding it (~12 ms on 2 cores), far over the answer's budget (15 ms above the search),
-and spaCy's models are not on PyPI as packages. No NER library was measured for accuracy. The rules misjudge some names (a person's name read as a place); the
-scorer then counts a name of unsure kind at half weight, and the fitted weights
-(`answer_weights.json`) absorb the rest.
+embedding it (~12 ms on 2 cores), far over the answer's budget (15 ms above the search).
+spaCy's small CNN pipeline, measured with `bench/answer_options.py`, costs ~190 ms of CPU per
+question over its candidate sentences and answers fewer questions, not more: taking a name's kind
+from its entity lost 5 sentences of the BBC fitting half's 94, adding its entities as spans lost one
+short answer (README, "Answers on real news"). The rules misjudge some names (a person's name
+read as a place); the scorer then counts a name of unsure kind at half weight, and the fitted
+weights (`answer_weights.json`) absorb the rest.
 """
 
 from __future__ import annotations
