@@ -80,6 +80,14 @@ def test_question_analysis_finds_the_constraints():
     ("The guest was Patriarch Boris of Tarnside and All Vellmoor.", "person", "Patriarch Boris of Tarnside"),
     ("The prize will be given once every two years.", "frequency", "once every two years"),
     ("The summit is held twice a year.", "frequency", "twice a year"),
+    # Capitals do not hide a kind: the gates read the text in lower case, and a unit's own capitals
+    # ("MW") are lowered in the gate too.
+    ("The new turbine adds 300 MW to the grid.", "quantity", "300 MW"),
+    ("SALES ROSE 20 PER CENT LAST YEAR.", "percent", "20 PER CENT"),
+    ("She came FIFTH in the final.", "ordinal", "FIFTH"),
+    ("The fund holds Two Million Pounds.", "money", "Two Million Pounds"),
+    ("Output stalled DUE TO heavy snow in the north.", "reason", "heavy snow in the north"),
+    ("The Ban Will Last Four Years.", "duration", "Four Years"),
 ])
 def test_typed_spans(text, kind, phrase):
     from indexer.query.spans import typed_spans

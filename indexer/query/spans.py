@@ -106,7 +106,7 @@ _REASON = re.compile(r"\b(?:due\s+to|because(?:\s+of)?|owing\s+to|as\s+a\s+resul
                      r"blamed\s+on|amid)\s+((?:[^\s,.;:!?()“”\"]+\s+){0,11}[^\s,.;:!?()“”\"]+)", re.IGNORECASE)
 # A score or a margin: "6-1", "27-22", "eight to one".
 _SCORE = re.compile(rf"\b(?:\d{{1,3}}\s?[-–]\s?\d{{1,3}}|{_WORDNUM}\sto\s{_WORDNUM})\b(?![-–]\d)", re.IGNORECASE)
-_NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b", re.IGNORECASE)
+_NUMERIC_ANCHOR = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b")  # on lower-case text
 _PATTERNS = (
     ("money", _MONEY, re.compile(rf"[$£€¥]|\dp\b|\b{_CURRENCY_WORD}\b", re.IGNORECASE)),
     ("percent", _PERCENT, re.compile(r"%|per\s?cent|percent", re.IGNORECASE)),
@@ -122,6 +122,24 @@ _PATTERNS = (
     ("frequency", _FREQUENCY, re.compile(r"\b(?:once|twice|times|every|annually|yearly|monthly|weekly|daily|"
                                          r"fortnightly|quarterly|biennially|hourly)\b", re.IGNORECASE)),
 )
+
+
+def _on_lower_case(gate: re.Pattern) -> re.Pattern:
+    """`gate` without IGNORECASE, for text already in lower case: `re` runs a case-sensitive alternation
+    of words two to five times faster (the gates were half of `typed_spans`' time). Only the pattern's
+    literal capitals change ("kWh"), not its escapes ("\\S")."""
+    if not gate.flags & re.IGNORECASE:
+        return gate
+    return re.compile(re.sub(r"(?<!\\)[A-Z]", lambda m: m.group(0).lower(), gate.pattern),
+                      gate.flags & ~re.IGNORECASE)
+
+
+# Each pattern's gate, and whether it reads the lower-case text (the case-sensitive gates, month and day
+# names, read the text itself).
+_GATES = tuple((kind, pattern, _on_lower_case(gate), bool(gate.flags & re.IGNORECASE))
+               for kind, pattern, gate in _PATTERNS)
+_REASON_GATE = _on_lower_case(_REASON_CUE)
+
 # Not the digits of an ordinal ("the 8th Congress" counts nothing).
 _NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
 _COUNTED_IRREGULAR = {"people", "men", "women", "children", "staff", "police", "cattle", "sheep", "fish", "aircraft"}
@@ -313,9 +331,11 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
 
     # Each pattern runs only when a cheap scan finds its anchor: the number-word alternatives make
     # the full patterns slow, and most sentences hold no amount at all.
-    numeric = bool(_NUMERIC_ANCHOR.search(text))
-    for kind, pattern, gate in _PATTERNS:
-        if (numeric or kind in ("date", "day", "duration", "ordinal", "frequency")) and gate.search(text):
+    lower = text.lower()
+    numeric = bool(_NUMERIC_ANCHOR.search(lower))
+    for kind, pattern, gate, on_lower in _GATES:
+        if (numeric or kind in ("date", "day", "duration", "ordinal", "frequency")) and \
+                gate.search(lower if on_lower else text):
             for m in pattern.finditer(text):
                 add(kind, m.start(), m.end())
     specific_end = len(found)
@@ -332,7 +352,7 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     specific = [(t.start, t.end) for t in found[:specific_end]]
     found = [t for t in found if t.kind != "number" or not any(s < t.end and t.start < e for s, e in specific
                                                                  if (s, e) != (t.start, t.end))]
-    for m in (_REASON.finditer(text) if _REASON_CUE.search(text) else ()):
+    for m in (_REASON.finditer(text) if _REASON_GATE.search(lower) else ()):
         add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
         if _title_like(m.group(1)):
