@@ -455,6 +455,24 @@ def test_the_answer_may_come_from_the_best_articles_unretrieved_text(long_answer
     assert not retrieved.start <= result.answer.span.start < retrieved.end
 
 
+def test_the_second_articles_unretrieved_text_gives_candidates_too(long_answerer):
+    # The mining article ranks first and holds an age ("Helena Marsh, 52"), so nothing sends the answerer
+    # deeper; the keeper's age sits in the second article, outside its retrieved lead.
+    from indexer.query.question import analyse
+
+    searcher = long_answerer.searcher
+    query = "How old is Corwin Blake, the Tarnside lighthouse keeper?"
+    hits = searcher.search("Vellmoor Mining Helena Marsh Corwin Blake keeper Tarnside", k=10).hits
+    mining = next(h for h in hits if h.citation.article_id == "mining")
+    lead = next(h for h in hits if h.citation.article_id == "keeper" and h.citation.start == 0)
+    assert "61" not in lead.text
+    candidates = long_answerer._candidates(query, searcher.query_terms(query), analyse(query), [mining, lead])
+    assert any(c.hit.citation.article_id == "mining" and c.span is not None and c.span.text == "52"
+               for c in candidates)
+    unretrieved = [c for c in candidates if c.hit.citation.article_id == "keeper" and c.features["unretrieved"]]
+    assert any(c.span is not None and c.span.text == "61" for c in unretrieved), [c.text for c in unretrieved]
+
+
 def test_candidates_carry_the_word_similarity_of_the_spans_sentence(made_up):
     # "earnings" shares no stem with "profit", but their wordpiece vectors are close: the profit sentence
     # matches the question better by the `words` feature than the sentence about workers.

@@ -5,7 +5,7 @@
 1. analyses the question (`indexer.query.question.analyse`): the expected answer
    type, the focus words, and the years and names it asks about;
 2. takes as candidates the sentences, and adjacent sentence pairs, of the top
-   passages of several articles (`ANSWER_PASSAGES`), and of the best article's text
+   passages of several articles (`ANSWER_PASSAGES`), and of the two best articles' text
    that none of them holds (`WHOLE_ARTICLES`; the next articles' too, `DEEPER_ARTICLES`,
    when no candidate holds a span that fits the question well);
 3. scores each candidate with the fitted linear combination of `CANDIDATE_FEATURES`:
@@ -69,9 +69,11 @@ CANDIDATE_FEATURES = ("cosine", "cover", "span_cover", "words", "head", "context
 # that search ranks first often answers in a paragraph that no top passage holds ("Mr X, 57, ..." three
 # paragraphs after the one that matches the question's words). Those candidates carry the article's
 # best passage's retrieval score and rank, and the `unretrieved` feature. With the first article only,
-# the BBC fitting half and news-qa scored as with the first two, and the answer's own work (after the
-# search) took 13 ms at the median instead of 19 (7 ms without any; load 2.5 on 2 cores).
-WHOLE_ARTICLES = 1
+# the BBC fitting half and news-qa once scored as with the first two, for 13 ms of the answer's own work
+# at the median instead of 19 (load 2.5). With the sixth pass's rules the first two answer one more
+# question of CHECK (the second article's rest names Gazprom's boss) and lose none on DEV, news-qa or
+# seven rewordings of DEV; the first three lose two rewordings. Reading the second article costs ~4 ms.
+WHOLE_ARTICLES = 2
 # When no candidate holds a span that fits the question well (`STRONG_FIT`), the unretrieved text of this
 # many more articles also gives candidates.
 DEEPER_ARTICLES = 2
