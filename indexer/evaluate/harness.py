@@ -408,7 +408,7 @@ class QAOutcome:
     @property
     def span_ok(self) -> bool:
         """Short-answer accuracy: the span equals or contains the expected answer, from the right article."""
-        return (self.item.answerable and self.span is not None and self.from_right_article
+        return (self.from_right_article and self.span is not None
                 and _norm(self.item.answer) in _norm(self.span))
 
     @property
