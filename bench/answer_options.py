@@ -139,13 +139,12 @@ def typing_agreement(items, searcher: Searcher, ner: CachedNer) -> dict:
     for item in items:
         if not item.answerable or item.type not in ("person", "organisation", "place", "work") or not item.article_ids:
             continue
-        text = searcher.index.article(item.article_ids[0]).text
-        if not text or item.answer not in text:
+        article = searcher.index.article(item.article_ids[0])
+        at = article.text.find(item.answer)
+        if at < 0 or not article.paragraphs:
             continue
-        at = text.index(item.answer)
-        start = text.rfind("\n\n", 0, at) + 2 if "\n\n" in text[:at] else 0
-        end = text.find("\n\n", at) if "\n\n" in text[at:] else len(text)
-        paragraph, a0 = text[start:end], at - start
+        start, end = article.paragraphs[article.paragraph_at(at)]
+        paragraph, a0 = article.text[start:end], at - start
         a1 = a0 + len(item.answer)
         rule_kinds = {t.kind for t in typed_spans(paragraph) if t.start < a1 and a0 < t.end}
         ner_kinds = {NER_KINDS.get(label) for s, e, label in ner(paragraph) if s < a1 and a0 < e}
@@ -156,7 +155,7 @@ def typing_agreement(items, searcher: Searcher, ner: CachedNer) -> dict:
     return counts
 
 
-def ner_cost(answerer: Answerer, questions: list[str], ner) -> dict:
+def ner_cost(answerer: Answerer, questions: list[str], nlp) -> dict:
     """NER CPU ms per question over the distinct sentences of the answerer's candidates."""
     per_question = []
     for question in questions:
@@ -165,7 +164,7 @@ def ner_cost(answerer: Answerer, questions: list[str], ner) -> dict:
         texts = list(dict.fromkeys(s for c in considered.candidates for s in (c.sentences or (c.text,))))
         t = time.process_time()
         for text in texts:
-            ner.nlp(text)
+            nlp(text)
         per_question.append(((time.process_time() - t) * 1000, len(texts)))
     return {"questions": len(per_question),
             "sentences_per_question": round(statistics.mean(n for _, n in per_question), 1),
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "abstention_accuracy", "false_abstentions")}
         report["ner"] = {"model": f"{nlp.meta.get('name')} {nlp.meta.get('version')}",
                          "typing": typing_agreement(items, searcher, ner), "accuracy": accuracy,
-                         "cost": ner_cost(Answerer(searcher), questions, CachedNer(nlp))}
+                         "cost": ner_cost(Answerer(searcher), questions, nlp)}
     report["load_average_after"] = load_average()
     text = json.dumps(report, indent=2)
     print(text)
