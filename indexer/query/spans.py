@@ -101,7 +101,7 @@ _FREQUENCY = re.compile(
 )
 # A cause: the words after "due to", "because of", ... up to the clause's end, at most twelve words ("blackouts
 # due to critically low water levels at the dam").
-_REASON_CUE = re.compile(r"\b(?:due|because|owing|result|thanks|caused|blamed|amid)\b", re.IGNORECASE)
+_REASON_CUE = re.compile(r"\b(?:due|because|owing|result|thanks|caused|blamed|amid)\b")  # on lower-case text
 _REASON = re.compile(r"\b(?:due\s+to|because(?:\s+of)?|owing\s+to|as\s+a\s+result\s+of|thanks\s+to|caused\s+by|"
                      r"blamed\s+on|amid)\s+((?:[^\s,.;:!?()“”\"]+\s+){0,11}[^\s,.;:!?()“”\"]+)", re.IGNORECASE)
 # A score or a margin: "6-1", "27-22", "eight to one".
@@ -138,7 +138,6 @@ def _on_lower_case(gate: re.Pattern) -> re.Pattern:
 # names, read the text itself).
 _GATES = tuple((kind, pattern, _on_lower_case(gate), bool(gate.flags & re.IGNORECASE))
                for kind, pattern, gate in _PATTERNS)
-_REASON_GATE = _on_lower_case(_REASON_CUE)
 
 # Not the digits of an ordinal ("the 8th Congress" counts nothing).
 _NUMBER = re.compile(rf"(?:\b{_NUM}(?!\d|(?:st|nd|rd|th)\b){_SCALE}?(?:\s(?P<noun>[a-z][a-z-]+))?)", re.IGNORECASE)
@@ -352,7 +351,7 @@ def typed_spans(text: str, common: frozenset[str] | set[str] = frozenset()) -> l
     specific = [(t.start, t.end) for t in found[:specific_end]]
     found = [t for t in found if t.kind != "number" or not any(s < t.end and t.start < e for s, e in specific
                                                                  if (s, e) != (t.start, t.end))]
-    for m in (_REASON.finditer(text) if _REASON_GATE.search(lower) else ()):
+    for m in (_REASON.finditer(text) if _REASON_CUE.search(lower) else ()):
         add("reason", m.start(1), m.end(1))
     for m in _QUOTED.finditer(text):
         if _title_like(m.group(1)):
